@@ -1,0 +1,196 @@
+"""The preprocess step: posters in, validated, decoded once, de-duplicated, split, stored."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import functools
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from poster_ml import CLASS_NAMES
+from poster_ml.config import PreprocessConfig
+from poster_ml.dataset import PreparedData
+from poster_ml.dedup import difference_hash, duplicate_groups
+from poster_ml.images import PosterError, decode_poster
+from poster_ml.errors import DatasetError
+from poster_ml.sources import Candidate, Listing, Reject, list_csv_source, list_folder_source
+from poster_ml.splits import SPLITS, grouped_stratified_split
+from poster_ml.synthetic import write_synthetic_posters
+
+SERIAL_BELOW = 200  # Fewer posters than this decode faster in-process than in a pool.
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoded:
+    sha256: str
+    dhash: int
+    reject: Reject | None
+
+
+def list_inputs(config: PreprocessConfig) -> Listing:
+    """Lists the candidate posters of whichever layout `config.source` names."""
+    if config.source == "synthetic":
+        raw = Path(config.out) / "synthetic"
+        if raw.exists():
+            shutil.rmtree(raw)
+        labels_csv = write_synthetic_posters(raw, config.count, config.seed, config.label_noise)
+        return list_csv_source(labels_csv, raw / "images")
+    source = Path(config.source)
+    if source.is_dir():
+        return list_folder_source(source)
+    if source.is_file() or source.suffix.lower() == ".csv":
+        if not config.images:
+            raise DatasetError("a labels CSV needs --images DIR, the folder of its posters")
+        return list_csv_source(source, Path(config.images))
+    raise DatasetError(f"no such source: {config.source} (give 'synthetic', a labels CSV or a folder)")
+
+
+def decode_file(path: Path, size: int, max_pixels: int, reduced_decode: bool) -> tuple[str, int, np.ndarray | None, str, str]:
+    """Reads and decodes one poster; returns (sha256, dhash, pixels or None, reason, detail)."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return "", 0, None, "unreadable file", str(error)
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        pixels = decode_poster(data, size, max_pixels=max_pixels, reduced_decode=reduced_decode)
+    except PosterError as error:
+        return digest, 0, None, error.reason, str(error)
+    return digest, difference_hash(pixels), pixels, "", ""
+
+
+def decode_all(candidates: list[Candidate], config: PreprocessConfig, staging: np.ndarray) -> list[Decoded]:
+    """Decodes every candidate on all cores, writing pixels into `staging` as they come."""
+    decode = functools.partial(decode_file, size=config.size, max_pixels=config.max_pixels, reduced_decode=config.reduced_decode)
+    workers = config.workers or os.cpu_count() or 1
+    paths = [candidate.path for candidate in candidates]
+    progress = functools.partial(tqdm, total=len(paths), desc="decoding posters", unit="poster")
+    if workers == 1 or len(paths) < SERIAL_BELOW:
+        results = progress(map(decode, paths))
+        return _collect(results, candidates, staging)
+    # Spawned workers import only this light module, never a parent's TensorFlow state.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        results = progress(pool.map(decode, paths, chunksize=32))
+        return _collect(results, candidates, staging)
+
+
+def _collect(results, candidates: list[Candidate], staging: np.ndarray) -> list[Decoded]:
+    decoded = []
+    for index, (digest, dhash, pixels, reason, detail) in enumerate(results):
+        if pixels is not None:
+            staging[index] = pixels
+        reject = Reject(candidates[index].source, reason, detail) if reason else None
+        decoded.append(Decoded(digest, dhash, reject))
+    return decoded
+
+
+def prepare(config: PreprocessConfig) -> PreparedData:
+    """Runs the whole step and writes the prepared dataset to `config.out`."""
+    out_dir = Path(config.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    listing = list_inputs(config)
+    candidates = listing.candidates
+    staging_path = out_dir / "staging.npy"
+    staging = np.lib.format.open_memmap(staging_path, mode="w+", dtype=np.uint8, shape=(max(1, len(candidates)), config.size, config.size, 3))
+    try:
+        decoded = decode_all(candidates, config, staging)
+        rejects = write_rejects(listing.rejects + [d.reject for d in decoded if d.reject is not None], out_dir)
+        accepted = [i for i, d in enumerate(decoded) if d.reject is None]
+        if not accepted:
+            raise DatasetError(f"no poster was accepted out of {listing.inputs} inputs; reasons in {out_dir / 'rejects.csv'}")
+        manifest = build_manifest([candidates[i] for i in accepted], [decoded[i] for i in accepted], config)
+        write_shards(manifest, staging, accepted, out_dir)
+    finally:
+        del staging
+        staging_path.unlink(missing_ok=True)
+    manifest_bytes = manifest.to_csv(index=False, lineterminator="\n").encode()
+    (out_dir / "manifest.csv").write_bytes(manifest_bytes)
+    info = dataset_info(manifest, rejects, listing.inputs, config, hashlib.sha256(manifest_bytes).hexdigest())
+    (out_dir / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
+    return PreparedData(out_dir, manifest, info)
+
+
+def build_manifest(candidates: list[Candidate], decoded: list[Decoded], config: PreprocessConfig) -> pd.DataFrame:
+    labels = [c.label for c in candidates]
+    roots = duplicate_groups([d.sha256 for d in decoded], [d.dhash for d in decoded], config.near_duplicate_bits)
+    fractions = (config.train_fraction, config.validation_fraction, config.test_fraction)
+    splits = grouped_stratified_split(labels, roots, fractions, config.seed)
+    manifest = pd.DataFrame({
+        "id": [c.poster_id for c in candidates],
+        "source": [c.source for c in candidates],
+        "sha256": [d.sha256 for d in decoded],
+        "label": labels,
+        "class": [CLASS_NAMES[label] for label in labels],
+        "split": splits,
+        "group": [candidates[root].poster_id for root in roots],
+    })
+    for column in dict.fromkeys(key for c in candidates for key in c.extras):
+        manifest[column] = [c.extras.get(column, "") for c in candidates]
+    # Each split's shard holds its posters in manifest order; `row` is the index there.
+    manifest.insert(6, "row", manifest.groupby("split").cumcount())
+    return manifest
+
+
+def write_shards(manifest: pd.DataFrame, staging: np.ndarray, accepted: list[int], out_dir: Path, chunk: int = 256) -> None:
+    """Writes one uint8 .npy shard per split, which training reads a batch at a time."""
+    staging_index = np.array(accepted)
+    for split in SPLITS:
+        positions = np.flatnonzero(manifest["split"].to_numpy() == split)
+        shard = np.lib.format.open_memmap(out_dir / f"{split}.npy", mode="w+", dtype=np.uint8, shape=(len(positions), *staging.shape[1:]))
+        for start in range(0, len(positions), chunk):
+            rows = staging_index[positions[start : start + chunk]]
+            shard[start : start + len(rows)] = staging[rows]
+        shard.flush()
+        del shard
+
+
+def write_rejects(rejects: list[Reject], out_dir: Path) -> pd.DataFrame:
+    table = pd.DataFrame([dataclasses.asdict(r) for r in rejects], columns=["source", "reason", "detail"])
+    table = table.sort_values(["source", "reason"], kind="stable").reset_index(drop=True)
+    table.to_csv(out_dir / "rejects.csv", index=False, lineterminator="\n")
+    return table
+
+
+def dataset_info(manifest: pd.DataFrame, rejects: pd.DataFrame, inputs: int, config: PreprocessConfig, digest: str) -> dict:
+    counts = {
+        split: {name: int(((manifest["split"] == split) & (manifest["class"] == name)).sum()) for name in CLASS_NAMES}
+        for split in SPLITS
+    }
+    return {
+        "digest": digest,
+        "inputs": inputs,
+        "accepted": len(manifest),
+        "rejected": len(rejects),
+        "rejected_by_reason": dict(sorted(Counter(rejects["reason"]).items())),
+        "counts": counts,
+        "duplicate_groups": int((manifest.groupby("group").size() > 1).sum()),
+        "size": config.size,
+        "seed": config.seed,
+        "fractions": {"train": config.train_fraction, "validation": config.validation_fraction, "test": config.test_fraction},
+        "source": config.source,
+        "shards": {split: f"{split}.npy" for split in SPLITS},
+    }
+
+
+def summary_text(dataset: PreparedData) -> str:
+    """The summary the step prints: accepted and rejected by reason add up to the inputs."""
+    info = dataset.info
+    lines = [f"prepared {info['accepted']} of {info['inputs']} posters into {dataset.path} (digest {info['digest'][:12]})"]
+    for split, counts in info["counts"].items():
+        lines.append(f"  {split:<10} {sum(counts.values()):>6}  (fresh {counts['fresh']}, rotten {counts['rotten']})")
+    lines.append(f"  accepted   {info['accepted']:>6}")
+    lines.append(f"  rejected   {info['rejected']:>6}")
+    for reason, count in info["rejected_by_reason"].items():
+        lines.append(f"    {reason:<36} {count:>6}")
+    return "\n".join(lines)

@@ -1,0 +1,65 @@
+"""The main entry point: chains the steps as MLflow project runs, skipping unchanged ones.
+
+As in MLflow's multistep workflow example, each step is its own run of its own entry
+point; a step whose entry point, parameters and source commit match a finished run
+(and whose output is still in place) is not run again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+from mlflow.utils import mlflow_tags
+
+from poster_ml.config import WorkflowConfig
+from poster_ml.tracking import configure_tracking
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def previous_run(entry_point: str, parameters: dict[str, str], git_commit: str | None) -> mlflow.entities.Run | None:
+    """The latest finished run of `entry_point` with these parameters and source commit."""
+    client = MlflowClient()
+    experiment_id = mlflow.active_run().info.experiment_id
+    for run in client.search_runs([experiment_id], filter_string=f"tags.`{mlflow_tags.MLFLOW_PROJECT_ENTRY_POINT}` = '{entry_point}' and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"]):
+        if any(run.data.params.get(name) != str(value) for name, value in parameters.items()):
+            continue
+        if git_commit and run.data.tags.get(mlflow_tags.MLFLOW_GIT_COMMIT) != git_commit:
+            continue
+        return run
+    return None
+
+
+def run_step(entry_point: str, parameters: dict[str, object], force: bool, still_valid=lambda run: True) -> mlflow.entities.Run:
+    parameters = {name: str(value) for name, value in parameters.items()}
+    active = mlflow.active_run()
+    git_commit = MlflowClient().get_run(active.info.run_id).data.tags.get(mlflow_tags.MLFLOW_GIT_COMMIT)
+    if not force:
+        run = previous_run(entry_point, parameters, git_commit)
+        if run is not None and still_valid(run):
+            print(f"skipping {entry_point}: finished run {run.info.run_id} had the same inputs")
+            return run
+    print(f"running {entry_point} with {parameters}")
+    submitted = mlflow.projects.run(str(PROJECT_DIR), entry_point=entry_point, parameters=parameters, env_manager="local", experiment_id=active.info.experiment_id, synchronous=True)
+    return MlflowClient().get_run(submitted.run_id)
+
+
+def run_workflow(config: WorkflowConfig) -> None:
+    from poster_ml.dataset import load_prepared
+    from poster_ml.errors import PosterMLError
+
+    def dataset_unchanged(run: mlflow.entities.Run) -> bool:
+        try:
+            return load_prepared(config.data).digest == run.data.tags.get("dataset_digest")
+        except PosterMLError:
+            return False
+
+    configure_tracking()
+    with mlflow.start_run(run_name="main") as parent:
+        mlflow.set_tag("poster_ml.step", "main")
+        preprocess_parameters = {"source": config.source, "images": config.images, "count": config.count, "out": config.data}
+        preprocess = run_step("preprocess", preprocess_parameters, config.force, dataset_unchanged)
+        mlflow.set_tag("preprocess_run_id", preprocess.info.run_id)
+    print(f"main run {parent.info.run_id} finished")
