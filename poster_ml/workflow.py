@@ -7,6 +7,7 @@ point; a step whose entry point, parameters and source commit match a finished r
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import mlflow
@@ -24,7 +25,8 @@ def previous_run(entry_point: str, parameters: dict[str, str], git_commit: str |
     client = MlflowClient()
     experiment_id = mlflow.active_run().info.experiment_id
     for run in client.search_runs([experiment_id], filter_string=f"tags.`{mlflow_tags.MLFLOW_PROJECT_ENTRY_POINT}` = '{entry_point}' and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"]):
-        if any(run.data.params.get(name) != str(value) for name, value in parameters.items()):
+        # `mlflow run` logs string parameters as the shell-quoted text it substituted.
+        if any(run.data.params.get(name) not in (value, shlex.quote(value)) for name, value in parameters.items()):
             continue
         if git_commit and run.data.tags.get(mlflow_tags.MLFLOW_GIT_COMMIT) != git_commit:
             continue
