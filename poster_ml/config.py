@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 from typing import Any, TypeVar
 
@@ -49,20 +50,104 @@ class PreprocessConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    train_run: str = setting("latest", "train run whose variants to evaluate: a run id or 'latest'")
+    model_uri: str = setting("", "evaluate this one model instead (e.g. models:/poster-ml@champion)")
+    data: str = setting("", "prepared dataset; empty means the one the train run used")
+    bootstrap_samples: int = setting(1000, "bootstrap resamples for the 95 % intervals")
+    seed: int = setting(42, "seed of the bootstrap")
+    cam_posters: int = setting(8, "posters in each class-activation-map grid")
+    activations_variant: str = setting("inception_v3_finetune_aug", "variant whose intermediate activations are drawn")
+
+
+@dataclasses.dataclass(frozen=True)
+class RegisterConfig:
+    train_run: str = setting("latest", "train run whose best variant to register: a run id or 'latest'")
+    model_name: str = setting("poster-ml", "registered model name")
+    alias: str = setting("champion", "alias pointed at the new version")
+    require_gpu: bool = setting(True, "register only variants trained on a GPU")
+
+
+@dataclasses.dataclass(frozen=True)
 class WorkflowConfig:
+    profile: str = setting("quick", "training profile: 'quick' (a laptop, minutes) or 'full' (the study's settings)")
     source: str = setting("synthetic", "as for preprocess: 'synthetic', a labels CSV, or a class folder")
     images: str = setting("", "as for preprocess: the folder of posters named in a labels CSV")
     count: int = setting(1000, "as for preprocess: number of synthetic posters")
     data: str = setting("data/prepared", "folder of the prepared dataset")
+    require_gpu: bool = setting(False, "register only GPU-trained variants (the register step's own default is true)")
     force: bool = setting(False, "rerun every step even when a finished run had the same inputs")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """The study's augmentation, applied as one fused affine warp per image."""
+
+    rotation_degrees: float = setting(50.0, "largest random rotation, degrees")
+    zoom: float = setting(0.3, "random zoom in [1 - zoom, 1 + zoom] per axis")
+    width_shift: float = setting(0.2, "largest horizontal shift, as a share of the width")
+    height_shift: float = setting(0.2, "largest vertical shift, as a share of the height")
+    shear_degrees: float = setting(0.2, "largest shear angle in degrees (the study's ImageDataGenerator unit)")
+    horizontal_flip: bool = setting(True, "flip half of the images left to right")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Training settings; PROFILES hold the two starting points, `full` and `quick`."""
+
+    batch_size: int = setting(32, "images per batch")
+    max_epochs: int = setting(0, "cap on each variant's epochs from the study; 0 keeps them")
+    patience: int = setting(5, "epochs without improvement of the monitored metric before early stopping")
+    monitor: str = setting("val_loss", "validation metric that early stopping and checkpointing watch")
+    lr_patience: int = setting(3, "epochs without improvement of val_loss before the learning rate drops")
+    lr_factor: float = setting(0.1, "factor of each learning-rate drop")
+    weights: str = setting("imagenet", "pretrained bases: 'imagenet', 'none', or a path to a weights file")
+    dropout: float | None = setting(None, "dropout rate of every head; none keeps each variant's own")
+    unfreeze_blocks: int | None = setting(None, "top blocks of a pretrained base that train; none keeps each variant's own")
+    image_size: int = setting(224, "size of the synthetic default when train must prepare it")
+    synthetic_count: int = setting(2000, "posters of the synthetic default when train must prepare it")
+    steps_per_epoch: int | None = setting(None, "batches per epoch; none is the whole training split")
+    seed: int = setting(42, "seed of weights, shuffling and augmentation")
+    mixed_precision: bool = setting(True, "float16 compute on GPUs (never on the CPU)")
+    feature_cache: str = setting("", "folder of cached base features; empty means <data>/features")
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "full": {},
+    # A 2-core laptop trains all eight variants in minutes, offline.
+    "quick": {"image_size": 96, "synthetic_count": 800, "max_epochs": 6, "weights": "none", "patience": 3, "lr_patience": 2},
+}
+
+
+def train_config(profile: str, overrides: dict[str, Any]) -> TrainConfig:
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    return with_overrides(TrainConfig(), {**PROFILES[profile], **overrides})
+
+
+def split_overrides(overrides: dict[str, Any], *config_classes: type) -> list[dict[str, Any]]:
+    """Routes each override to the config class that has the setting; unknown ones are an error."""
+    routed: list[dict[str, Any]] = [{} for _ in config_classes]
+    for name, value in overrides.items():
+        owner = next((index for index, cls in enumerate(config_classes) if name in field_types(cls)), None)
+        if owner is None:
+            known = ", ".join(name for cls in config_classes for name in field_types(cls))
+            raise ConfigError(f"unknown setting {name!r}; known: {known}")
+        routed[owner][name] = value
+    return routed
 
 
 def field_types(config_class: type) -> dict[str, type]:
     return typing.get_type_hints(config_class)
 
 
-def coerce(name: str, value: Any, target: type) -> Any:
+def coerce(name: str, value: Any, target: Any) -> Any:
     """Converts a command-line or MLproject string to the field's type, strictly."""
+    if typing.get_origin(target) in (typing.Union, types.UnionType):
+        # Optional settings: 'none' (or nothing) means unset.
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        target = next(option for option in typing.get_args(target) if option is not type(None))
     if not isinstance(value, str):
         if target is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
@@ -110,7 +195,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
             f"--{field.name.replace('_', '-')}",
             dest=field.name,
             default=None,
-            metavar=field_types(config_class)[field.name].__name__.upper(),
+            metavar=field.name.upper(),
             help=f"{field.metadata.get('help', '')} (default: {field.default})",
         )
 

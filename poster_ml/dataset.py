@@ -13,7 +13,7 @@ from poster_ml.errors import DatasetError
 
 
 class ShardReader:
-    """Reads rows of a uint8 .npy shard with plain file reads.
+    """Reads rows of a .npy shard (pixels or cached features) with plain file reads.
 
     A memory map would keep every page it touched resident; reading a batch into a fresh
     buffer keeps memory at one batch, however large the shard.
@@ -21,8 +21,8 @@ class ShardReader:
 
     def __init__(self, path: Path):
         header = np.load(path, mmap_mode="r")
-        self.path, self.shape, self.offset = Path(path), header.shape, header.offset
-        self.row_bytes = int(np.prod(self.shape[1:]))
+        self.path, self.shape, self.offset, self.dtype = Path(path), header.shape, header.offset, header.dtype
+        self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
         del header
 
     def __len__(self) -> int:
@@ -30,7 +30,7 @@ class ShardReader:
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
-        batch = np.empty((len(rows), *self.shape[1:]), dtype=np.uint8)
+        batch = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
         with open(self.path, "rb", buffering=0) as file:
             if len(rows) and np.all(np.diff(rows) == 1):
                 file.seek(self.offset + int(rows[0]) * self.row_bytes)

@@ -59,3 +59,93 @@ def training_curves(history: pd.DataFrame, title: str) -> plt.Figure:
     figure.suptitle(title)
     figure.tight_layout()
     return figure
+
+
+def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str = "ROC curve") -> plt.Figure:
+    """One or more ROC curves: {name: (false positive rate, true positive rate, AUC)}."""
+    figure, axes = plt.subplots(figsize=(5.5, 5))
+    for name, (false_positive, true_positive, auc) in curves.items():
+        axes.plot(false_positive, true_positive, label=f"{name} (AUC {auc:.3f})")
+    axes.plot([0, 1], [0, 1], "k--", label="chance")
+    axes.set_xlabel("false positive rate")
+    axes.set_ylabel("true positive rate (fresh)")
+    axes.set_title(title)
+    axes.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def precision_recall_curve(recall: np.ndarray, precision: np.ndarray, average_precision: float, fresh_share: float) -> plt.Figure:
+    figure, axes = plt.subplots(figsize=(5.5, 5))
+    axes.plot(recall, precision, label=f"model (PR AUC {average_precision:.3f})")
+    axes.axhline(fresh_share, color="k", linestyle="--", label=f"chance ({fresh_share:.3f})")
+    axes.set_xlabel("recall (fresh)")
+    axes.set_ylabel("precision (fresh)")
+    axes.set_title("Precision-recall curve")
+    axes.legend(loc="lower left")
+    figure.tight_layout()
+    return figure
+
+
+def confusion_matrix(matrix: np.ndarray) -> plt.Figure:
+    """Counts with true classes as rows, predicted as columns."""
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    axes.imshow(matrix, cmap="Blues")
+    for (row, column), count in np.ndenumerate(matrix):
+        axes.text(column, row, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black", fontsize=14)
+    axes.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES)
+    axes.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title("Confusion matrix")
+    figure.tight_layout()
+    return figure
+
+
+def reliability_curve(mean_predicted: np.ndarray, fraction_fresh: np.ndarray, probabilities: np.ndarray) -> plt.Figure:
+    """Calibration: the observed share of fresh posters against the predicted probability."""
+    figure, (curve_axis, histogram_axis) = plt.subplots(2, 1, figsize=(5.5, 6), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    curve_axis.plot([0, 1], [0, 1], "k--", label="perfectly calibrated")
+    curve_axis.plot(mean_predicted, fraction_fresh, "o-", label="model")
+    curve_axis.set_ylabel("observed share of fresh")
+    curve_axis.set_title("Reliability curve")
+    curve_axis.legend(loc="upper left")
+    histogram_axis.hist(probabilities, bins=20, range=(0, 1), color="tab:gray")
+    histogram_axis.set_xlabel("predicted probability of fresh")
+    histogram_axis.set_ylabel("posters")
+    figure.tight_layout()
+    return figure
+
+
+def heatmap_grid(images: np.ndarray, maps: np.ndarray, captions: list[str], title: str, columns: int = 4) -> plt.Figure:
+    """Posters with their class activation maps over them (jet, alpha 0.5), as the study drew them."""
+    rows = max(1, -(-len(images) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 2.4, rows * 2.8), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, image, heat, caption in zip(axes.ravel(), images, maps, captions):
+        axis.imshow(image.astype(np.uint8))
+        axis.imshow(heat, cmap="jet", alpha=0.5, extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5), vmin=0, vmax=1)
+        axis.set_title(caption, fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def activation_grid(activations: np.ndarray, title: str, per_row: int = 16) -> plt.Figure:
+    """Every channel of one layer's activation, normalised as the study did, 16 per row."""
+    height, width, channels = activations.shape
+    rows = -(-channels // per_row)
+    canvas = np.zeros((rows * height, per_row * width), dtype=np.uint8)
+    for channel in range(channels):
+        values = activations[:, :, channel].astype(np.float64)
+        # The study's normalisation: minus mean, over std, times 64 plus 128, clipped.
+        values = (values - values.mean()) / (values.std() + 1e-5) * 64 + 128
+        row, column = divmod(channel, per_row)
+        canvas[row * height : (row + 1) * height, column * width : (column + 1) * width] = np.clip(values, 0, 255).astype(np.uint8)
+    figure, axes = plt.subplots(figsize=(per_row * 0.9, max(1.0, rows * 0.9 * height / width) + 0.6))
+    axes.imshow(canvas, cmap="viridis", aspect="auto")
+    axes.set_title(f"{title} ({channels} channels)")
+    axes.axis("off")
+    figure.tight_layout()
+    return figure

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from poster_ml import CLASS_NAMES
 from poster_ml.config import PreprocessConfig
-from poster_ml.dataset import PreparedData
+from poster_ml.dataset import PreparedData, load_prepared
 from poster_ml.dedup import difference_hash, duplicate_groups
 from poster_ml.images import PosterError, decode_poster
 from poster_ml.errors import DatasetError
@@ -194,3 +194,13 @@ def summary_text(dataset: PreparedData) -> str:
     for reason, count in info["rejected_by_reason"].items():
         lines.append(f"    {reason:<36} {count:>6}")
     return "\n".join(lines)
+
+
+def load_or_prepare_default(path: str, size: int, count: int, seed: int) -> PreparedData:
+    """The prepared dataset at `path`; when there is none, the synthetic default is prepared there."""
+    if (Path(path) / "dataset.json").is_file():
+        return load_prepared(path)
+    print(f"no prepared dataset in {path}: preparing {count} synthetic posters at {size} pixels first")
+    dataset = prepare(PreprocessConfig(source="synthetic", count=count, size=size, out=path, seed=seed))
+    print(summary_text(dataset))
+    return dataset

@@ -49,19 +49,26 @@ def run_step(entry_point: str, parameters: dict[str, object], force: bool, still
 
 
 def run_workflow(config: WorkflowConfig) -> None:
+    from poster_ml.config import train_config
     from poster_ml.dataset import load_prepared
     from poster_ml.errors import PosterMLError
 
-    def dataset_unchanged(run: mlflow.entities.Run) -> bool:
+    def same_dataset(run: mlflow.entities.Run) -> bool:
+        """A finished step counts only if the prepared data on disk is still what it used."""
         try:
             return load_prepared(config.data).digest == run.data.tags.get("dataset_digest")
         except PosterMLError:
             return False
 
+    image_size = train_config(config.profile, {}).image_size
     configure_tracking()
     with mlflow.start_run(run_name="main") as parent:
         mlflow.set_tag("poster_ml.step", "main")
-        preprocess_parameters = {"source": config.source, "images": config.images, "count": config.count, "out": config.data}
-        preprocess = run_step("preprocess", preprocess_parameters, config.force, dataset_unchanged)
-        mlflow.set_tag("preprocess_run_id", preprocess.info.run_id)
+        preprocess_parameters = {"source": config.source, "images": config.images, "count": config.count, "size": image_size, "out": config.data}
+        preprocess = run_step("preprocess", preprocess_parameters, config.force, same_dataset)
+        train = run_step("train", {"profile": config.profile, "data": config.data, "variants": "all", "overrides": ""}, config.force, same_dataset)
+        evaluate = run_step("evaluate", {"train_run": train.info.run_id}, config.force)
+        # A laptop has no GPU: by default main registers the best model whatever trained it.
+        register = run_step("register", {"train_run": train.info.run_id, "require_gpu": str(config.require_gpu).lower()}, config.force)
+        mlflow.set_tags({"preprocess_run_id": preprocess.info.run_id, "train_run_id": train.info.run_id, "evaluate_run_id": evaluate.info.run_id, "register_run_id": register.info.run_id})
     print(f"main run {parent.info.run_id} finished")

@@ -1,0 +1,64 @@
+"""Training images per second per variant at 224 px on in-memory synthetic batches.
+
+Meant for a GPU machine. It uses only Keras 3 and the variant definitions, so it runs on
+the JAX or PyTorch backend where TensorFlow is not installed:
+
+    KERAS_BACKEND=jax python benchmarks/bench_throughput.py [--steps 20] [--batch 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+# Only poster_ml.variants is imported: it needs Keras alone, where other modules need TensorFlow.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras
+import numpy as np
+
+from poster_ml.variants import VARIANTS, build_model
+
+
+def throughput(name: str, size: int, batch: int, steps: int, mixed: bool) -> tuple[float, float]:
+    keras.utils.clear_session()
+    keras.config.set_dtype_policy("mixed_bfloat16" if mixed else "float32")
+    variant = VARIANTS[name]
+    model = build_model(variant, size, weights="none")
+    optimizer = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}[variant.optimizer](variant.learning_rate)
+    model.compile(optimizer=optimizer, loss="binary_crossentropy", jit_compile="auto")
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")
+    labels = rng.integers(0, 2, (batch,)).astype("float32")
+    start = time.perf_counter()
+    model.train_on_batch(images, labels)  # Compiles the step.
+    compile_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = model.train_on_batch(images, labels)
+    float(np.asarray(loss))  # Waits for the device.
+    return batch * steps / (time.perf_counter() - start), compile_seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--variants", default="all")
+    parser.add_argument("--mixed", action="store_true", help="mixed_bfloat16 compute")
+    arguments = parser.parse_args()
+    names = list(VARIANTS) if arguments.variants == "all" else arguments.variants.split(",")
+    print(f"backend {keras.backend.backend()}, keras {keras.__version__}, tensorflow installed: {importlib.util.find_spec('tensorflow') is not None}")
+    print(f"{'variant':<36} {'images/s':>10} {'ms/step':>9} {'compile s':>10}")
+    for name in names:
+        rate, compile_seconds = throughput(name, arguments.size, arguments.batch, arguments.steps, arguments.mixed)
+        print(f"{name:<36} {rate:10.1f} {1000 * arguments.batch / rate:9.1f} {compile_seconds:10.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The evaluate step's work on one model: test predictions, metrics, figures, explanations."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+from sklearn import metrics as sklearn_metrics
+from sklearn.calibration import calibration_curve
+
+from poster_ml import plots
+from poster_ml.config import EvaluateConfig
+from poster_ml.dataset import PreparedData
+from poster_ml.evaluation import classification_report_text, evaluate_probabilities, predictions_table
+from poster_ml.explain import explain, intermediate_activations
+from poster_ml.serving import predict_probabilities
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEvaluation:
+    name: str
+    metrics: dict[str, float]
+    figures: dict  # Artifact file name -> Figure.
+    texts: dict[str, str]  # Artifact file name -> text.
+    predictions: pd.DataFrame
+    roc: tuple[np.ndarray, np.ndarray, float]
+
+
+def test_probabilities(model: keras.Model, data: PreparedData, chunk: int = 256) -> np.ndarray:
+    """The model's probability of fresh for every test poster, read a chunk at a time."""
+    reader = data.reader("test")
+    rows = np.arange(len(reader))
+    return np.concatenate([predict_probabilities(model, reader.read(rows[start : start + chunk])) for start in range(0, len(rows), chunk)] or [np.empty(0)])
+
+
+def evaluate_model(model: keras.Model, data: PreparedData, config: EvaluateConfig, with_activations: bool = False) -> ModelEvaluation:
+    split = data.split("test")
+    labels = split["label"].to_numpy()
+    if len(np.unique(labels)) < 2:
+        raise ValueError("the test split needs posters of both classes to evaluate")
+    probabilities = test_probabilities(model, data)
+    majority = int(data.split("train")["label"].mean() >= 0.5)
+    results = evaluate_probabilities(labels, probabilities, majority, config.bootstrap_samples, config.seed)
+
+    false_positive, true_positive, _ = sklearn_metrics.roc_curve(labels, probabilities)
+    precision, recall, _ = sklearn_metrics.precision_recall_curve(labels, probabilities)
+    observed, predicted = calibration_curve(labels, probabilities, n_bins=10, strategy="quantile")
+    figures = {
+        "roc_curve.png": plots.roc_curves({model.name: (false_positive, true_positive, results["roc_auc"])}, f"{model.name}: ROC curve (test)"),
+        "precision_recall_curve.png": plots.precision_recall_curve(recall, precision, results["pr_auc"], float(labels.mean())),
+        "confusion_matrix.png": plots.confusion_matrix(sklearn_metrics.confusion_matrix(labels, probabilities >= 0.5, labels=[0, 1])),
+        "reliability_curve.png": plots.reliability_curve(predicted, observed, probabilities),
+    }
+    reader = data.reader("test")
+    explanation = explain(model, reader.read, split, probabilities, config.cam_posters)
+    figures.update(explanation.figures)
+    results.update(explanation.metrics)
+    if with_activations:
+        figures.update(intermediate_activations(model, reader.read(np.array([0]))[0].astype(np.float32)))
+    report = classification_report_text(labels, probabilities)
+    texts = {
+        "classification_report.txt": report,
+        "classification_report.json": json.dumps(sklearn_metrics.classification_report(labels, probabilities >= 0.5, labels=[0, 1], target_names=["rotten", "fresh"], output_dict=True, zero_division=0), indent=2),
+    }
+    return ModelEvaluation(model.name, results, figures, texts, predictions_table(split, probabilities), (false_positive, true_positive, results["roc_auc"]))

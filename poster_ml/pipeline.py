@@ -1,0 +1,62 @@
+"""The streaming input pipeline: shard reads, seeded shuffling, one fused warp, prefetch.
+
+Batches are read from the split's shard a batch at a time, so memory does not grow with
+the dataset. Shuffling and augmentation parameters come from NumPy generators seeded
+by (seed, epoch, batch), so two runs with one seed see the same batches.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import tensorflow as tf
+
+from poster_ml.augment import random_transforms, warp
+from poster_ml.config import AugmentConfig
+from poster_ml.dataset import PreparedData, ShardReader
+
+
+def batch_plan(count: int, batch_size: int, seed: int, epoch: int, shuffle: bool) -> list[np.ndarray]:
+    """The row indices of each batch of one epoch."""
+    order = np.random.default_rng([seed, epoch]).permutation(count) if shuffle else np.arange(count)
+    return [order[start : start + batch_size] for start in range(0, count, batch_size)]
+
+
+def image_batches(data: PreparedData, split: str, batch_size: int, seed: int, augment: AugmentConfig | None = None, shuffle: bool = False) -> tf.data.Dataset:
+    """(images float32 in [0, 255], labels float32) batches of one split, streamed from disk."""
+    return streamed_batches(data.reader(split), data.labels(split), batch_size, seed, augment, shuffle)
+
+
+def streamed_batches(reader: ShardReader, labels: np.ndarray, batch_size: int, seed: int, augment: AugmentConfig | None = None, shuffle: bool = False) -> tf.data.Dataset:
+    """(rows as float32, labels) batches of any shard: poster pixels or cached features."""
+    epochs = itertools.count()
+    row_shape = reader.shape[1:]
+
+    def generate():
+        # tf.data calls this once per pass, so each epoch gets its own seeded order.
+        epoch = next(epochs)
+        for number, rows in enumerate(batch_plan(len(reader), batch_size, seed, epoch, shuffle)):
+            batch = reader.read(rows)
+            if augment is None:
+                yield batch, labels[rows]
+            else:
+                rng = np.random.default_rng([seed, epoch, number, 1])
+                yield batch, labels[rows], random_transforms(rng, len(rows), row_shape[0], row_shape[1], augment)
+
+    row_spec = tf.TensorSpec((None, *row_shape), tf.as_dtype(reader.dtype))
+    label_spec = tf.TensorSpec((None,), tf.float32)
+    if augment is None:
+        dataset = tf.data.Dataset.from_generator(generate, output_signature=(row_spec, label_spec))
+        dataset = dataset.map(lambda rows, y: (tf.cast(rows, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        transform_spec = tf.TensorSpec((None, 8), tf.float32)
+        dataset = tf.data.Dataset.from_generator(generate, output_signature=(row_spec, label_spec, transform_spec))
+        dataset = dataset.map(
+            lambda images, y, transforms: (warp(tf.cast(images, tf.float32), transforms), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    # The generator hides its length; telling tf.data lets Keras size progress and epochs.
+    batches = -(-len(reader) // batch_size)
+    return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE)

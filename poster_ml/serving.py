@@ -1,0 +1,100 @@
+"""The logged model: a pyfunc that takes poster files and returns the probability of fresh.
+
+Requests carry a column `image` of encoded poster bytes (base64 in JSON). Each is decoded
+by the same function as preprocessing, so a served model sees exactly what it trained on.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types import ColSpec, Schema
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("binary", "image")]),
+    outputs=Schema([ColSpec("double", "probability_fresh"), ColSpec("string", "label")]),
+)
+
+
+class PosterClassifier(mlflow.pyfunc.PythonModel):
+    """Wraps a Keras poster model: encoded images in, probability of fresh and label out."""
+
+    def load_context(self, context):
+        import keras
+
+        import poster_ml.variants  # noqa: F401  Registers the custom preprocessing layer.
+
+        self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
+        self.settings = json.loads(Path(context.artifacts["settings"]).read_text())
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        from poster_ml.images import PosterError, decode_poster
+
+        if "image" not in model_input:
+            raise MlflowException("input needs a column 'image' of encoded poster files", INVALID_PARAMETER_VALUE)
+        size, threshold = self.settings["image_size"], self.settings["threshold"]
+        images = []
+        for position, value in enumerate(model_input["image"]):
+            try:
+                images.append(decode_poster(as_bytes(value), size))
+            except (PosterError, ValueError, binascii.Error) as error:
+                raise MlflowException(f"image {position}: {error}", INVALID_PARAMETER_VALUE) from None
+        probabilities = predict_probabilities(self.model, np.stack(images)) if images else np.empty(0)
+        return pd.DataFrame({
+            "probability_fresh": probabilities.astype(np.float64),
+            "label": np.where(probabilities >= threshold, "fresh", "rotten"),
+        })
+
+
+def as_bytes(value) -> bytes:
+    """Accepts raw bytes or base64 text, as MLflow's JSON input carries binary columns."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str):
+        return base64.b64decode(value, validate=True)
+    raise ValueError(f"expected encoded image bytes or base64 text, got {type(value).__name__}")
+
+
+def predict_probabilities(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The model's probability of fresh for uint8 images, in batches."""
+    import keras
+
+    outputs = [keras.ops.convert_to_numpy(model(images[start : start + batch_size].astype(np.float32), training=False)) for start in range(0, len(images), batch_size)]
+    return np.concatenate(outputs).reshape(-1)
+
+
+def requirements() -> list[str]:
+    """Pinned requirements of the served model, taken from this environment."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("tensorflow", "keras", "mlflow", "numpy", "pandas", "pillow")]
+
+
+def log_poster_model(model, image_size: int, configs: dict, input_example_jpeg: bytes, name: str = "model"):
+    """Logs `model` as a pyfunc with signature, input example, settings and this package's code."""
+    with tempfile.TemporaryDirectory() as folder:
+        keras_path = os.path.join(folder, "model.keras")
+        model.save(keras_path)
+        settings_path = os.path.join(folder, "settings.json")
+        Path(settings_path).write_text(json.dumps({"image_size": image_size, "threshold": 0.5, "config": configs}, indent=2, default=str))
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(PACKAGE_DIR / "served_model.py"),
+            artifacts={"keras_model": keras_path, "settings": settings_path},
+            code_paths=[str(PACKAGE_DIR)],
+            signature=SIGNATURE,
+            input_example=pd.DataFrame({"image": [input_example_jpeg]}),
+            pip_requirements=requirements(),
+        )

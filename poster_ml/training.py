@@ -1,0 +1,184 @@
+"""Training one variant: model, callbacks that watch validation metrics, the feature cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from poster_ml.config import AugmentConfig, TrainConfig
+from poster_ml.dataset import PreparedData, ShardReader
+from poster_ml.pipeline import image_batches, streamed_batches
+from poster_ml.variants import Variant, build_model
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedVariant:
+    variant: Variant
+    model: keras.Model
+    history: pd.DataFrame  # One row per epoch: loss, accuracy, auc, val_*, learning_rate, timing.
+    seconds: float
+    pretrained: bool
+
+    @property
+    def best_epoch(self) -> pd.Series:
+        """The epoch whose weights the model kept: the best of the monitored metric."""
+        return self.history.loc[self.history["restored"]].iloc[0]
+
+
+def device_info() -> dict[str, str]:
+    """Device type, GPU name and count, and library versions, for run tags."""
+    gpus = tf.config.list_physical_devices("GPU")
+    names = sorted({tf.config.experimental.get_device_details(gpu).get("device_name", "unknown") for gpu in gpus})
+    return {
+        "device": "GPU" if gpus else "CPU",
+        "gpu_name": ", ".join(names) or "none",
+        "gpu_count": str(len(gpus)),
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+    }
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """A MirroredStrategy over every visible GPU; the default strategy on a CPU."""
+    return tf.distribute.MirroredStrategy() if tf.config.list_physical_devices("GPU") else tf.distribute.get_strategy()
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds epoch seconds and training images per second to each epoch's logs."""
+
+    def __init__(self, images_per_epoch: int):
+        super().__init__()
+        self.images_per_epoch = images_per_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.started
+        logs["epoch_seconds"] = seconds
+        logs["images_per_second"] = self.images_per_epoch / seconds
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+def compile_model(model: keras.Model, variant: Variant) -> None:
+    optimizers = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    model.compile(
+        optimizer=optimizers[variant.optimizer](learning_rate=variant.learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+        # XLA pays off on a GPU; on a CPU its compile time outweighs the gain.
+        jit_compile="auto" if gpu else False,
+    )
+
+
+def training_callbacks(config: TrainConfig, checkpoint: Path, images_per_epoch: int) -> list[keras.callbacks.Callback]:
+    """The study's callbacks, fixed to watch validation metrics rather than training accuracy."""
+    return [
+        EpochTimer(images_per_epoch),
+        keras.callbacks.EarlyStopping(monitor=config.monitor, patience=config.patience, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=config.monitor, save_best_only=True, save_weights_only=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.lr_factor, patience=config.lr_patience),
+    ]
+
+
+def train_variant(
+    variant: Variant,
+    data: PreparedData,
+    config: TrainConfig,
+    augment: AugmentConfig,
+    extra_callbacks: list[keras.callbacks.Callback] = (),
+    dropout: float | None = None,
+    unfreeze_blocks: int | None = None,
+) -> TrainedVariant:
+    """Trains one variant on the prepared data and returns the model with its best weights."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    keras.config.set_dtype_policy("mixed_float16" if gpu and config.mixed_precision else "float32")
+    dropout = config.dropout if dropout is None else dropout
+    unfreeze_blocks = config.unfreeze_blocks if unfreeze_blocks is None else unfreeze_blocks
+    with distribution_strategy().scope():
+        model = build_model(variant, data.image_size, dropout, unfreeze_blocks, config.weights)
+        compile_model(model, variant)
+    epochs = min(variant.epochs, config.max_epochs) if config.max_epochs else variant.epochs
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = Path(folder) / f"{variant.name}.weights.h5"
+        if variant.cached_features:
+            history = fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint, extra_callbacks)
+        else:
+            train = image_batches(data, "train", config.batch_size, config.seed, augment if variant.augment else None, shuffle=True)
+            validation = image_batches(data, "validation", config.batch_size, config.seed)
+            callbacks = training_callbacks(config, checkpoint, len(data.split("train"))) + list(extra_callbacks)
+            history = model.fit(train, validation_data=validation, epochs=epochs, steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, shuffle=False, verbose=2)
+    table = history_table(history, config.monitor)
+    return TrainedVariant(variant, model, table, time.perf_counter() - started, config.weights != "none" and variant.pretrained)
+
+
+def history_table(history: keras.callbacks.History, monitor: str) -> pd.DataFrame:
+    table = pd.DataFrame(history.history)
+    table.insert(0, "epoch", np.arange(1, len(table) + 1))
+    best = table[monitor].idxmax() if "auc" in monitor or "acc" in monitor else table[monitor].idxmin()
+    table["restored"] = table.index == best
+    return table
+
+
+def fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint, extra_callbacks) -> keras.callbacks.History:
+    """Trains the head on the frozen base's features, then copies its weights into `model`.
+
+    The base runs once per poster instead of once per poster per epoch, as the study did
+    by hand; the cache is keyed by dataset digest, base, weights and image size.
+    """
+    head_layer = model.get_layer("flatten")
+    extractor = keras.Model(model.input, head_layer.input, name=f"{variant.base}_features")
+    cache = feature_cache_dir(data, variant, config)
+    readers = {split: cached_features(extractor, data, split, cache, config.batch_size) for split in ("train", "validation")}
+    features = keras.Input(readers["train"].shape[1:], name="features")
+    head = keras.Model(features, variant.head(features, variant.dropout if config.dropout is None else config.dropout), name=f"{variant.name}_head")
+    compile_model(head, variant)
+    train = streamed_batches(readers["train"], data.labels("train"), config.batch_size, config.seed, shuffle=True)
+    validation = streamed_batches(readers["validation"], data.labels("validation"), config.batch_size, config.seed)
+    callbacks = training_callbacks(config, checkpoint, len(readers["train"])) + list(extra_callbacks)
+    history = head.fit(train, validation_data=validation, epochs=epochs, steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, shuffle=False, verbose=2)
+    for layer in head.layers:
+        if layer.weights:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
+    return history
+
+
+def feature_cache_dir(data: PreparedData, variant: Variant, config: TrainConfig) -> Path:
+    weights = config.weights
+    if Path(weights).is_file():
+        weights = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    key = json.dumps({"dataset": data.digest, "base": variant.base, "weights": weights, "size": data.image_size}, sort_keys=True)
+    root = Path(config.feature_cache) if config.feature_cache else data.path / "features"
+    return root / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def cached_features(extractor: keras.Model, data: PreparedData, split: str, cache: Path, batch_size: int) -> ShardReader:
+    """The base's features of one split, computed once, streamed to a .npy file, then reused."""
+    path = cache / f"{split}.npy"
+    if not path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        count = len(data.split(split))
+        partial = cache / f"{split}.partial.npy"
+        output = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(count, *extractor.output.shape[1:]))
+        start = 0
+        for images, _ in image_batches(data, split, batch_size, seed=0):
+            batch = keras.ops.convert_to_numpy(extractor(images, training=False))
+            output[start : start + len(batch)] = batch
+            start += len(batch)
+        output.flush()
+        del output
+        partial.rename(path)  # Only a complete cache is ever found.
+    return ShardReader(path)

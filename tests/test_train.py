@@ -1,0 +1,116 @@
+"""The train step end to end on a shrunken config: runs, metrics, curves, a model that serves."""
+
+from __future__ import annotations
+
+import base64
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from poster_ml.cli import main
+from poster_ml.config import TrainConfig, train_config
+from poster_ml.dataset import load_prepared
+from poster_ml.errors import ConfigError
+from poster_ml.training import cached_features, feature_cache_dir
+from poster_ml.variants import VARIANTS, build_model
+
+import keras
+
+
+@pytest.fixture(scope="module")
+def trained_store(tmp_path_factory):
+    """One quick train call on two variants, its tracking store and its data folder."""
+    folder = tmp_path_factory.mktemp("train")
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    data = folder / "prepared"  # Missing: train must prepare the synthetic default itself.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store)
+        exit_code = main([
+            "train", "--profile", "quick", "--data", str(data), "--variants", "basic_cnn,vgg16_features",
+            "--overrides", "max_epochs=2 batch_size=16 image_size=75 synthetic_count=160",
+        ])
+    assert exit_code == 0
+    return store, data
+
+
+def test_train_logs_one_parent_and_a_nested_run_per_variant(trained_store):
+    store, data = trained_store
+    client = MlflowClient(store)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parents = [r for r in runs if r.data.tags.get("poster_ml.step") == "train"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and sorted(r.data.tags["variant"] for r in children) == ["basic_cnn", "vgg16_features"]
+    parent = parents[0]
+    assert parent.data.params["train.max_epochs"] == "2" and parent.data.params["augment.rotation_degrees"] == "50.0"
+    assert parent.data.tags["device"] == "CPU" and parent.data.tags["gpu_count"] == "0"
+    assert parent.data.tags["dataset_digest"] == load_prepared(data).digest
+    assert {"leaderboard.md", "leaderboard.json", "config.json"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    for child in children:
+        for metric in ("loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc", "learning_rate", "epoch_seconds", "images_per_second"):
+            assert len(client.get_metric_history(child.info.run_id, metric)) == 2, metric
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert f"curves_{child.data.tags['variant']}.png" in artifacts and "model_summary.txt" in artifacts
+        assert child.data.tags["pretrained"] == "false" and child.data.tags["keras_version"] == keras.__version__
+
+
+def test_parent_run_has_the_prepared_dataset_as_input(trained_store):
+    store, data = trained_store
+    client = MlflowClient(store)
+    parent = next(r for r in client.search_runs([e.experiment_id for e in client.search_experiments()]) if r.data.tags.get("poster_ml.step") == "train")
+    inputs = parent.inputs.dataset_inputs
+    assert len(inputs) == 1 and inputs[0].dataset.digest in parent.data.tags["dataset_digest"]
+    assert (data / "dataset.json").is_file()
+
+
+def test_logged_model_serves_a_real_jpeg_file(trained_store):
+    store, data = trained_store
+    mlflow.set_tracking_uri(store)
+    client = MlflowClient(store)
+    child = next(r for r in client.search_runs([e.experiment_id for e in client.search_experiments()]) if r.data.tags.get("variant") == "basic_cnn")
+    model_uri = next(m for m in client.search_logged_models([child.info.experiment_id]) if m.source_run_id == child.info.run_id).model_uri
+    model = mlflow.pyfunc.load_model(model_uri)
+    jpeg = next((data / "synthetic" / "images").glob("*.jpg")).read_bytes()
+    prediction = model.predict(pd.DataFrame({"image": [jpeg, base64.b64encode(jpeg).decode()]}))
+    assert list(prediction.columns) == ["probability_fresh", "label"]
+    assert ((prediction["probability_fresh"] >= 0) & (prediction["probability_fresh"] <= 1)).all()
+    assert prediction["probability_fresh"].iloc[0] == pytest.approx(prediction["probability_fresh"].iloc[1])
+    assert set(prediction["label"]) <= {"fresh", "rotten"}
+    with pytest.raises(MlflowException, match="image 0"):
+        model.predict(pd.DataFrame({"image": [b"not a poster"]}))
+
+
+def test_feature_cache_is_computed_once_and_keyed(synthetic_dataset, tmp_path):
+    variant = VARIANTS["vgg16_features"]
+    config = TrainConfig(weights="none", feature_cache=str(tmp_path))
+    model = build_model(variant, synthetic_dataset.image_size, weights="none")
+    extractor = keras.Model(model.input, model.get_layer("flatten").input)
+    cache = feature_cache_dir(synthetic_dataset, variant, config)
+    first = cached_features(extractor, synthetic_dataset, "validation", cache, 32)
+    stamp = first.path.stat().st_mtime_ns
+    again = cached_features(extractor, synthetic_dataset, "validation", cache, 32)
+    assert again.path.stat().st_mtime_ns == stamp and len(again) == len(synthetic_dataset.split("validation"))
+    expected = keras.ops.convert_to_numpy(extractor(synthetic_dataset.reader("validation").read(np.arange(4)).astype("float32")))
+    np.testing.assert_allclose(again.read(np.arange(4)), expected, rtol=1e-4, atol=1e-4)
+    other_weights = TrainConfig(weights="imagenet", feature_cache=str(tmp_path))
+    assert feature_cache_dir(synthetic_dataset, variant, other_weights) != cache
+
+
+def test_profiles_and_overrides_are_strict():
+    quick = train_config("quick", {"max_epochs": "3"})
+    assert quick.weights == "none" and quick.max_epochs == 3
+    assert train_config("full", {}).weights == "imagenet"
+    with pytest.raises(ConfigError, match="unknown profile"):
+        train_config("fast", {})
+    with pytest.raises(ConfigError, match="unknown setting"):
+        train_config("quick", {"epochz": "3"})
+    with pytest.raises(ConfigError, match="must be int"):
+        train_config("quick", {"batch_size": "big"})
+
+
+def test_unknown_override_exits_with_one_line(capsys, tmp_path):
+    assert main(["train", "--profile", "quick", "--data", str(tmp_path), "--overrides", "rotation=5"]) == 1
+    assert "unknown setting 'rotation'" in capsys.readouterr().err
