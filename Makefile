@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN = $(VENV)/bin
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
+export MLFLOW_EXPERIMENT_NAME ?= poster-ml
 
 $(BIN)/poster-ml: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

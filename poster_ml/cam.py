@@ -1,5 +1,5 @@
-"""Class activation maps: Grad-CAM for every variant, classic CAM for a pooling head, and
-the localisation score against the planted regions of synthetic posters."""
+"""Class activation maps: Grad-CAM and LayerCAM for every variant, classic CAM for a pooling
+head, and the localisation score against the planted regions of synthetic posters."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def feature_and_output_model(model: keras.Model, layer_name: str) -> keras.Model
     again on a fresh input, the nested model replaced by a two-output copy of itself.
     """
     if any(layer.name == layer_name for layer in model.layers):
-        return keras.Model(model.input, [model.get_layer(layer_name).output, model.output])
+        return keras.Model(model.inputs[0], [model.get_layer(layer_name).output, model.outputs[0]])
     container = next((layer for layer in model.layers if isinstance(layer, keras.Model) and _contains(layer, layer_name)), None)
     if container is None:
         raise ValueError(f"model {model.name} has no layer {layer_name!r}")
@@ -37,11 +37,11 @@ def _contains(model: keras.Model, layer_name: str) -> bool:
     return any(layer.name == layer_name or (isinstance(layer, keras.Model) and _contains(layer, layer_name)) for layer in model.layers)
 
 
-def grad_cam(cam_model: keras.Model, images: np.ndarray, toward_fresh: np.ndarray | None = None) -> np.ndarray:
-    """Grad-CAM heat maps in [0, 1], one (h, w) map per image at the feature maps' size.
+def class_gradients(cam_model: keras.Model, images: np.ndarray, toward_fresh: np.ndarray | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """The feature maps and the gradient of the explained class's logit with respect to them.
 
-    The gradient is taken of the logit of the class each map explains: fresh where
-    `toward_fresh` is true (by default where the model predicts fresh), else rotten.
+    Each map explains the class the model predicts (fresh or rotten) unless
+    `toward_fresh` says otherwise; the rotten logit is minus the fresh one.
     """
     images = tf.convert_to_tensor(images, tf.float32)
     with tf.GradientTape() as tape:
@@ -52,10 +52,29 @@ def grad_cam(cam_model: keras.Model, images: np.ndarray, toward_fresh: np.ndarra
         logits = tf.math.log(probabilities + 1e-7) - tf.math.log(1 - probabilities + 1e-7)
         scores = tf.where(tf.constant(toward_fresh), logits, -logits)
     gradients = tape.gradient(scores, feature_maps)
-    # Each channel's weight is its mean gradient; the map is the ReLU of the weighted sum.
-    weights = tf.reduce_mean(tf.cast(gradients, tf.float32), axis=(1, 2), keepdims=True)
-    maps = tf.nn.relu(tf.reduce_sum(weights * tf.cast(feature_maps, tf.float32), axis=-1)).numpy()
-    return _normalise(maps)
+    return tf.cast(feature_maps, tf.float32), tf.cast(gradients, tf.float32)
+
+
+def grad_cam(cam_model: keras.Model, images: np.ndarray, toward_fresh: np.ndarray | None = None) -> np.ndarray:
+    """Grad-CAM heat maps in [0, 1], one (h, w) map per image at the feature maps' size:
+    the ReLU of the channels weighted by their mean gradient."""
+    feature_maps, gradients = class_gradients(cam_model, images, toward_fresh)
+    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+    return _normalise(tf.nn.relu(tf.reduce_sum(weights * feature_maps, axis=-1)).numpy())
+
+
+def layer_cam(cam_model: keras.Model, images: np.ndarray, toward_fresh: np.ndarray | None = None) -> np.ndarray:
+    """LayerCAM (Jiang et al., 2021): each position weighted by its own positive gradient.
+
+    Grad-CAM averages each channel's gradient over the whole map, which blurs the maps
+    of heads that Flatten (every study variant but InceptionV3): there a channel's
+    gradient differs from place to place. LayerCAM keeps the place.
+    """
+    feature_maps, gradients = class_gradients(cam_model, images, toward_fresh)
+    return _normalise(tf.reduce_sum(tf.nn.relu(gradients) * tf.nn.relu(feature_maps), axis=-1).numpy())
+
+
+CAM_METHODS = {"grad_cam": grad_cam, "layer_cam": layer_cam}
 
 
 def classic_cam(model: keras.Model, cam_model: keras.Model, images: np.ndarray) -> np.ndarray:

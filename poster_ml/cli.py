@@ -76,7 +76,7 @@ def run_evaluate(arguments: argparse.Namespace) -> None:
             train = tracking.find_train_run(config.train_run)
             targets = tracking.evaluation_targets(train)
             tracking.set_tags({"train_run_id": train.info.run_id})
-        data = load_prepared(config.data or (train.data.tags.get("data_path") if train else "data/prepared"))
+        data = load_prepared(config.data or (train.data.tags.get("data_path", "data/prepared") if train else "data/prepared"))
         if train is not None and train.data.tags.get("dataset_digest") != data.digest:
             raise DatasetError(f"the prepared data in {data.path} changed since train run {train.info.run_id}; pass --data")
         tracking.dataset_input(data, context="evaluation")

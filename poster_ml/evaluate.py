@@ -29,7 +29,7 @@ class ModelEvaluation:
     roc: tuple[np.ndarray, np.ndarray, float]
 
 
-def test_probabilities(model: keras.Model, data: PreparedData, chunk: int = 256) -> np.ndarray:
+def predict_test_split(model: keras.Model, data: PreparedData, chunk: int = 256) -> np.ndarray:
     """The model's probability of fresh for every test poster, read a chunk at a time."""
     reader = data.reader("test")
     rows = np.arange(len(reader))
@@ -41,7 +41,7 @@ def evaluate_model(model: keras.Model, data: PreparedData, config: EvaluateConfi
     labels = split["label"].to_numpy()
     if len(np.unique(labels)) < 2:
         raise ValueError("the test split needs posters of both classes to evaluate")
-    probabilities = test_probabilities(model, data)
+    probabilities = predict_test_split(model, data)
     majority = int(data.split("train")["label"].mean() >= 0.5)
     results = evaluate_probabilities(labels, probabilities, majority, config.bootstrap_samples, config.seed)
 

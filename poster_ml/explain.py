@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from poster_ml import CLASS_NAMES, plots
-from poster_ml.cam import classic_cam, feature_and_output_model, grad_cam, localisation_score, upsample
-from poster_ml.synthetic import REGION_COLUMNS
+from poster_ml.cam import CAM_METHODS, classic_cam, feature_and_output_model, localisation_score, upsample
+from poster_ml.synthetic import PLANTED_COLUMN, REGION_COLUMNS
 from poster_ml.variants import VARIANTS
 
 
@@ -44,7 +44,8 @@ def chosen_posters(labels: np.ndarray, probabilities: np.ndarray, count: int) ->
 
 
 def explain(model: keras.Model, images_of, split: pd.DataFrame, probabilities: np.ndarray, posters: int = 8) -> Explanation:
-    """CAM grids for the chosen posters and, where regions were planted, the localisation score.
+    """Grad-CAM and LayerCAM grids for the chosen posters (classic CAM too for a pooling head)
+    and, where regions were planted, the localisation scores.
 
     `images_of(rows)` returns the uint8 test posters of those shard rows.
     """
@@ -58,8 +59,9 @@ def explain(model: keras.Model, images_of, split: pd.DataFrame, probabilities: n
         images = images_of(rows)
         captions = [f"p(fresh) {probabilities[row]:.2f}, true {CLASS_NAMES[labels[row]]}" for row in rows]
         size = images.shape[1:3]
-        maps = upsample(grad_cam(cam_model, images), *size)
-        figures[f"grad_cam_{name}.png"] = plots.heatmap_grid(images, maps, captions, f"{model.name}: Grad-CAM, {name.replace('_', ' ')} p(fresh)")
+        for method, title in (("grad_cam", "Grad-CAM"), ("layer_cam", "LayerCAM")):
+            maps = upsample(CAM_METHODS[method](cam_model, images), *size)
+            figures[f"{method}_{name}.png"] = plots.heatmap_grid(images, maps, captions, f"{model.name}: {title}, {name} p(fresh)")
         if pooling_head:
             maps = upsample(classic_cam(model, cam_model, images), *size)
             figures[f"cam_{name}.png"] = plots.heatmap_grid(images, maps, captions, f"{model.name}: CAM, {name} p(fresh)")
@@ -67,33 +69,55 @@ def explain(model: keras.Model, images_of, split: pd.DataFrame, probabilities: n
 
 
 def localisation_metrics(cam_model: keras.Model, images_of, split: pd.DataFrame, probabilities: np.ndarray, batch: int = 64) -> dict[str, float]:
-    """Grad-CAM mass inside the planted region, over correctly classified synthetic posters."""
-    if not set(REGION_COLUMNS) <= set(split.columns):
+    """Grad-CAM and LayerCAM mass inside the planted region, over correctly classified
+    synthetic posters, beside the uniform map's score (the mean area the regions cover).
+
+    Posters whose label noise contradicts their drawing are left out: their region is
+    the evidence for the other class.
+    """
+    if not {PLANTED_COLUMN, *REGION_COLUMNS} <= set(split.columns):
         return {}
     regions = split[list(REGION_COLUMNS)].apply(pd.to_numeric, errors="coerce").to_numpy()
-    correct = (probabilities >= 0.5) == split["label"].to_numpy().astype(bool)
-    rows = np.flatnonzero(correct & ~np.isnan(regions).any(axis=1))
+    labels = split["label"].to_numpy().astype(bool)
+    correct = (probabilities >= 0.5) == labels
+    as_drawn = split[PLANTED_COLUMN].to_numpy() == np.where(labels, "fresh", "rotten")
+    rows = np.flatnonzero(correct & as_drawn & ~np.isnan(regions).any(axis=1))
     if len(rows) == 0:
         return {}
-    maps = np.concatenate([grad_cam(cam_model, images_of(rows[start : start + batch])) for start in range(0, len(rows), batch)])
-    score, uniform = localisation_score(maps, regions[rows])
-    return {"cam_localisation": score, "cam_uniform_baseline": uniform, "cam_localisation_ratio": score / uniform, "cam_posters": float(len(rows))}
+    results = {"cam_posters": float(len(rows))}
+    for method, cam in CAM_METHODS.items():
+        maps = np.concatenate([cam(cam_model, images_of(rows[start : start + batch])) for start in range(0, len(rows), batch)])
+        score, uniform = localisation_score(maps, regions[rows])
+        results |= {f"{method}_localisation": score, f"{method}_localisation_ratio": score / uniform, "cam_uniform_baseline": uniform}
+    return results
+
+
+def following_activation(model: keras.Model, layer: keras.layers.Layer, hops: int = 2):
+    """The activation layer fed by `layer` directly or through batch normalisation, if any."""
+    tensor = layer.output
+    for _ in range(hops):
+        consumer = next((candidate for candidate in model.layers if getattr(candidate, "input", None) is tensor), None)
+        if consumer is None:
+            return None
+        if isinstance(consumer, (keras.layers.Activation, keras.layers.ReLU)):
+            return consumer
+        tensor = consumer.output
+    return None
 
 
 def intermediate_activations(model: keras.Model, image: np.ndarray, conv_numbers: tuple[int, ...] = (1, 4, 9)) -> dict:
     """Channel grids of the chosen conv layers (1-based among the model's Conv2D layers) and
     of the ReLU that follows each, for one poster, as the study drew them for InceptionV3."""
-    convolutions = [index for index, layer in enumerate(model.layers) if isinstance(layer, keras.layers.Conv2D)]
+    convolutions = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     chosen = []
     for number in conv_numbers:
-        if number > len(convolutions):
-            continue
-        index = convolutions[number - 1]
-        chosen.append(model.layers[index])
-        follower = next((layer for layer in model.layers[index + 1 : index + 4] if isinstance(layer, (keras.layers.Activation, keras.layers.ReLU))), None)
-        if follower is not None:
-            chosen.append(follower)
-    probe = keras.Model(model.input, [layer.output for layer in chosen])
+        if number <= len(convolutions):
+            convolution = convolutions[number - 1]
+            chosen.append(convolution)
+            relu = following_activation(model, convolution)
+            if relu is not None:
+                chosen.append(relu)
+    probe = keras.Model(model.inputs[0], [layer.output for layer in chosen])
     outputs = probe(image[None].astype(np.float32), training=False)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     return {

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from poster_ml import CLASS_NAMES
 from poster_ml.config import PreprocessConfig
 from poster_ml.dataset import PreparedData, load_prepared
-from poster_ml.dedup import difference_hash, duplicate_groups
+from poster_ml.dedup import difference_hash, duplicate_groups, thumbnail
 from poster_ml.images import PosterError, decode_poster
 from poster_ml.errors import DatasetError
 from poster_ml.sources import Candidate, Listing, Reject, list_csv_source, list_folder_source
@@ -34,6 +34,7 @@ SERIAL_BELOW = 200  # Fewer posters than this decode faster in-process than in a
 class Decoded:
     sha256: str
     dhash: int
+    thumbnail: np.ndarray | None
     reject: Reject | None
 
 
@@ -55,18 +56,18 @@ def list_inputs(config: PreprocessConfig) -> Listing:
     raise DatasetError(f"no such source: {config.source} (give 'synthetic', a labels CSV or a folder)")
 
 
-def decode_file(path: Path, size: int, max_pixels: int, reduced_decode: bool) -> tuple[str, int, np.ndarray | None, str, str]:
-    """Reads and decodes one poster; returns (sha256, dhash, pixels or None, reason, detail)."""
+def decode_file(path: Path, size: int, max_pixels: int, reduced_decode: bool) -> tuple[np.ndarray | None, Decoded]:
+    """Reads and decodes one poster: its pixels (None if rejected) and its facts."""
     try:
         data = path.read_bytes()
     except OSError as error:
-        return "", 0, None, "unreadable file", str(error)
+        return None, Decoded("", 0, None, Reject(str(path), "unreadable file", str(error)))
     digest = hashlib.sha256(data).hexdigest()
     try:
         pixels = decode_poster(data, size, max_pixels=max_pixels, reduced_decode=reduced_decode)
     except PosterError as error:
-        return digest, 0, None, error.reason, str(error)
-    return digest, difference_hash(pixels), pixels, "", ""
+        return None, Decoded(digest, 0, None, Reject(str(path), error.reason, str(error)))
+    return pixels, Decoded(digest, difference_hash(pixels), thumbnail(pixels), None)
 
 
 def decode_all(candidates: list[Candidate], config: PreprocessConfig, staging: np.ndarray) -> list[Decoded]:
@@ -86,12 +87,14 @@ def decode_all(candidates: list[Candidate], config: PreprocessConfig, staging: n
 
 
 def _collect(results, candidates: list[Candidate], staging: np.ndarray) -> list[Decoded]:
+    """Stores the pixels by candidate index; rejects name the source as the manifest would."""
     decoded = []
-    for index, (digest, dhash, pixels, reason, detail) in enumerate(results):
+    for index, (pixels, facts) in enumerate(results):
         if pixels is not None:
             staging[index] = pixels
-        reject = Reject(candidates[index].source, reason, detail) if reason else None
-        decoded.append(Decoded(digest, dhash, reject))
+        if facts.reject is not None:
+            facts = dataclasses.replace(facts, reject=dataclasses.replace(facts.reject, source=candidates[index].source))
+        decoded.append(facts)
     return decoded
 
 
@@ -123,7 +126,8 @@ def prepare(config: PreprocessConfig) -> PreparedData:
 
 def build_manifest(candidates: list[Candidate], decoded: list[Decoded], config: PreprocessConfig) -> pd.DataFrame:
     labels = [c.label for c in candidates]
-    roots = duplicate_groups([d.sha256 for d in decoded], [d.dhash for d in decoded], config.near_duplicate_bits)
+    thumbnails = np.stack([d.thumbnail for d in decoded])
+    roots = duplicate_groups([d.sha256 for d in decoded], [d.dhash for d in decoded], thumbnails, config.near_duplicate_bits, config.near_duplicate_difference)
     fractions = (config.train_fraction, config.validation_fraction, config.test_fraction)
     splits = grouped_stratified_split(labels, roots, fractions, config.seed)
     manifest = pd.DataFrame({

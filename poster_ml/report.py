@@ -38,7 +38,8 @@ def results_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
             "test_auc": row["roc_auc"],
             "test_auc_95ci": f"{row['roc_auc_ci_low']:.3f}-{row['roc_auc_ci_high']:.3f}",
             "majority_baseline": row["majority_baseline"],
-            "cam_localisation_ratio": row.get("cam_localisation_ratio"),
+            "grad_cam_localisation_ratio": row.get("grad_cam_localisation_ratio"),
+            "layer_cam_localisation_ratio": row.get("layer_cam_localisation_ratio"),
             "epochs": row.get("epochs"),
             "seconds": row.get("seconds"),
         }

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from poster_ml.errors import DatasetError
-from poster_ml.synthetic import REGION_COLUMNS
+from poster_ml.synthetic import PLANTED_COLUMN, REGION_COLUMNS
 
 ID_COLUMNS = ("movie_id", "id", "imdb_id")
 LABEL_COLUMNS = ("tomatometer_status", "label")
@@ -72,7 +72,7 @@ def list_csv_source(labels_csv: Path, images_dir: Path) -> Listing:
         raise DatasetError(f"{labels_csv} has no id column (one of {', '.join(ID_COLUMNS)})")
     if label_column is None:
         raise DatasetError(f"{labels_csv} has no label column (one of {', '.join(LABEL_COLUMNS)})")
-    extra_columns = [c for c in REGION_COLUMNS if c in table.columns]
+    extra_columns = [c for c in (PLANTED_COLUMN, *REGION_COLUMNS) if c in table.columns]
 
     root = images_dir.resolve()
     files_by_name = {path.name.lower(): path for path in root.iterdir() if path.is_file()}

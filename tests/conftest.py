@@ -9,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
+from poster_ml.cli import main
 from poster_ml.config import PreprocessConfig
 from poster_ml.preprocess import prepare
 
@@ -27,3 +28,19 @@ def synthetic_dataset(tmp_path_factory):
     """400 synthetic posters prepared at 64 pixels, shared by the read-only tests."""
     out = tmp_path_factory.mktemp("prepared")
     return prepare(PreprocessConfig(count=400, size=64, out=str(out), seed=7))
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory):
+    """One quick train call on two variants, its tracking store and its data folder."""
+    folder = tmp_path_factory.mktemp("train")
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    data = folder / "prepared"  # Missing: train must prepare the synthetic default itself.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store)
+        exit_code = main([
+            "train", "--profile", "quick", "--data", str(data), "--variants", "basic_cnn,vgg16_features",
+            "--overrides", "max_epochs=2 batch_size=16 image_size=75 synthetic_count=160",
+        ])
+    assert exit_code == 0
+    return store, data

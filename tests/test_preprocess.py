@@ -164,7 +164,9 @@ def test_splits_are_stratified_in_the_study_proportions(synthetic_dataset):
 
 def test_custom_split_fractions(tmp_path):
     dataset = prepare(PreprocessConfig(count=100, size=16, out=str(tmp_path), train_fraction=0.6, validation_fraction=0.2, test_fraction=0.2))
-    assert dataset.manifest["split"].value_counts().to_dict() == {"train": 60, "validation": 20, "test": 20}
+    counts = dataset.manifest["split"].value_counts()
+    # Each class is split on its own, so each split may be one poster off per class.
+    assert abs(counts["train"] - 60) <= 2 and abs(counts["validation"] - 20) <= 2 and abs(counts["test"] - 20) <= 2
 
 
 def test_exact_and_near_duplicates_share_group_and_split(tmp_path):
@@ -179,7 +181,8 @@ def test_exact_and_near_duplicates_share_group_and_split(tmp_path):
         rows = dataset.manifest.set_index("id").loc[["syn000004", "copy", "near"]]
         assert rows["group"].nunique() == 1 and rows["split"].nunique() == 1
         assert rows["sha256"].iloc[0] == rows["sha256"].iloc[1] != rows["sha256"].iloc[2]
-        assert (dataset.manifest.groupby("group").size() > 1).sum() == dataset.info["duplicate_groups"] >= 1
+        # Only the planted pair groups: unrelated posters that share hash bits by chance do not.
+        assert (dataset.manifest.groupby("group").size() > 1).sum() == dataset.info["duplicate_groups"] == 1
 
 
 def test_pixels_round_trip_through_the_shards(synthetic_dataset):

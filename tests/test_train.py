@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import keras
 import mlflow
 import numpy as np
 import pandas as pd
@@ -17,24 +18,6 @@ from poster_ml.dataset import load_prepared
 from poster_ml.errors import ConfigError
 from poster_ml.training import cached_features, feature_cache_dir
 from poster_ml.variants import VARIANTS, build_model
-
-import keras
-
-
-@pytest.fixture(scope="module")
-def trained_store(tmp_path_factory):
-    """One quick train call on two variants, its tracking store and its data folder."""
-    folder = tmp_path_factory.mktemp("train")
-    store = f"sqlite:///{folder / 'mlflow.db'}"
-    data = folder / "prepared"  # Missing: train must prepare the synthetic default itself.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", store)
-        exit_code = main([
-            "train", "--profile", "quick", "--data", str(data), "--variants", "basic_cnn,vgg16_features",
-            "--overrides", "max_epochs=2 batch_size=16 image_size=75 synthetic_count=160",
-        ])
-    assert exit_code == 0
-    return store, data
 
 
 def test_train_logs_one_parent_and_a_nested_run_per_variant(trained_store):

@@ -1,0 +1,144 @@
+"""Evaluation: metrics and intervals, class activation maps and their localisation score,
+the evaluate step end to end."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from poster_ml.cam import class_gradients, classic_cam, feature_and_output_model, grad_cam, layer_cam, localisation_score, region_masks
+from poster_ml.cli import main
+from poster_ml.config import AugmentConfig, PreprocessConfig, TrainConfig
+from poster_ml.evaluate import predict_test_split
+from poster_ml.evaluation import bootstrap_interval, evaluate_probabilities, accuracy
+from poster_ml.explain import intermediate_activations, localisation_metrics
+from poster_ml.preprocess import prepare
+from poster_ml.synthetic import REGION_COLUMNS
+from poster_ml.training import train_variant
+from poster_ml.variants import VARIANTS, build_model
+
+
+def noisy_predictions(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(count) < 0.58).astype(int)
+    probabilities = np.clip(0.5 + (labels - 0.5) * 0.4 + rng.normal(0, 0.25, count), 0, 1)
+    return labels, probabilities
+
+
+def test_bootstrap_intervals_are_reproducible_and_shrink_as_the_test_set_grows():
+    small, large = noisy_predictions(100, 0), noisy_predictions(3200, 0)
+    first = bootstrap_interval(*small, accuracy, samples=500, seed=3)
+    assert first == bootstrap_interval(*small, accuracy, samples=500, seed=3)
+    assert first != bootstrap_interval(*small, accuracy, samples=500, seed=4)
+    wide = first.high - first.low
+    narrow = bootstrap_interval(*large, accuracy, samples=500, seed=3)
+    assert narrow.high - narrow.low < wide / 3  # About 1 / sqrt(32) as wide.
+    assert narrow.low <= accuracy(*large) <= narrow.high
+
+
+def test_metrics_against_known_answers():
+    labels = np.array([1, 1, 1, 0, 0, 1])
+    perfect = evaluate_probabilities(labels, labels * 0.8 + 0.1, majority_class=1, samples=50)
+    assert perfect["accuracy"] == 1 and perfect["roc_auc"] == 1 and perfect["f1_weighted"] == 1
+    assert perfect["majority_baseline"] == pytest.approx(4 / 6)
+    assert perfect["brier"] == pytest.approx(0.01)
+    inverted = evaluate_probabilities(labels, 1 - labels, majority_class=0, samples=50)
+    assert inverted["accuracy"] == 0 and inverted["roc_auc"] == 0 and inverted["recall_fresh"] == 0
+    assert inverted["majority_baseline"] == pytest.approx(2 / 6)
+
+
+def test_uniform_random_and_perfect_maps_score_as_they_should():
+    rng = np.random.default_rng(0)
+    regions = np.array([[0.1, 0.1, 0.9, 0.3], [0.2, 0.5, 0.6, 0.9]] * 20)
+    uniform = np.ones((len(regions), 8, 8))
+    score, area = localisation_score(uniform, regions)
+    assert score / area == pytest.approx(1, abs=0.1)
+    score, area = localisation_score(rng.random((len(regions), 8, 8)), regions)
+    assert score / area < 1.5
+    score, area = localisation_score(region_masks(regions, 32, 32).astype(float), regions)
+    assert score / area > 2.5
+
+
+@pytest.fixture(scope="module")
+def trained_cnn(tmp_path_factory):
+    """basic_cnn trained for a few epochs on 600 synthetic posters at 64 pixels."""
+    data = prepare(PreprocessConfig(count=600, size=64, out=str(tmp_path_factory.mktemp("cam")), seed=3))
+    trained = train_variant(VARIANTS["basic_cnn"], data, TrainConfig(max_epochs=8, weights="none"), AugmentConfig())
+    return trained.model, data
+
+
+def test_class_activation_maps_find_the_planted_regions_and_a_blind_map_does_not(trained_cnn):
+    model, data = trained_cnn
+    split = data.split("test")
+    probabilities = predict_test_split(model, data)
+    assert ((probabilities >= 0.5) == split["label"].astype(bool)).mean() > 0.7
+    cam_model = feature_and_output_model(model, VARIANTS["basic_cnn"].cam_layer)
+    scores = localisation_metrics(cam_model, data.reader("test").read, split, probabilities)
+    assert scores["layer_cam_localisation_ratio"] >= 1.5, scores
+    assert scores["grad_cam_localisation_ratio"] > 1.0, scores
+    # The same score for maps that ignore the model stays near 1.
+    regions = split[list(REGION_COLUMNS)].to_numpy(float)
+    rng = np.random.default_rng(0)
+    for blind in (np.ones((len(split), 10, 10)), rng.random((len(split), 10, 10))):
+        score, uniform = localisation_score(blind, regions)
+        assert score / uniform < 1.2
+
+
+def test_grad_cam_reaches_into_a_nested_base():
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(64, 64, 3))
+    model = keras.Sequential([keras.Input((64, 64, 3)), base, keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
+    images = np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 3)).astype("float32")
+    # The well-known trap: the nested layer's tensors are not in the outer graph.
+    with pytest.raises(ValueError, match="not connected"):
+        keras.Model(model.inputs, [base.get_layer("block5_conv3").output, model.outputs[0]])
+    cam_model = feature_and_output_model(model, "block5_conv3")
+    maps = grad_cam(cam_model, images)
+    assert maps.shape == (3, 4, 4) and maps.min() >= 0 and maps.max() <= 1
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(cam_model(images)[1]), keras.ops.convert_to_numpy(model(images)), rtol=1e-5)
+
+
+def test_classic_cam_equals_grad_cam_for_a_linear_pooling_head():
+    inputs = keras.Input((32, 32, 3))
+    features = keras.layers.Conv2D(8, 3, activation="relu", name="features")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D(name="global_average_pooling")(features)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(pooled))
+    cam_model = feature_and_output_model(model, "features")
+    images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    toward_fresh = np.array([True, True])
+    np.testing.assert_allclose(classic_cam(model, cam_model, images), grad_cam(cam_model, images, toward_fresh), atol=1e-4)
+    feature_maps, gradients = class_gradients(cam_model, images, toward_fresh)
+    assert feature_maps.shape == gradients.shape and layer_cam(cam_model, images).shape == (2, 30, 30)
+
+
+def test_intermediate_activations_draw_conv_layers_and_their_relus():
+    model = build_model(VARIANTS["inception_v3_finetune_aug"], 75, weights="none")
+    figures = intermediate_activations(model, np.random.default_rng(0).uniform(0, 255, (75, 75, 3)).astype("float32"))
+    # Conv layers 1, 4 and 9, each followed by its ReLU, as the study drew InceptionV3.
+    names = list(figures)
+    assert len(names) == 6
+    assert all(name.startswith("activations_conv2d") for name in names[0::2])
+    assert all(name.startswith("activations_activation") for name in names[1::2])
+
+
+def test_evaluate_step_logs_metrics_figures_and_the_results_table(trained_store, monkeypatch, capsys):
+    store, data = trained_store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    assert main(["evaluate", "--bootstrap-samples", "50", "--cam-posters", "4", "--activations-variant", "basic_cnn"]) == 0
+    printed = capsys.readouterr().out
+    assert "test_auc_95ci" in printed and "basic_cnn" in printed and "vgg16_features" in printed
+    client = MlflowClient(store)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    train = next(r for r in runs if r.data.tags.get("poster_ml.step") == "train")
+    assert {"results.md", "results.html", "roc_all_variants.png"} <= {a.path for a in client.list_artifacts(train.info.run_id)}
+    for child in (r for r in runs if r.data.tags.get("mlflow.parentRunId") == train.info.run_id):
+        metrics = child.data.metrics
+        for name in ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "roc_auc", "roc_auc_ci_low", "pr_auc", "log_loss", "brier", "majority_baseline", "precision_fresh", "recall_rotten", "f1_weighted", "layer_cam_localisation_ratio", "cam_uniform_baseline"):
+            assert f"test_{name}" in metrics, name
+        assert metrics["test_accuracy_ci_low"] <= metrics["test_accuracy"] <= metrics["test_accuracy_ci_high"]
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id, "evaluation")}
+        expected = {"roc_curve.png", "precision_recall_curve.png", "confusion_matrix.png", "reliability_curve.png", "classification_report.txt", "classification_report.json", "predictions.csv", "grad_cam_highest.png", "grad_cam_lowest.png", "layer_cam_highest.png"}
+        assert {f"evaluation/{name}" for name in expected} <= artifacts
+        if child.data.tags["variant"] == "basic_cnn":
+            assert "evaluation/activations_conv1.png" in artifacts
