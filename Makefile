@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 export MLFLOW_EXPERIMENT_NAME ?= poster-ml
+# MLflow runs each entry point with `python`: the environment's own must come first.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 $(BIN)/poster-ml: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

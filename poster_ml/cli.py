@@ -19,91 +19,34 @@ from poster_ml.config import (
     train_config,
     with_overrides,
 )
-from poster_ml.errors import DatasetError, PosterMLError
+from poster_ml.errors import PosterMLError
 
 
 def run_preprocess(arguments: argparse.Namespace) -> None:
-    from poster_ml import tracking
-    from poster_ml.preprocess import prepare, summary_text
+    from poster_ml.steps import preprocess_step
 
-    config = config_from_arguments(arguments, PreprocessConfig)
-    with tracking.step_run("preprocess", {"preprocess": config}, seed=config.seed):
-        dataset = prepare(config)
-        tracking.log_preprocess(dataset)
-    print(summary_text(dataset))
+    preprocess_step(config_from_arguments(arguments, PreprocessConfig))
 
 
 def run_train(arguments: argparse.Namespace) -> None:
-    from poster_ml import tracking
-    from poster_ml.preprocess import load_or_prepare_default
-    from poster_ml.report import leaderboard, markdown_table
-    from poster_ml.training import device_info, train_variant
-    from poster_ml.variants import get_variants
+    from poster_ml.steps import train_step
 
     train_overrides, augment_overrides = split_overrides(parse_overrides(arguments.overrides), TrainConfig, AugmentConfig)
     config = train_config(arguments.profile, train_overrides)
     augment = with_overrides(AugmentConfig(), augment_overrides)
-    variants = get_variants(arguments.variants)
-    data = load_or_prepare_default(arguments.data, config.image_size, config.synthetic_count, config.seed)
-    configs = {"train": config, "augment": augment}
-    with tracking.step_run("train", configs, seed=config.seed) as parent:
-        mlflow_tags = device_info() | {"profile": arguments.profile}
-        tracking.set_tags(mlflow_tags)
-        tracking.dataset_input(data, context="training")
-        rows = []
-        for variant in variants:
-            print(f"training {variant.name}: {variant.description}")
-            with tracking.variant_run(variant.name, parent, mlflow_tags):
-                trained = train_variant(variant, data, config, augment, [tracking.epoch_logger()])
-                rows.append(tracking.log_trained_variant(trained, data, configs))
-        board = leaderboard(rows)
-        tracking.log_leaderboard(board)
-    print(markdown_table(board.drop(columns="model_uri")))
+    train_step(config, augment, arguments.profile, arguments.data, arguments.variants)
 
 
 def run_evaluate(arguments: argparse.Namespace) -> None:
-    from poster_ml import plots, tracking
-    from poster_ml.dataset import load_prepared
-    from poster_ml.evaluate import evaluate_model
-    from poster_ml.report import markdown_table, results_table
+    from poster_ml.steps import evaluate_step
 
-    config = config_from_arguments(arguments, EvaluateConfig)
-    with tracking.step_run("evaluate", {"evaluate": config}, seed=config.seed):
-        if config.model_uri:
-            train = None
-            targets = [tracking.EvaluationTarget(config.model_uri, config.model_uri, None, {})]
-        else:
-            train = tracking.find_train_run(config.train_run)
-            targets = tracking.evaluation_targets(train)
-            tracking.set_tags({"train_run_id": train.info.run_id})
-        data = load_prepared(config.data or (train.data.tags.get("data_path", "data/prepared") if train else "data/prepared"))
-        if train is not None and train.data.tags.get("dataset_digest") != data.digest:
-            raise DatasetError(f"the prepared data in {data.path} changed since train run {train.info.run_id}; pass --data")
-        tracking.dataset_input(data, context="evaluation")
-        rows, curves = [], {}
-        for target in targets:
-            print(f"evaluating {target.name}")
-            model = tracking.load_keras_model(target.model_uri)
-            result = evaluate_model(model, data, config, with_activations=target.name == config.activations_variant or len(targets) == 1)
-            tracking.log_model_evaluation(result, target.run_id)
-            rows.append({"variant": target.name, **target.summary, **result.metrics})
-            curves[target.name] = result.roc
-        table = results_table(rows)
-        roc_figure = plots.roc_curves(curves, "ROC curves on the test split")
-        tracking.log_results_table(table, roc_figure, [run_id for run_id in (train.info.run_id if train else None, tracking.active_run_id()) if run_id])
-    print(markdown_table(table))
+    evaluate_step(config_from_arguments(arguments, EvaluateConfig))
 
 
 def run_register(arguments: argparse.Namespace) -> None:
-    from poster_ml import tracking
-    from poster_ml.registry import register_best
+    from poster_ml.steps import register_step
 
-    config = config_from_arguments(arguments, RegisterConfig)
-    with tracking.step_run("register", {"register": config}, seed=0):
-        version = register_best(config)
-        tracking.set_tags({"registered_model": config.model_name, "registered_version": str(version.version)})
-    print(f"registered {config.model_name} version {version.version} ({version.tags.get('variant')}, {version.tags.get('ranked_by')} {float(version.tags.get('score')):.3f}) as @{config.alias}")
-    print(f"serve it with: mlflow models serve -m models:/{config.model_name}@{config.alias} --env-manager local")
+    register_step(config_from_arguments(arguments, RegisterConfig))
 
 
 def run_main(arguments: argparse.Namespace) -> None:

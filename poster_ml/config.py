@@ -76,6 +76,8 @@ class WorkflowConfig:
     images: str = setting("", "as for preprocess: the folder of posters named in a labels CSV")
     count: int = setting(1000, "as for preprocess: number of synthetic posters")
     data: str = setting("data/prepared", "folder of the prepared dataset")
+    variants: str = setting("all", "as for train: comma-separated variant names, or 'all'")
+    overrides: str = setting("", "as for train: settings as 'name=value ...'")
     require_gpu: bool = setting(False, "register only GPU-trained variants (the register step's own default is true)")
     force: bool = setting(False, "rerun every step even when a finished run had the same inputs")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-
 THUMBNAIL_SIDE = 16
 
 

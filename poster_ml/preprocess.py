@@ -21,8 +21,8 @@ from poster_ml import CLASS_NAMES
 from poster_ml.config import PreprocessConfig
 from poster_ml.dataset import PreparedData, load_prepared
 from poster_ml.dedup import difference_hash, duplicate_groups, thumbnail
-from poster_ml.images import PosterError, decode_poster
 from poster_ml.errors import DatasetError
+from poster_ml.images import PosterError, decode_poster
 from poster_ml.sources import Candidate, Listing, Reject, list_csv_source, list_folder_source
 from poster_ml.splits import SPLITS, grouped_stratified_split
 from poster_ml.synthetic import write_synthetic_posters

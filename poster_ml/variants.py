@@ -22,6 +22,7 @@ from keras import layers
 
 from poster_ml.errors import ConfigError, WeightsUnavailableError
 
+
 @keras.saving.register_keras_serializable(package="poster_ml")
 class CaffePreprocessing(layers.Layer):
     """VGG16's ImageNet preprocessing: RGB to BGR, then subtract the ImageNet channel means."""

@@ -49,7 +49,7 @@ def run_step(entry_point: str, parameters: dict[str, object], force: bool, still
 
 
 def run_workflow(config: WorkflowConfig) -> None:
-    from poster_ml.config import train_config
+    from poster_ml.config import AugmentConfig, TrainConfig, parse_overrides, split_overrides, train_config
     from poster_ml.dataset import load_prepared
     from poster_ml.errors import PosterMLError
 
@@ -60,13 +60,14 @@ def run_workflow(config: WorkflowConfig) -> None:
         except PosterMLError:
             return False
 
-    image_size = train_config(config.profile, {}).image_size
+    train_overrides, _ = split_overrides(parse_overrides(config.overrides), TrainConfig, AugmentConfig)
+    image_size = train_config(config.profile, train_overrides).image_size
     configure_tracking()
     with mlflow.start_run(run_name="main") as parent:
         mlflow.set_tag("poster_ml.step", "main")
         preprocess_parameters = {"source": config.source, "images": config.images, "count": config.count, "size": image_size, "out": config.data}
         preprocess = run_step("preprocess", preprocess_parameters, config.force, same_dataset)
-        train = run_step("train", {"profile": config.profile, "data": config.data, "variants": "all", "overrides": ""}, config.force, same_dataset)
+        train = run_step("train", {"profile": config.profile, "data": config.data, "variants": config.variants, "overrides": config.overrides}, config.force, same_dataset)
         evaluate = run_step("evaluate", {"train_run": train.info.run_id}, config.force)
         # A laptop has no GPU: by default main registers the best model whatever trained it.
         register = run_step("register", {"train_run": train.info.run_id, "require_gpu": str(config.require_gpu).lower()}, config.force)

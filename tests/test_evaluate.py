@@ -12,7 +12,7 @@ from poster_ml.cam import class_gradients, classic_cam, feature_and_output_model
 from poster_ml.cli import main
 from poster_ml.config import AugmentConfig, PreprocessConfig, TrainConfig
 from poster_ml.evaluate import predict_test_split
-from poster_ml.evaluation import bootstrap_interval, evaluate_probabilities, accuracy
+from poster_ml.evaluation import accuracy, bootstrap_interval, evaluate_probabilities
 from poster_ml.explain import intermediate_activations, localisation_metrics
 from poster_ml.preprocess import prepare
 from poster_ml.synthetic import REGION_COLUMNS

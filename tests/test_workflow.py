@@ -1,0 +1,28 @@
+"""The main entry point chains the real steps as MLflow project runs and skips unchanged ones."""
+
+from __future__ import annotations
+
+from mlflow.tracking import MlflowClient
+
+from poster_ml.cli import main
+
+
+def test_main_runs_every_step_then_skips_them_all(tmp_path, monkeypatch, capsys):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.chdir(tmp_path)
+    arguments = ["main", "--count", "120", "--data", str(tmp_path / "prepared"), "--variants", "basic_cnn",
+                 "--overrides", "max_epochs=1 image_size=48 batch_size=16"]
+    assert main(arguments) == 0
+    client = MlflowClient(store)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    steps = sorted(r.data.tags.get("poster_ml.step", "") for r in runs if r.info.status == "FINISHED")
+    assert steps == ["evaluate", "main", "preprocess", "register", "train", "train_variant"]
+    version = client.get_model_version_by_alias("poster-ml", "champion")
+    assert version.tags["variant"] == "basic_cnn" and version.tags["ranked_by"] == "test_roc_auc"
+    capsys.readouterr()
+
+    assert main(arguments) == 0
+    printed = capsys.readouterr().out
+    for step in ("preprocess", "train", "evaluate", "register"):
+        assert f"skipping {step}" in printed
