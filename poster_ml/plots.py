@@ -136,15 +136,16 @@ def activation_grid(activations: np.ndarray, title: str, per_row: int = 16) -> p
     """Every channel of one layer's activation, normalised as the study did, 16 per row."""
     height, width, channels = activations.shape
     rows = -(-channels // per_row)
-    canvas = np.zeros((rows * height, per_row * width), dtype=np.uint8)
+    gap = 1  # A white line between channels (NaN, drawn white), so tiles do not run together.
+    canvas = np.full((rows * (height + gap), per_row * (width + gap)), np.nan)
     for channel in range(channels):
         values = activations[:, :, channel].astype(np.float64)
         # The study's normalisation: minus mean, over std, times 64 plus 128, clipped.
         values = (values - values.mean()) / (values.std() + 1e-5) * 64 + 128
-        row, column = divmod(channel, per_row)
-        canvas[row * height : (row + 1) * height, column * width : (column + 1) * width] = np.clip(values, 0, 255).astype(np.uint8)
+        top, left = (index * (size + gap) for index, size in zip(divmod(channel, per_row), (height, width)))
+        canvas[top : top + height, left : left + width] = np.clip(values, 0, 255)
     figure, axes = plt.subplots(figsize=(per_row * 0.9, max(1.0, rows * 0.9 * height / width) + 0.6))
-    axes.imshow(canvas, cmap="viridis", aspect="auto")
+    axes.imshow(canvas, cmap=plt.get_cmap("viridis").with_extremes(bad="white"), vmin=0, vmax=255, aspect="auto")
     axes.set_title(f"{title} ({channels} channels)")
     axes.axis("off")
     figure.tight_layout()

@@ -34,6 +34,7 @@ def train_step(config: TrainConfig, augment: AugmentConfig, profile: str, data_d
         for variant in variants:
             print(f"training {variant.name}: {variant.description}")
             with tracking.variant_run(variant.name, parent, tags):
+                tracking.dataset_input(data, context="training")
                 trained = train_variant(variant, data, config, augment, [tracking.epoch_logger()])
                 rows.append(tracking.log_trained_variant(trained, data, configs))
         board = leaderboard(rows)
