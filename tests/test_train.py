@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import keras
 import mlflow
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import scoring_server
 from mlflow.tracking import MlflowClient
 
 from poster_ml.cli import main
@@ -64,6 +66,31 @@ def test_logged_model_serves_a_real_jpeg_file(trained_store):
     assert set(prediction["label"]) <= {"fresh", "rotten"}
     with pytest.raises(MlflowException, match="image 0"):
         model.predict(pd.DataFrame({"image": [b"not a poster"]}))
+
+
+def test_scoring_server_answers_a_bad_poster_with_400_and_a_short_json_error(trained_store):
+    store, data = trained_store
+    mlflow.set_tracking_uri(store)
+    client = MlflowClient(store)
+    child = next(r for r in client.search_runs([e.experiment_id for e in client.search_experiments()]) if r.data.tags.get("variant") == "basic_cnn")
+    model = mlflow.pyfunc.load_model(child.data.tags["model_uri"])
+    jpeg = next((data / "synthetic" / "images").glob("*.jpg")).read_bytes()
+
+    def post(*values):
+        body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[value] for value in values]}})
+        # The request handling of `mlflow models serve`, without the HTTP socket.
+        return scoring_server.invocations(body, "application/json", model, model.metadata.get_input_schema())
+
+    good = post(base64.b64encode(jpeg).decode())
+    assert good.status == 200
+    assert 0 <= json.loads(good.response)["predictions"][0]["probability_fresh"] <= 1
+    # The server turns this exception into its HTTP status and JSON body.
+    with pytest.raises(MlflowException) as caught:
+        post(base64.b64encode(jpeg).decode(), base64.b64encode(b"not a poster").decode())
+    assert caught.value.get_http_status_code() == 400
+    error = json.loads(caught.value.serialize_as_json())
+    assert error["error_code"] == "INVALID_PARAMETER_VALUE" and "image 1: not an image" in error["message"]
+    assert len(caught.value.serialize_as_json()) < 1000
 
 
 def test_feature_cache_is_computed_once_and_keyed(synthetic_dataset, tmp_path):
