@@ -54,10 +54,10 @@ def config_params(configs: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def step_run(step: str, configs: dict[str, Any], seed: int, **start_kwargs) -> Iterator[mlflow.ActiveRun]:
+def step_run(step: str, configs: dict[str, Any], seed: int) -> Iterator[mlflow.ActiveRun]:
     """Starts (or, under `mlflow run`, resumes) the run of one step, logging its whole config."""
     configure_tracking()
-    with mlflow.start_run(**start_kwargs) as run:
+    with mlflow.start_run() as run:
         mlflow.set_tags({"poster_ml.step": step, "poster_ml.version": poster_ml.__version__, "seed": str(seed), "python": platform.python_version()})
         mlflow.log_params(config_params(configs))
         mlflow.log_dict({concern: dataclasses.asdict(config) for concern, config in configs.items()}, "config.json")

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from tqdm import tqdm
 
 from poster_ml.config import AugmentConfig, TrainConfig
 from poster_ml.dataset import PreparedData, ShardReader
@@ -174,7 +175,8 @@ def cached_features(extractor: keras.Model, data: PreparedData, split: str, cach
         partial = cache / f"{split}.partial.npy"
         output = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(count, *extractor.output.shape[1:]))
         start = 0
-        for images, _ in image_batches(data, split, batch_size, seed=0):
+        batches = image_batches(data, split, batch_size, seed=0)
+        for images, _ in tqdm(batches, total=len(batches), desc=f"caching {split} features", unit="batch"):
             batch = keras.ops.convert_to_numpy(extractor(images, training=False))
             output[start : start + len(batch)] = batch
             start += len(batch)

@@ -142,3 +142,26 @@ def test_evaluate_step_logs_metrics_figures_and_the_results_table(trained_store,
         assert {f"evaluation/{name}" for name in expected} <= artifacts
         if child.data.tags["variant"] == "basic_cnn":
             assert "evaluation/activations_conv1.png" in artifacts
+
+
+def test_evaluate_one_model_by_uri_logs_to_the_evaluation_run(trained_store, monkeypatch):
+    store, data = trained_store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    client = MlflowClient(store)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    model_uri = next(r for r in runs if r.data.tags.get("variant") == "basic_cnn").data.tags["model_uri"]
+    assert main(["evaluate", "--model-uri", model_uri, "--data", str(data), "--bootstrap-samples", "50", "--cam-posters", "2"]) == 0
+    evaluation = client.search_runs([e.experiment_id for e in client.search_experiments()], "tags.`poster_ml.step` = 'evaluate'", order_by=["attributes.start_time DESC"])[0]
+    assert 0 <= evaluation.data.metrics["test_roc_auc"] <= 1
+    artifacts = {a.path for a in client.list_artifacts(evaluation.info.run_id, "evaluation")}
+    assert {"evaluation/grad_cam_highest.png", "evaluation/activations_conv1.png", "evaluation/predictions.csv"} <= artifacts
+
+
+def test_register_refuses_cpu_trained_models_unless_told(trained_store, monkeypatch, capsys):
+    store, _ = trained_store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    assert main(["register"]) == 1
+    assert "has no GPU-trained variant" in capsys.readouterr().err
+    assert main(["register", "--require-gpu", "false", "--model-name", "posters-test", "--alias", "candidate"]) == 0
+    version = MlflowClient(store).get_model_version_by_alias("posters-test", "candidate")
+    assert version.tags["variant"] in ("basic_cnn", "vgg16_features") and version.tags["device"] == "CPU"
