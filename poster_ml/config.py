@@ -199,7 +199,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
             dest=field.name,
             default=None,
             metavar=field.name.upper(),
-            help=f"{field.metadata.get('help', '')} (default: {field.default})",
+            # argparse expands %-formats in help text, so a literal percent sign is doubled.
+            help=f"{field.metadata.get('help', '')} (default: {field.default})".replace("%", "%%"),
         )
 
 

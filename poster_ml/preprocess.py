@@ -201,8 +201,10 @@ def summary_text(dataset: PreparedData) -> str:
 
 
 def load_or_prepare_default(path: str, size: int, count: int, seed: int) -> PreparedData:
-    """The prepared dataset at `path`; when there is none, the synthetic default is prepared there."""
-    if (Path(path) / "dataset.json").is_file():
+    """The prepared dataset at `path`; when the folder is missing or empty, the synthetic
+    default is prepared there. A folder holding anything else is never written into."""
+    folder = Path(path)
+    if (folder / "dataset.json").is_file() or (folder.is_dir() and any(folder.iterdir())):
         return load_prepared(path)
     print(f"no prepared dataset in {path}: preparing {count} synthetic posters at {size} pixels first")
     dataset = prepare(PreprocessConfig(source="synthetic", count=count, size=size, out=path, seed=seed))

@@ -142,6 +142,13 @@ def test_fatal_problems_give_one_line_and_non_zero_exit(arguments, message, tmp_
     assert len(errors) == 1 and errors[0].startswith("poster-ml preprocess: error:") and message in errors[0]
 
 
+@pytest.mark.parametrize("command", ["preprocess", "train", "evaluate", "register", "main"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main([command, "--help"])
+    assert caught.value.code == 0 and "usage: poster-ml" in capsys.readouterr().out
+
+
 def test_same_seed_gives_byte_identical_manifest(tmp_path):
     first = prepare(PreprocessConfig(count=60, size=24, out=str(tmp_path / "a"), seed=5))
     second = prepare(PreprocessConfig(count=60, size=24, out=str(tmp_path / "b"), seed=5))

@@ -121,6 +121,14 @@ def test_profiles_and_overrides_are_strict():
         train_config("quick", {"batch_size": "big"})
 
 
+def test_train_never_writes_into_a_folder_that_is_not_a_prepared_dataset(capsys, tmp_path):
+    (tmp_path / "my_posters").mkdir()
+    (tmp_path / "my_posters" / "keep.jpg").write_bytes(b"precious")
+    assert main(["train", "--profile", "quick", "--data", str(tmp_path / "my_posters")]) == 1
+    assert "is not a prepared dataset" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "my_posters").iterdir()] == ["keep.jpg"]
+
+
 def test_unknown_override_exits_with_one_line(capsys, tmp_path):
     assert main(["train", "--profile", "quick", "--data", str(tmp_path), "--overrides", "rotation=5"]) == 1
     assert "unknown setting 'rotation'" in capsys.readouterr().err
