@@ -212,7 +212,10 @@ def evaluation_targets(train: mlflow.entities.Run) -> list[EvaluationTarget]:
 
 def load_keras_model(model_uri: str):
     """The Keras model inside a logged poster pyfunc."""
-    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model
+    try:
+        return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model
+    except (MlflowException, OSError) as error:
+        raise DatasetError(f"cannot load model {model_uri}: {str(error).splitlines()[0]}") from None
 
 
 def log_model_evaluation(result, run_id: str | None) -> None:

@@ -157,6 +157,15 @@ def test_evaluate_one_model_by_uri_logs_to_the_evaluation_run(trained_store, mon
     assert {"evaluation/grad_cam_highest.png", "evaluation/activations_conv1.png", "evaluation/predictions.csv"} <= artifacts
 
 
+def test_evaluate_a_missing_model_or_run_gives_one_line(trained_store, monkeypatch, capsys):
+    store, data = trained_store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    assert main(["evaluate", "--model-uri", "models:/no-such-model/1", "--data", str(data)]) == 1
+    assert main(["evaluate", "--train-run", "0123456789abcdef"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 2 and "cannot load model" in errors[0] and "no such train run" in errors[1]
+
+
 def test_register_refuses_cpu_trained_models_unless_told(trained_store, monkeypatch, capsys):
     store, _ = trained_store
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)

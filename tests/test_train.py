@@ -15,10 +15,10 @@ from mlflow.pyfunc import scoring_server
 from mlflow.tracking import MlflowClient
 
 from poster_ml.cli import main
-from poster_ml.config import TrainConfig, train_config
+from poster_ml.config import AugmentConfig, TrainConfig, train_config
 from poster_ml.dataset import load_prepared
 from poster_ml.errors import ConfigError
-from poster_ml.training import cached_features, feature_cache_dir
+from poster_ml.training import cached_features, feature_cache_dir, train_variant
 from poster_ml.variants import VARIANTS, build_model
 
 
@@ -107,6 +107,15 @@ def test_feature_cache_is_computed_once_and_keyed(synthetic_dataset, tmp_path):
     np.testing.assert_allclose(again.read(np.arange(4)), expected, rtol=1e-4, atol=1e-4)
     other_weights = TrainConfig(weights="imagenet", feature_cache=str(tmp_path))
     assert feature_cache_dir(synthetic_dataset, variant, other_weights) != cache
+
+
+def test_training_is_reproducible_under_a_seed(synthetic_dataset):
+    def history(seed):
+        config = TrainConfig(max_epochs=2, weights="none", seed=seed, batch_size=16)
+        return train_variant(VARIANTS["regularized_cnn_aug"], synthetic_dataset, config, AugmentConfig()).history[["loss", "val_loss", "val_auc"]].to_numpy()
+
+    np.testing.assert_array_equal(history(1), history(1))
+    assert not np.array_equal(history(1), history(2))
 
 
 def test_profiles_and_overrides_are_strict():
