@@ -99,14 +99,23 @@ def dataset_input(data: PreparedData, context: str) -> None:
     mlflow.set_tags({"dataset_digest": digest, "data_path": str(data.path.resolve())})
 
 
+def log_figure(figure, path: str, run_id: str | None = None) -> None:
+    """Logs a figure to a run (the active one by default) and frees it."""
+    if run_id is None:
+        mlflow.log_figure(figure, path)
+    else:
+        MlflowClient().log_figure(run_id, figure, path)
+    plots.close(figure)
+
+
 def log_preprocess(dataset: PreparedData) -> None:
     info = dataset.info
     dataset_input(dataset, context="preprocess")
     mlflow.log_metrics({"inputs": info["inputs"], "accepted": info["accepted"], "rejected": info["rejected"]})
     for name in ("manifest.csv", "rejects.csv", "dataset.json"):
         mlflow.log_artifact(str(dataset.path / name))
-    mlflow.log_figure(plots.class_balance_chart(info["counts"]), "class_balance.png")
-    mlflow.log_figure(plots.sample_grid(sample_posters(dataset)), "sample_posters.png")
+    log_figure(plots.class_balance_chart(info["counts"]), "class_balance.png")
+    log_figure(plots.sample_grid(sample_posters(dataset)), "sample_posters.png")
 
 
 def sample_posters(dataset: PreparedData, per_class: int = 8) -> dict[str, np.ndarray]:
@@ -141,7 +150,7 @@ def log_trained_variant(trained: TrainedVariant, data: PreparedData, configs: di
     }
     mlflow.log_metrics({f"best_{name}": float(row[name]) for name in ("train_accuracy", "val_accuracy", "val_auc")} | {"train_seconds": trained.seconds})
     mlflow.set_tag("pretrained", str(trained.pretrained).lower())
-    mlflow.log_figure(plots.training_curves(trained.history, trained.variant.name), f"curves_{trained.variant.name}.png")
+    log_figure(plots.training_curves(trained.history, trained.variant.name), f"curves_{trained.variant.name}.png")
     mlflow.log_text(model_summary(trained.model), "model_summary.txt")
     mlflow.log_table(trained.history, "history.json")
     example = encode_jpeg(data.reader("validation").read(np.array([0]))[0])
@@ -220,15 +229,12 @@ def load_keras_model(model_uri: str):
 
 def log_model_evaluation(result, run_id: str | None) -> None:
     """Logs an evaluation to the variant's run (or to the active run) under evaluation/."""
-    import matplotlib.pyplot as plt
-
     client = MlflowClient()
     run_id = run_id or mlflow.active_run().info.run_id
     timestamp = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(f"test_{name}", float(value), timestamp, 0) for name, value in result.metrics.items()])
     for name, figure in result.figures.items():
-        client.log_figure(run_id, figure, f"evaluation/{name}")
-        plt.close(figure)
+        log_figure(figure, f"evaluation/{name}", run_id)
     for name, text in result.texts.items():
         client.log_text(run_id, text, f"evaluation/{name}")
     client.log_text(run_id, result.predictions.to_csv(index=False), "evaluation/predictions.csv")
@@ -241,3 +247,4 @@ def log_results_table(table: pd.DataFrame, roc_figure, run_ids: list[str]) -> No
         client.log_text(run_id, markdown_table(table), "results.md")
         client.log_text(run_id, table.to_html(index=False, float_format=lambda value: f"{value:.3f}", na_rep="-"), "results.html")
         client.log_figure(run_id, roc_figure, "roc_all_variants.png")
+    plots.close(roc_figure)
