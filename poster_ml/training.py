@@ -116,7 +116,7 @@ def train_variant(
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(folder) / f"{variant.name}.weights.h5"
         if variant.cached_features:
-            history = fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint, extra_callbacks)
+            history = fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint, extra_callbacks, dropout)
         else:
             train = image_batches(data, "train", config.batch_size, config.seed, augment if variant.augment else None, shuffle=True)
             validation = image_batches(data, "validation", config.batch_size, config.seed)
@@ -134,7 +134,7 @@ def history_table(history: keras.callbacks.History, monitor: str) -> pd.DataFram
     return table
 
 
-def fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint, extra_callbacks) -> keras.callbacks.History:
+def fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint, extra_callbacks, dropout) -> keras.callbacks.History:
     """Trains the head on the frozen base's features, then copies its weights into `model`.
 
     The base runs once per poster instead of once per poster per epoch, as the study did
@@ -145,7 +145,7 @@ def fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint
     cache = feature_cache_dir(data, variant, config)
     readers = {split: cached_features(extractor, data, split, cache, config.batch_size) for split in ("train", "validation")}
     features = keras.Input(readers["train"].shape[1:], name="features")
-    head = keras.Model(features, variant.head(features, variant.dropout if config.dropout is None else config.dropout), name=f"{variant.name}_head")
+    head = keras.Model(features, variant.head(features, variant.dropout if dropout is None else dropout), name=f"{variant.name}_head")
     compile_model(head, variant)
     train = streamed_batches(readers["train"], data.labels("train"), config.batch_size, config.seed, shuffle=True)
     validation = streamed_batches(readers["validation"], data.labels("validation"), config.batch_size, config.seed)
