@@ -3,7 +3,7 @@
 Meant for a GPU machine. It uses only Keras 3 and the variant definitions, so it runs on
 the JAX or PyTorch backend where TensorFlow is not installed:
 
-    KERAS_BACKEND=jax python benchmarks/bench_throughput.py [--steps 20] [--batch 32]
+    KERAS_BACKEND=jax python benchmarks/bench_throughput.py [--steps 20] [--batch 32] [--dtype-policy mixed_float16]
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import numpy as np
 from poster_ml.variants import VARIANTS, build_model
 
 
-def throughput(name: str, size: int, batch: int, steps: int, mixed: bool) -> tuple[float, float]:
+def throughput(name: str, size: int, batch: int, steps: int, dtype_policy: str) -> tuple[float, float]:
     keras.utils.clear_session()
-    keras.config.set_dtype_policy("mixed_bfloat16" if mixed else "float32")
+    keras.config.set_dtype_policy(dtype_policy)
     variant = VARIANTS[name]
     model = build_model(variant, size, weights="none")
     optimizer = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}[variant.optimizer](variant.learning_rate)
@@ -49,13 +49,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--variants", default="all")
-    parser.add_argument("--mixed", action="store_true", help="mixed_bfloat16 compute")
+    parser.add_argument("--dtype-policy", default="float32", help="Keras dtype policy: float32, mixed_float16 (as training on a GPU), mixed_bfloat16")
     arguments = parser.parse_args()
     names = list(VARIANTS) if arguments.variants == "all" else arguments.variants.split(",")
-    print(f"backend {keras.backend.backend()}, keras {keras.__version__}, tensorflow installed: {importlib.util.find_spec('tensorflow') is not None}")
+    print(f"backend {keras.backend.backend()}, keras {keras.__version__}, tensorflow installed: {importlib.util.find_spec('tensorflow') is not None}, policy {arguments.dtype_policy}")
     print(f"{'variant':<36} {'images/s':>10} {'ms/step':>9} {'compile s':>10}")
     for name in names:
-        rate, compile_seconds = throughput(name, arguments.size, arguments.batch, arguments.steps, arguments.mixed)
+        rate, compile_seconds = throughput(name, arguments.size, arguments.batch, arguments.steps, arguments.dtype_policy)
         print(f"{name:<36} {rate:10.1f} {1000 * arguments.batch / rate:9.1f} {compile_seconds:10.1f}", flush=True)
 
 
