@@ -16,9 +16,11 @@ from poster_ml.preprocess import prepare
 
 @pytest.fixture(autouse=True)
 def isolated_tracking(tmp_path_factory, monkeypatch):
-    """Every test gets its own SQLite tracking store and never touches ./mlflow.db."""
-    store = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    """Every test gets its own SQLite tracking store, and its artifacts land beside it
+    (in ./mlruns of a temporary working directory), never in the checkout."""
+    folder = tmp_path_factory.mktemp("mlflow")
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
 
@@ -37,6 +39,7 @@ def trained_store(tmp_path_factory):
     store = f"sqlite:///{folder / 'mlflow.db'}"
     data = folder / "prepared"  # Missing: train must prepare the synthetic default itself.
     with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
         patch.setenv("MLFLOW_TRACKING_URI", store)
         exit_code = main([
             "train", "--profile", "quick", "--data", str(data), "--variants", "basic_cnn,vgg16_features",
