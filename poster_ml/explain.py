@@ -11,6 +11,7 @@ import pandas as pd
 
 from poster_ml import CLASS_NAMES, plots
 from poster_ml.cam import CAM_METHODS, classic_cam, feature_and_output_model, localisation_score, upsample
+from poster_ml.errors import PosterMLError
 from poster_ml.synthetic import PLANTED_COLUMN, REGION_COLUMNS
 from poster_ml.variants import VARIANTS
 
@@ -25,10 +26,13 @@ def cam_layer_name(model: keras.Model) -> str:
     """The variant's CAM layer, or else the last layer with spatial (4-D) output."""
     if model.name in VARIANTS:
         return VARIANTS[model.name].cam_layer
-    spatial = [layer.name for layer in model.layers if len(getattr(layer, "output", None).shape or ()) == 4]
+    spatial = [layer.name for layer in model.layers if not isinstance(layer, keras.layers.InputLayer) and len(layer.output.shape) == 4]
     if not spatial:
-        raise ValueError(f"model {model.name} has no layer with spatial output for a class activation map")
+        raise PosterMLError(f"model {model.name} has no layer with spatial output for a class activation map")
     return spatial[-1]
+
+
+GRID_TITLES = {"highest": "highest p(fresh)", "lowest": "lowest p(fresh)", "mistakes": "most confident mistakes"}
 
 
 def chosen_posters(labels: np.ndarray, probabilities: np.ndarray, count: int) -> dict[str, np.ndarray]:
@@ -61,10 +65,10 @@ def explain(model: keras.Model, images_of, split: pd.DataFrame, probabilities: n
         size = images.shape[1:3]
         for method, title in (("grad_cam", "Grad-CAM"), ("layer_cam", "LayerCAM")):
             maps = upsample(CAM_METHODS[method](cam_model, images), *size)
-            figures[f"{method}_{name}.png"] = plots.heatmap_grid(images, maps, captions, f"{model.name}: {title}, {name} p(fresh)")
+            figures[f"{method}_{name}.png"] = plots.heatmap_grid(images, maps, captions, f"{model.name}: {title}, {GRID_TITLES[name]}")
         if pooling_head:
             maps = upsample(classic_cam(model, cam_model, images), *size)
-            figures[f"cam_{name}.png"] = plots.heatmap_grid(images, maps, captions, f"{model.name}: CAM, {name} p(fresh)")
+            figures[f"cam_{name}.png"] = plots.heatmap_grid(images, maps, captions, f"{model.name}: CAM, {GRID_TITLES[name]}")
     return Explanation(figures, localisation_metrics(cam_model, images_of, split, probabilities))
 
 

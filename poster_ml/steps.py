@@ -21,9 +21,10 @@ def preprocess_step(config: PreprocessConfig) -> PreparedData:
 def train_step(config: TrainConfig, augment: AugmentConfig, profile: str, data_dir: str, variant_names: str):
     """Trains the variants, one nested run each, and returns the leaderboard."""
     from poster_ml.training import device_info, train_variant
-    from poster_ml.variants import get_variants
+    from poster_ml.variants import check_weights, get_variants
 
     variants = get_variants(variant_names)
+    check_weights(variants, config.weights)
     data = load_or_prepare_default(data_dir, config.image_size, config.synthetic_count, config.seed)
     configs = {"train": config, "augment": augment}
     with tracking.step_run("train", configs, seed=config.seed) as parent:

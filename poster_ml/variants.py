@@ -163,6 +163,14 @@ def pretrained_base(name: str, inputs, unfreeze_blocks: int, weights: str):
     return base.output
 
 
+def check_weights(variants: list[Variant], weights: str) -> None:
+    """Loads each pretrained base's weights once up front (and so into Keras's cache), so a
+    missing download stops the run in seconds rather than after the CNN variants trained."""
+    for base in dict.fromkeys(variant.base for variant in variants if variant.pretrained):
+        load_application(PRETRAINED_BASES[base].application, keras.Input((75, 75, 3)), weights)
+    keras.backend.clear_session()
+
+
 def load_application(application: Callable[..., keras.Model], input_tensor, weights: str) -> keras.Model:
     """Builds a keras.applications base with 'imagenet', 'none' or a weights-file path."""
     if weights == "none":
@@ -178,6 +186,6 @@ def load_application(application: Callable[..., keras.Model], input_tensor, weig
             raise
         raise WeightsUnavailableError(
             f"cannot download ImageNet weights for {application.__name__} ({str(error).splitlines()[0][:120]}); "
-            "put the *_notop.h5 file in ~/.keras/models/ (or $KERAS_HOME/models/), pass --weights PATH to it, "
-            "or train from scratch with weights=none"
+            "put the *_notop.h5 file in ~/.keras/models/ (or $KERAS_HOME/models/), or point the setting at it "
+            "(--overrides \"weights=PATH\"), or train from scratch with weights=none"
         ) from None

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from poster_ml.cli import main
 from poster_ml.errors import ConfigError, WeightsUnavailableError
 from poster_ml.variants import VARIANTS, build_model, get_variants
 
@@ -74,7 +75,14 @@ def test_offline_imagenet_request_fails_with_a_helpful_error(monkeypatch, tmp_pa
     with pytest.raises(WeightsUnavailableError) as caught:
         build_model(VARIANTS["vgg16_features"], TINY, weights="imagenet")
     message = str(caught.value)
-    assert "--weights PATH" in message and "~/.keras/models" in message and "\n" not in message
+    assert "weights=PATH" in message and "~/.keras/models" in message and "weights=none" in message and "\n" not in message
+
+
+def test_train_stops_before_any_training_when_weights_are_missing(tmp_path, capsys):
+    missing = tmp_path / "missing.h5"
+    assert main(["train", "--data", str(tmp_path / "data"), "--variants", "basic_cnn,vgg16_features", "--overrides", f"weights={missing}"]) == 1
+    assert f"no such weights file: {missing}" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()  # Nothing was prepared or trained first.
 
 
 def test_variant_selection():
