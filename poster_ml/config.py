@@ -118,7 +118,7 @@ class TrainConfig:
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {},
     # A 2-core laptop trains all eight variants in minutes, offline.
-    "quick": {"image_size": 96, "synthetic_count": 800, "max_epochs": 6, "weights": "none", "patience": 3, "lr_patience": 2},
+    "quick": {"image_size": 96, "synthetic_count": 1000, "max_epochs": 8, "weights": "none", "patience": 3, "lr_patience": 2},
 }
 
 
