@@ -70,32 +70,35 @@ def decode_file(path: Path, size: int, max_pixels: int, reduced_decode: bool) ->
     return pixels, Decoded(digest, difference_hash(pixels), thumbnail(pixels), None)
 
 
-def decode_all(candidates: list[Candidate], config: PreprocessConfig, staging: np.ndarray) -> list[Decoded]:
-    """Decodes every candidate on all cores, writing pixels into `staging` as they come."""
-    decode = functools.partial(decode_file, size=config.size, max_pixels=config.max_pixels, reduced_decode=config.reduced_decode)
+def decode_all(candidates: list[Candidate], config: PreprocessConfig, staging_path: Path) -> list[Decoded]:
+    """Decodes every candidate on all cores; each worker writes its pixels straight into
+    the staging shard at the candidate's index, so only small facts travel back."""
+    tasks = [(index, candidate.path, candidate.source) for index, candidate in enumerate(candidates)]
+    decode = functools.partial(_decode_into_staging, staging_path=staging_path, config=config)
     workers = config.workers or os.cpu_count() or 1
-    paths = [candidate.path for candidate in candidates]
-    progress = functools.partial(tqdm, total=len(paths), desc="decoding posters", unit="poster")
-    if workers == 1 or len(paths) < SERIAL_BELOW:
-        results = progress(map(decode, paths))
-        return _collect(results, candidates, staging)
-    # Spawned workers import only this light module, never a parent's TensorFlow state.
+    progress = functools.partial(tqdm, total=len(tasks), desc="decoding posters", unit="poster")
+    if workers == 1 or len(tasks) < SERIAL_BELOW:
+        return list(progress(map(decode, tasks)))
+    # Spawned workers import only these light modules, never a parent's TensorFlow state.
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-        results = progress(pool.map(decode, paths, chunksize=32))
-        return _collect(results, candidates, staging)
+        return list(progress(pool.map(decode, tasks, chunksize=32)))
 
 
-def _collect(results, candidates: list[Candidate], staging: np.ndarray) -> list[Decoded]:
-    """Stores the pixels by candidate index; rejects name the source as the manifest would."""
-    decoded = []
-    for index, (pixels, facts) in enumerate(results):
-        if pixels is not None:
-            staging[index] = pixels
-        if facts.reject is not None:
-            facts = dataclasses.replace(facts, reject=dataclasses.replace(facts.reject, source=candidates[index].source))
-        decoded.append(facts)
-    return decoded
+_open_staging: dict[Path, np.ndarray] = {}
+
+
+def _decode_into_staging(task: tuple[int, Path, str], staging_path: Path, config: PreprocessConfig) -> Decoded:
+    index, path, source = task
+    pixels, facts = decode_file(path, config.size, config.max_pixels, config.reduced_decode)
+    if pixels is not None:
+        if staging_path not in _open_staging:  # Opened once per process.
+            _open_staging[staging_path] = np.load(staging_path, mmap_mode="r+")
+        _open_staging[staging_path][index] = pixels
+    if facts.reject is not None:
+        # Rejects name the source as the manifest would, relative to the input root.
+        facts = dataclasses.replace(facts, reject=dataclasses.replace(facts.reject, source=source))
+    return facts
 
 
 def prepare(config: PreprocessConfig) -> PreparedData:
@@ -106,8 +109,9 @@ def prepare(config: PreprocessConfig) -> PreparedData:
     candidates = listing.candidates
     staging_path = out_dir / "staging.npy"
     staging = np.lib.format.open_memmap(staging_path, mode="w+", dtype=np.uint8, shape=(max(1, len(candidates)), config.size, config.size, 3))
+    staging.flush()  # The header is on disk before the workers open the file.
     try:
-        decoded = decode_all(candidates, config, staging)
+        decoded = decode_all(candidates, config, staging_path)
         rejects = write_rejects(listing.rejects + [d.reject for d in decoded if d.reject is not None], out_dir)
         accepted = [i for i, d in enumerate(decoded) if d.reject is None]
         if not accepted:
@@ -116,6 +120,7 @@ def prepare(config: PreprocessConfig) -> PreparedData:
         write_shards(manifest, staging, accepted, out_dir)
     finally:
         del staging
+        _open_staging.pop(staging_path, None)
         staging_path.unlink(missing_ok=True)
     manifest_bytes = manifest.to_csv(index=False, lineterminator="\n").encode()
     (out_dir / "manifest.csv").write_bytes(manifest_bytes)
