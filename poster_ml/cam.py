@@ -55,26 +55,38 @@ def class_gradients(cam_model: keras.Model, images: np.ndarray, toward_fresh: np
     return tf.cast(feature_maps, tf.float32), tf.cast(gradients, tf.float32)
 
 
-def grad_cam(cam_model: keras.Model, images: np.ndarray, toward_fresh: np.ndarray | None = None) -> np.ndarray:
+def grad_cam_from(feature_maps: tf.Tensor, gradients: tf.Tensor) -> np.ndarray:
     """Grad-CAM heat maps in [0, 1], one (h, w) map per image at the feature maps' size:
     the ReLU of the channels weighted by their mean gradient."""
-    feature_maps, gradients = class_gradients(cam_model, images, toward_fresh)
     weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
     return _normalise(tf.nn.relu(tf.reduce_sum(weights * feature_maps, axis=-1)).numpy())
 
 
-def layer_cam(cam_model: keras.Model, images: np.ndarray, toward_fresh: np.ndarray | None = None) -> np.ndarray:
+def layer_cam_from(feature_maps: tf.Tensor, gradients: tf.Tensor) -> np.ndarray:
     """LayerCAM (Jiang et al., 2021): each position weighted by its own positive gradient.
 
     Grad-CAM averages each channel's gradient over the whole map, which blurs the maps
     of heads that Flatten (every study variant but InceptionV3): there a channel's
     gradient differs from place to place. LayerCAM keeps the place.
     """
-    feature_maps, gradients = class_gradients(cam_model, images, toward_fresh)
     return _normalise(tf.reduce_sum(tf.nn.relu(gradients) * tf.nn.relu(feature_maps), axis=-1).numpy())
 
 
-CAM_METHODS = {"grad_cam": grad_cam, "layer_cam": layer_cam}
+CAM_METHODS = {"grad_cam": grad_cam_from, "layer_cam": layer_cam_from}
+
+
+def class_activation_maps(cam_model: keras.Model, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Every method's maps for the predicted class, from one forward and backward pass."""
+    feature_maps, gradients = class_gradients(cam_model, images)
+    return {method: from_gradients(feature_maps, gradients) for method, from_gradients in CAM_METHODS.items()}
+
+
+def grad_cam(cam_model: keras.Model, images: np.ndarray, toward_fresh: np.ndarray | None = None) -> np.ndarray:
+    return grad_cam_from(*class_gradients(cam_model, images, toward_fresh))
+
+
+def layer_cam(cam_model: keras.Model, images: np.ndarray, toward_fresh: np.ndarray | None = None) -> np.ndarray:
+    return layer_cam_from(*class_gradients(cam_model, images, toward_fresh))
 
 
 def classic_cam(model: keras.Model, cam_model: keras.Model, images: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from poster_ml import CLASS_NAMES, plots
-from poster_ml.cam import CAM_METHODS, classic_cam, feature_and_output_model, localisation_score, upsample
+from poster_ml.cam import class_activation_maps, classic_cam, feature_and_output_model, localisation_score, upsample
 from poster_ml.errors import PosterMLError
 from poster_ml.synthetic import PLANTED_COLUMN, REGION_COLUMNS
 from poster_ml.variants import VARIANTS
@@ -32,6 +32,7 @@ def cam_layer_name(model: keras.Model) -> str:
     return spatial[-1]
 
 
+CAM_TITLES = {"grad_cam": "Grad-CAM", "layer_cam": "LayerCAM"}
 GRID_TITLES = {"highest": "highest p(fresh)", "lowest": "lowest p(fresh)", "mistakes": "most confident mistakes"}
 
 
@@ -63,9 +64,9 @@ def explain(model: keras.Model, images_of, split: pd.DataFrame, probabilities: n
         images = images_of(rows)
         captions = [f"p(fresh) {probabilities[row]:.2f}, true {CLASS_NAMES[labels[row]]}" for row in rows]
         size = images.shape[1:3]
-        for method, title in (("grad_cam", "Grad-CAM"), ("layer_cam", "LayerCAM")):
-            maps = upsample(CAM_METHODS[method](cam_model, images), *size)
-            figures[f"{method}_{name}.png"] = plots.heatmap_grid(images, maps, captions, f"{model.name}: {title}, {GRID_TITLES[name]}")
+        for method, maps in class_activation_maps(cam_model, images).items():
+            title = CAM_TITLES[method]
+            figures[f"{method}_{name}.png"] = plots.heatmap_grid(images, upsample(maps, *size), captions, f"{model.name}: {title}, {GRID_TITLES[name]}")
         if pooling_head:
             maps = upsample(classic_cam(model, cam_model, images), *size)
             figures[f"cam_{name}.png"] = plots.heatmap_grid(images, maps, captions, f"{model.name}: CAM, {GRID_TITLES[name]}")
@@ -88,10 +89,10 @@ def localisation_metrics(cam_model: keras.Model, images_of, split: pd.DataFrame,
     rows = np.flatnonzero(correct & as_drawn & ~np.isnan(regions).any(axis=1))
     if len(rows) == 0:
         return {}
+    batches = [class_activation_maps(cam_model, images_of(rows[start : start + batch])) for start in range(0, len(rows), batch)]
     results = {"cam_posters": float(len(rows))}
-    for method, cam in CAM_METHODS.items():
-        maps = np.concatenate([cam(cam_model, images_of(rows[start : start + batch])) for start in range(0, len(rows), batch)])
-        score, uniform = localisation_score(maps, regions[rows])
+    for method in batches[0]:
+        score, uniform = localisation_score(np.concatenate([maps[method] for maps in batches]), regions[rows])
         results |= {f"{method}_localisation": score, f"{method}_localisation_ratio": score / uniform, "cam_uniform_baseline": uniform}
     return results
 
