@@ -1,12 +1,10 @@
-"""Tables people read: the training leaderboard and, later, the study's results table."""
+"""Tables people read: the training leaderboard and the study's results table."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pandas as pd
-
-LEADERBOARD_COLUMNS = ["variant", "train_accuracy", "val_accuracy", "val_auc", "epochs", "best_epoch", "seconds", "images_per_second", "pretrained"]
 
 
 def leaderboard(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -71,10 +71,9 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def compile_model(model: keras.Model, variant: Variant) -> None:
-    optimizers = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}
     gpu = bool(tf.config.list_physical_devices("GPU"))
     model.compile(
-        optimizer=optimizers[variant.optimizer](learning_rate=variant.learning_rate),
+        optimizer=variant.make_optimizer(),
         loss="binary_crossentropy",
         metrics=["accuracy", keras.metrics.AUC(name="auc")],
         # XLA pays off on a GPU; on a CPU its compile time outweighs the gain.

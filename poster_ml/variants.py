@@ -50,6 +50,9 @@ PRETRAINED_BASES = {
 }
 
 
+OPTIMIZERS = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam}
+
+
 @dataclasses.dataclass(frozen=True)
 class Variant:
     name: str
@@ -67,6 +70,10 @@ class Variant:
     @property
     def pretrained(self) -> bool:
         return self.base in PRETRAINED_BASES
+
+    def make_optimizer(self) -> keras.optimizers.Optimizer:
+        """A fresh instance of the study's optimiser at its learning rate."""
+        return OPTIMIZERS[self.optimizer](learning_rate=self.learning_rate)
 
     @property
     def cam_layer(self) -> str:
