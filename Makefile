@@ -2,15 +2,25 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN = $(VENV)/bin
+# uv installs in seconds; it comes from PATH, else from a bootstrap venv made here.
+BOOTSTRAP = .bootstrap
+UV = $(shell command -v uv 2>/dev/null || echo $(abspath $(BOOTSTRAP))/bin/uv)
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 export MLFLOW_EXPERIMENT_NAME ?= poster-ml
 # MLflow runs each entry point with `python`: the environment's own must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
 $(BIN)/poster-ml: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,benchmark]"
+	@test -x "$(UV)" || { $(PYTHON) -m venv $(BOOTSTRAP) && $(BOOTSTRAP)/bin/pip install --quiet uv; } || true
+	@if test -x "$(UV)"; then \
+		echo "installing with uv"; \
+		"$(UV)" venv --quiet --seed --allow-existing --python $(PYTHON) $(VENV) && \
+		"$(UV)" pip install --quiet --python $(BIN)/python -e ".[test,benchmark]"; \
+	else \
+		echo "uv unavailable: installing with pip"; \
+		$(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet --upgrade pip && \
+		$(BIN)/pip install --quiet -e ".[test,benchmark]"; \
+	fi
 	touch $@
 
 install: $(BIN)/poster-ml

@@ -17,8 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from poster_ml.augment import random_transforms, warp
 from poster_ml.config import AugmentConfig
+from poster_ml.data.augment import random_transforms, warp
 
 BATCH = 32
 

@@ -16,10 +16,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 
 from poster_ml.config import PreprocessConfig, TrainConfig
-from poster_ml.pipeline import image_batches, streamed_batches
-from poster_ml.preprocess import prepare
-from poster_ml.training import cached_features, compile_model, feature_cache_dir
-from poster_ml.variants import VARIANTS, build_model
+from poster_ml.data.batches import image_batches, streamed_batches
+from poster_ml.data.prepare import prepare
+from poster_ml.models.feature_cache import cached_features, feature_cache_dir
+from poster_ml.models.fit import compile_model
+from poster_ml.models.variants import VARIANTS, build_model
 
 
 def epoch_seconds(model: keras.Model, batches) -> float:
@@ -45,7 +46,7 @@ def main() -> None:
 
         extractor = keras.Model(model.input, model.get_layer("flatten").input)
         start = time.perf_counter()
-        reader = cached_features(extractor, data, "train", feature_cache_dir(data, variant, config), config.batch_size)
+        reader = cached_features(extractor, data, "train", feature_cache_dir(data, extractor, variant.base, config.weights, config.feature_cache), config.batch_size)
         cache_seconds = time.perf_counter() - start
         features = keras.Input(reader.shape[1:])
         head = keras.Model(features, variant.head(features, variant.dropout))

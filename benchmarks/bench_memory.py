@@ -22,9 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def one_epoch(data_dir: str) -> None:
     """Child process: trains basic_cnn for one epoch and prints its peak RSS in MiB."""
     from poster_ml.config import AugmentConfig, TrainConfig
-    from poster_ml.dataset import load_prepared
-    from poster_ml.training import train_variant
-    from poster_ml.variants import VARIANTS
+    from poster_ml.data.prepared import load_prepared
+    from poster_ml.models.fit import train_variant
+    from poster_ml.models.variants import VARIANTS
 
     data = load_prepared(data_dir)
     train_variant(VARIANTS["regularized_cnn_aug"], data, TrainConfig(max_epochs=1, weights="none"), AugmentConfig())
@@ -47,7 +47,7 @@ def main() -> None:
         one_epoch(arguments.child)
         return
     from poster_ml.config import PreprocessConfig
-    from poster_ml.preprocess import prepare
+    from poster_ml.data.prepare import prepare
 
     with tempfile.TemporaryDirectory() as folder:
         results = {}

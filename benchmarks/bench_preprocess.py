@@ -17,8 +17,8 @@ from pathlib import Path
 from PIL import Image
 
 from poster_ml.config import PreprocessConfig
-from poster_ml.preprocess import decode_file, prepare
-from poster_ml.synthetic import write_synthetic_posters
+from poster_ml.data.prepare import decode_file, prepare
+from poster_ml.data.synthetic import write_synthetic_posters
 
 
 def make_large_posters(folder: Path, count: int, scale: int) -> Path:

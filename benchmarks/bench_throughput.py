@@ -14,13 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-# Only poster_ml.variants is imported: it needs Keras alone, where other modules need TensorFlow.
+# Only poster_ml.models.variants is imported: it needs Keras alone, where other modules need TensorFlow.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras
 import numpy as np
 
-from poster_ml.variants import VARIANTS, build_model
+from poster_ml.models.variants import VARIANTS, build_model
 
 
 def throughput(name: str, size: int, batch: int, steps: int, dtype_policy: str) -> tuple[float, float]:

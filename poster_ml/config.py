@@ -1,25 +1,17 @@
-"""Frozen configuration dataclasses, one per concern, and the strict override machinery.
+"""Frozen configuration dataclasses, one per concern, and the training profiles.
 
-Every field can be set from the command line and from MLproject parameters. An unknown
-or mistyped setting is an error, never silently ignored.
+Every field can be set from the command line and from MLproject parameters (the strict
+machinery is in settings.py). MLproject's parameters are checked against these classes
+by a test.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import types
-import typing
-from typing import Any, TypeVar
+from typing import Any
 
 from poster_ml.errors import ConfigError
-
-Config = TypeVar("Config")
-
-
-def setting(default: Any, help: str) -> Any:
-    """A dataclass field with the help text that the command line shows."""
-    return dataclasses.field(default=default, metadata={"help": help})
+from poster_ml.settings import setting, with_overrides
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +40,16 @@ class PreprocessConfig:
             raise ConfigError(f"size must be at least 8 pixels, got {self.size}")
         if self.count < 1:
             raise ConfigError(f"count must be at least 1, got {self.count}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainStepConfig:
+    """What the train step's command line and MLproject entry point take."""
+
+    profile: str = setting("full", "'full' (the study's settings) or 'quick' (a 2-core laptop, minutes)")
+    data: str = setting("data/prepared", "prepared dataset; the synthetic default is prepared there if missing")
+    variants: str = setting("all", "comma-separated variant names, or 'all'")
+    overrides: str = setting("", "settings as 'name=value ...', e.g. 'max_epochs=3 weights=none zoom=0.2'")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,93 +128,3 @@ def train_config(profile: str, overrides: dict[str, Any]) -> TrainConfig:
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
     return with_overrides(TrainConfig(), {**PROFILES[profile], **overrides})
-
-
-def split_overrides(overrides: dict[str, Any], *config_classes: type) -> list[dict[str, Any]]:
-    """Routes each override to the config class that has the setting; unknown ones are an error."""
-    routed: list[dict[str, Any]] = [{} for _ in config_classes]
-    for name, value in overrides.items():
-        owner = next((index for index, cls in enumerate(config_classes) if name in field_types(cls)), None)
-        if owner is None:
-            known = ", ".join(name for cls in config_classes for name in field_types(cls))
-            raise ConfigError(f"unknown setting {name!r}; known: {known}")
-        routed[owner][name] = value
-    return routed
-
-
-def field_types(config_class: type) -> dict[str, type]:
-    return typing.get_type_hints(config_class)
-
-
-def coerce(name: str, value: Any, target: Any) -> Any:
-    """Converts a command-line or MLproject string to the field's type, strictly."""
-    if typing.get_origin(target) in (typing.Union, types.UnionType):
-        # Optional settings: 'none' (or nothing) means unset.
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
-            return None
-        target = next(option for option in typing.get_args(target) if option is not type(None))
-    if not isinstance(value, str):
-        if target is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, target):
-            return value
-        raise ConfigError(f"setting {name!r} must be {target.__name__}, got {value!r}")
-    if target is bool:
-        lowered = value.strip().lower()
-        if lowered in ("true", "1", "yes"):
-            return True
-        if lowered in ("false", "0", "no"):
-            return False
-        raise ConfigError(f"setting {name!r} must be true or false, got {value!r}")
-    try:
-        return target(value)
-    except ValueError:
-        raise ConfigError(f"setting {name!r} must be {target.__name__}, got {value!r}") from None
-
-
-def with_overrides(config: Config, overrides: dict[str, Any]) -> Config:
-    """Returns a copy of `config` with `overrides` applied; unknown names are an error."""
-    types = field_types(type(config))
-    unknown = sorted(set(overrides) - set(types))
-    if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(types)}")
-    changes = {name: coerce(name, value, types[name]) for name, value in overrides.items()}
-    return dataclasses.replace(config, **changes)
-
-
-def parse_overrides(text: str) -> dict[str, str]:
-    """Parses 'epochs=3 batch_size=16' (spaces or commas between) into a dict."""
-    overrides = {}
-    for item in text.replace(",", " ").split():
-        name, separator, value = item.partition("=")
-        if not separator or not name:
-            raise ConfigError(f"override {item!r} is not of the form name=value")
-        overrides[name.strip()] = value.strip()
-    return overrides
-
-
-def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) -> None:
-    """Adds one --option per field, so the command line maps one to one onto the config."""
-    for field in dataclasses.fields(config_class):
-        parser.add_argument(
-            f"--{field.name.replace('_', '-')}",
-            dest=field.name,
-            default=None,
-            metavar=field.name.upper(),
-            # argparse expands %-formats in help text, so a literal percent sign is doubled.
-            help=f"{field.metadata.get('help', '')} (default: {field.default})".replace("%", "%%"),
-        )
-
-
-def config_from_arguments(arguments: argparse.Namespace, config_class: type[Config]) -> Config:
-    given = {
-        field.name: getattr(arguments, field.name)
-        for field in dataclasses.fields(config_class)
-        if getattr(arguments, field.name, None) is not None
-    }
-    return with_overrides(config_class(), given)
-
-
-def flatten(config: Any) -> dict[str, Any]:
-    """The config as a flat dict of plain values, for logging as run parameters."""
-    return dataclasses.asdict(config)

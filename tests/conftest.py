@@ -11,7 +11,7 @@ import pytest
 
 from poster_ml.cli import main
 from poster_ml.config import PreprocessConfig
-from poster_ml.preprocess import prepare
+from poster_ml.data.prepare import prepare
 
 
 @pytest.fixture(autouse=True)

@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from poster_ml.augment import random_transforms, warp
 from poster_ml.config import AugmentConfig
-from poster_ml.pipeline import batch_plan, image_batches
+from poster_ml.data.augment import TransformParameters, affine_rows, random_transforms, warp
+from poster_ml.data.batches import batch_plan, image_batches
 
 IDENTITY = AugmentConfig(rotation_degrees=0, zoom=0, width_shift=0, height_shift=0, shear_degrees=0, horizontal_flip=False)
 
@@ -21,32 +21,48 @@ def test_identity_transform_leaves_images_unchanged():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(warp(images, transforms)), images, atol=1e-3)
 
 
-def test_flip_mirrors_and_shift_moves_content():
-    image = np.zeros((1, 20, 30, 3), "float32")
-    image[0, 8:12, 2:6] = 255  # A bright block near the left edge.
-    flips = random_transforms(np.random.default_rng(3), 16, 20, 30, dataclasses.replace(IDENTITY, horizontal_flip=True))
-    warped = keras.ops.convert_to_numpy(warp(np.repeat(image, 16, 0), flips))
-    mirrored = [np.allclose(w, image[0, :, ::-1], atol=1e-3) for w in warped]
-    unchanged = [np.allclose(w, image[0], atol=1e-3) for w in warped]
-    assert all(m or u for m, u in zip(mirrored, unchanged)) and any(mirrored) and any(unchanged)
+def parameters(**values) -> TransformParameters:
+    """One image's transform, the identity but for `values`."""
+    fields = {"theta": 0.0, "tx": 0.0, "ty": 0.0, "shear": 0.0, "zx": 1.0, "zy": 1.0, "flip": False} | values
+    return TransformParameters(**{name: np.array([value]) for name, value in fields.items()})
 
 
-def test_rotation_by_the_composed_matrix_matches_rot90():
+def warped(image: np.ndarray, **values) -> np.ndarray:
+    height, width = image.shape[:2]
+    return keras.ops.convert_to_numpy(warp(image[None], affine_rows(parameters(**values), height, width)))[0]
+
+
+def test_a_shift_moves_content_by_exactly_that_many_pixels_and_a_flip_mirrors_it():
+    image = np.zeros((20, 30, 3), "float32")
+    image[8:12, 10:14] = 255  # A bright block.
+    # A positive shift samples further right (down), so the content moves left (up).
+    np.testing.assert_allclose(warped(image, tx=3.0), np.roll(image, -3, axis=1), atol=1e-3)
+    np.testing.assert_allclose(warped(image, ty=2.0), np.roll(image, -2, axis=0), atol=1e-3)
+    np.testing.assert_allclose(warped(image, tx=3.0, flip=True), np.roll(image, -3, axis=1)[:, ::-1], atol=1e-3)
+
+
+def test_a_positive_rotation_turns_the_image_a_quarter_counter_clockwise():
     # A 90-degree rotation about the centre of a square image is exact, so it checks the algebra.
-    image = np.random.default_rng(1).uniform(0, 255, (1, 9, 9, 3)).astype("float32")
-    config = dataclasses.replace(IDENTITY, rotation_degrees=90)
+    image = np.random.default_rng(1).uniform(0, 255, (9, 9, 3)).astype("float32")
+    np.testing.assert_allclose(warped(image, theta=90.0), np.rot90(image, 1), atol=1e-3)
+    np.testing.assert_allclose(warped(image, theta=-90.0), np.rot90(image, 3), atol=1e-3)
 
-    class Fixed:  # A generator whose uniform draws are all at the top of the range.
-        def uniform(self, low, high, size):
-            return np.full(size, high, dtype=float)
 
-        def random(self, size):
-            return np.ones(size)
+@pytest.mark.parametrize("values", [
+    {"theta": 30.0, "tx": 5.0, "ty": -7.0, "shear": 10.0, "zx": 0.8, "zy": 1.2, "flip": True},
+    {"theta": -45.0, "ty": 9.0},
+    {"shear": 0.2, "zx": 1.3, "zy": 0.7},
+])
+def test_the_fused_warp_matches_image_data_generator(values):
+    """The study's augmentation, to interpolation round-off: ImageDataGenerator.apply_transform
+    (tf-keras, the benchmark extra) on the same parameters."""
+    from tf_keras.preprocessing.image import ImageDataGenerator
 
-    transforms = random_transforms(Fixed(), 1, 9, 9, config)
-    warped = keras.ops.convert_to_numpy(warp(image, transforms))[0]
-    rotated = [np.rot90(image[0], k) for k in (1, 3)]
-    assert any(np.allclose(warped, candidate, atol=1e-3) for candidate in rotated)
+    rows, columns = np.mgrid[0:48, 0:48]
+    image = np.stack([128 + 100 * np.sin(columns / 5), 128 + 100 * np.cos(rows / 7), (columns * 3 + rows * 2) % 255], -1).astype("float32")
+    names = {"theta": "theta", "tx": "tx", "ty": "ty", "shear": "shear", "zx": "zx", "zy": "zy", "flip": "flip_horizontal"}
+    reference = ImageDataGenerator(fill_mode="nearest").apply_transform(image, {names[name]: value for name, value in values.items()})
+    np.testing.assert_allclose(warped(image, **values), reference, atol=0.01)
 
 
 def test_augmented_batches_are_deterministic_under_a_seed_and_keep_shape_and_range(synthetic_dataset):

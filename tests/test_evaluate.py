@@ -8,16 +8,18 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from poster_ml.cam import class_gradients, classic_cam, feature_and_output_model, grad_cam, layer_cam, localisation_score, region_masks
+from poster_ml import predicted_fresh
 from poster_ml.cli import main
 from poster_ml.config import AugmentConfig, PreprocessConfig, TrainConfig
-from poster_ml.evaluate import predict_test_split
-from poster_ml.evaluation import accuracy, bootstrap_interval, evaluate_probabilities
-from poster_ml.explain import intermediate_activations, localisation_metrics
-from poster_ml.preprocess import prepare
-from poster_ml.synthetic import REGION_COLUMNS
-from poster_ml.training import train_variant
-from poster_ml.variants import VARIANTS, build_model
+from poster_ml.data.prepare import prepare
+from poster_ml.data.synthetic import REGION_COLUMNS
+from poster_ml.explain.activations import intermediate_activations
+from poster_ml.explain.cam import class_activation_maps, class_gradients, classic_cam, feature_and_logit_model, grad_cam, layer_cam
+from poster_ml.explain.evaluation import predict_test_split
+from poster_ml.explain.localisation import localisation_metrics, localisation_score, location_priors, method_scores, region_masks, same_class_permutation, scorable_rows, shares_inside
+from poster_ml.explain.metrics import accuracy, bootstrap_interval, evaluate_probabilities
+from poster_ml.models.fit import train_variant
+from poster_ml.models.variants import VARIANTS, build_model
 
 
 def noisy_predictions(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,21 +71,57 @@ def trained_cnn(tmp_path_factory):
     return trained.model, data
 
 
-def test_class_activation_maps_find_the_planted_regions_and_a_blind_map_does_not(trained_cnn):
+def prior_map_trick(split, priors):
+    """Maps that never look at a poster: each poster gets its planted class's location prior."""
+    return np.stack([priors[name] for name in split["planted"]])
+
+
+def test_class_activation_maps_beat_both_baselines_and_the_prior_trick_does_not(trained_cnn):
     model, data = trained_cnn
     split = data.split("test")
     probabilities = predict_test_split(model, data)
-    assert ((probabilities >= 0.5) == split["label"].astype(bool)).mean() > 0.7
-    cam_model = feature_and_output_model(model, VARIANTS["basic_cnn"].cam_layer)
-    scores = localisation_metrics(cam_model, data.reader("test").read, split, probabilities)
-    assert scores["layer_cam_localisation_ratio"] >= 1.5, scores
-    assert scores["grad_cam_localisation_ratio"] > 1.0, scores
-    # The same score for maps that ignore the model stays near 1.
-    regions = split[list(REGION_COLUMNS)].to_numpy(float)
-    rng = np.random.default_rng(0)
-    for blind in (np.ones((len(split), 10, 10)), rng.random((len(split), 10, 10))):
-        score, uniform = localisation_score(blind, regions)
-        assert score / uniform < 1.2
+    assert (predicted_fresh(probabilities) == split["label"].astype(bool)).mean() > 0.7
+    priors = location_priors(data.split("train"))
+    cam_model = feature_and_logit_model(model, VARIANTS["basic_cnn"].cam_layer)
+    scores = localisation_metrics(cam_model, data.reader("test").read, split, probabilities, priors, samples=200)
+    for method in ("grad_cam", "layer_cam"):
+        assert scores[f"{method}_localisation_ratio_ci_low"] <= scores[f"{method}_localisation_ratio"] <= scores[f"{method}_localisation_ratio_ci_high"]
+        stronger = max(scores[f"{method}_localisation_prior_baseline"], scores[f"{method}_localisation_permutation_baseline"])
+        assert scores[f"{method}_localisation_ratio"] == pytest.approx(scores[f"{method}_localisation"] / stronger)
+    # LayerCAM looks at each poster's own region more than at another poster's of the
+    # same class. (At 64 pixels its 6 x 6 maps do not beat the class's location prior:
+    # the headline ratio says so, and the README reports it.)
+    assert scores["layer_cam_localisation"] > 1.1 * scores["layer_cam_localisation_permutation_baseline"], scores
+
+    # The trick that fooled the old score: a fixed map per class, blind to the poster.
+    rows = scorable_rows(split, probabilities)
+    trick = prior_map_trick(split.iloc[rows], priors)
+    regions = split[list(REGION_COLUMNS)].to_numpy(float)[rows]
+    old_score, uniform = localisation_score(trick, regions)
+    assert old_score / uniform > 1.5  # It beat the uniform map, so the old bar passed it.
+    partner = same_class_permutation(split["planted"].to_numpy()[rows], np.random.default_rng(0))
+    honest = method_scores(trick, regions, shares_inside(trick, regions), partner, samples=200, seed=0)
+    assert honest["localisation_ratio"] <= 1.1, honest
+
+
+def test_maps_of_one_cell_are_not_scorable():
+    regions = np.array([[0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.9, 0.9]])
+    scores = method_scores(np.ones((2, 1, 1)), regions, np.full(2, 0.3), np.array([1, 0]), samples=10, seed=0)
+    assert scores == {"localisation_scorable": 0.0}
+
+
+def test_maps_are_not_blank_when_the_logit_is_far_above_twenty():
+    inputs = keras.Input((16, 16, 3))
+    features = keras.layers.Conv2D(4, 3, activation="relu", name="features", kernel_initializer="ones")(inputs)
+    pooled = keras.layers.Flatten()(features)
+    output = keras.layers.Dense(1, activation="sigmoid", name="fresh_probability", kernel_initializer="ones", bias_initializer=keras.initializers.Constant(25.0))(pooled)
+    model = keras.Model(inputs, output)
+    images = np.full((2, 16, 16, 3), 200.0, dtype="float32")
+    assert keras.ops.convert_to_numpy(model(images)).min() == 1.0  # The probability has saturated.
+    cam_model = feature_and_logit_model(model, "features")
+    assert keras.ops.convert_to_numpy(cam_model(images)[1]).min() > 20
+    for maps in class_activation_maps(cam_model, images).values():
+        assert maps.max() == pytest.approx(1.0)  # Normalised, not blank.
 
 
 def test_grad_cam_reaches_into_a_nested_base():
@@ -93,23 +131,29 @@ def test_grad_cam_reaches_into_a_nested_base():
     # The well-known trap: the nested layer's tensors are not in the outer graph.
     with pytest.raises(ValueError, match="not connected"):
         keras.Model(model.inputs, [base.get_layer("block5_conv3").output, model.outputs[0]])
-    cam_model = feature_and_output_model(model, "block5_conv3")
+    cam_model = feature_and_logit_model(model, "block5_conv3")
     maps = grad_cam(cam_model, images)
     assert maps.shape == (3, 4, 4) and maps.min() >= 0 and maps.max() <= 1
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(cam_model(images)[1]), keras.ops.convert_to_numpy(model(images)), rtol=1e-5)
+    # The second output is the logit: its sigmoid is the model's probability.
+    logits = keras.ops.convert_to_numpy(cam_model(images)[1])
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), keras.ops.convert_to_numpy(model(images)), rtol=1e-5)
 
 
-def test_classic_cam_equals_grad_cam_for_a_linear_pooling_head():
+def test_classic_cam_equals_grad_cam_for_a_linear_pooling_head_and_gradients_are_of_the_logit():
     inputs = keras.Input((32, 32, 3))
     features = keras.layers.Conv2D(8, 3, activation="relu", name="features")(inputs)
     pooled = keras.layers.GlobalAveragePooling2D(name="global_average_pooling")(features)
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(pooled))
-    cam_model = feature_and_output_model(model, "features")
+    cam_model = feature_and_logit_model(model, "features")
     images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     toward_fresh = np.array([True, True])
     np.testing.assert_allclose(classic_cam(model, cam_model, images), grad_cam(cam_model, images, toward_fresh), atol=1e-4)
     feature_maps, gradients = class_gradients(cam_model, images, toward_fresh)
-    assert feature_maps.shape == gradients.shape and layer_cam(cam_model, images).shape == (2, 30, 30)
+    # For a linear pooling head the logit's gradient is the kernel over the map's area, at
+    # every place and for every poster; a probability's would be scaled by p (1 - p).
+    kernel = model.layers[-1].get_weights()[0][:, 0]
+    np.testing.assert_allclose(gradients.numpy(), np.broadcast_to(kernel / (30 * 30), gradients.shape), rtol=1e-5, atol=1e-9)
+    assert layer_cam(cam_model, images).shape == (2, 30, 30)
 
 
 def test_intermediate_activations_draw_conv_layers_and_their_relus():
@@ -166,11 +210,13 @@ def test_evaluate_a_missing_model_or_run_gives_one_line(trained_store, monkeypat
     assert len(errors) == 2 and "cannot load model" in errors[0] and "no such train run" in errors[1]
 
 
-def test_register_refuses_cpu_trained_models_unless_told(trained_store, monkeypatch, capsys):
+def test_register_picks_the_variant_with_the_best_validation_auc(trained_store, monkeypatch):
     store, _ = trained_store
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    assert main(["register"]) == 1
-    assert "has no GPU-trained variant" in capsys.readouterr().err
     assert main(["register", "--require-gpu", "false", "--model-name", "posters-test", "--alias", "candidate"]) == 0
-    version = MlflowClient(store).get_model_version_by_alias("posters-test", "candidate")
-    assert version.tags["variant"] in ("basic_cnn", "vgg16_features") and version.tags["device"] == "CPU"
+    client = MlflowClient(store)
+    version = client.get_model_version_by_alias("posters-test", "candidate")
+    variants = [run for run in client.search_runs([e.experiment_id for e in client.search_experiments()]) if "variant" in run.data.tags]
+    best = max(variants, key=lambda run: run.data.metrics["best_val_auc"])
+    assert version.tags["variant"] == best.data.tags["variant"] and version.tags["device"] == "CPU"
+    assert version.tags["source_run"] == best.info.run_id

@@ -8,15 +8,15 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import encode, png_header_only
 from PIL import Image
 
 from poster_ml.cli import main
 from poster_ml.config import PreprocessConfig
-from poster_ml.dataset import load_prepared
-from poster_ml.images import decode_poster
-from poster_ml.preprocess import prepare
-from poster_ml.synthetic import write_synthetic_posters
-from tests.test_images import encode, png_header_only
+from poster_ml.data.images import decode_poster
+from poster_ml.data.prepare import prepare
+from poster_ml.data.prepared import load_prepared
+from poster_ml.data.synthetic import write_synthetic_posters
 
 
 def add_rows(labels_csv, rows):
@@ -157,6 +157,20 @@ def test_same_seed_gives_byte_identical_manifest(tmp_path):
     assert first.digest == second.digest != other.digest
 
 
+def test_every_setting_that_changes_pixels_changes_the_digest(tmp_path):
+    """The manifest is the same at any size; the dataset's identity must not be."""
+    out = str(tmp_path / "same-folder")
+    small = prepare(PreprocessConfig(count=40, size=24, out=out, seed=5))
+    manifest = (tmp_path / "same-folder" / "manifest.csv").read_bytes()
+    large = prepare(PreprocessConfig(count=40, size=32, out=out, seed=5))
+    assert (tmp_path / "same-folder" / "manifest.csv").read_bytes() == manifest
+    full_decode = prepare(PreprocessConfig(count=40, size=32, out=out, seed=5, reduced_decode=False))
+    lower_limit = prepare(PreprocessConfig(count=40, size=32, out=out, seed=5, max_pixels=10_000_000))
+    digests = {small.digest, large.digest, full_decode.digest, lower_limit.digest}
+    assert len(digests) == 4
+    assert load_prepared(out).info["pixels"] == {"size": 32, "reduced_decode": True, "max_pixels": 10_000_000, "decode_version": 1}
+
+
 def test_splits_are_stratified_in_the_study_proportions(synthetic_dataset):
     manifest = synthetic_dataset.manifest
     shares = manifest["split"].value_counts(normalize=True)
@@ -181,7 +195,8 @@ def test_exact_and_near_duplicates_share_group_and_split(tmp_path):
     original = Image.open(images / "syn000004.jpg")
     shutil.copy(images / "syn000004.jpg", images / "copy.jpg")
     (images / "near.jpg").write_bytes(encode(original.resize((200, 300)), "JPEG", quality=60))
-    add_rows(labels_csv, [["copy", "Rotten", "", "", "", "", ""], ["near", "Fresh", "", "", "", "", ""]])
+    label = next(row[1] for row in csv.reader(labels_csv.open()) if row[0] == "syn000004")
+    add_rows(labels_csv, [["copy", label, "", "", "", "", ""], ["near", label, "", "", "", "", ""]])
     for seed in range(4):  # Whatever the seed, the three stay together.
         dataset = prepare(PreprocessConfig(source=str(labels_csv), images=str(images), size=32, out=str(tmp_path / f"out{seed}"), seed=seed))
         rows = dataset.manifest.set_index("id").loc[["syn000004", "copy", "near"]]
@@ -189,6 +204,20 @@ def test_exact_and_near_duplicates_share_group_and_split(tmp_path):
         assert rows["sha256"].iloc[0] == rows["sha256"].iloc[1] != rows["sha256"].iloc[2]
         # Only the planted pair groups: unrelated posters that share hash bits by chance do not.
         assert (dataset.manifest.groupby("group").size() > 1).sum() == dataset.info["duplicate_groups"] == 1
+
+
+def test_a_duplicate_group_whose_labels_disagree_is_rejected_whole(tmp_path):
+    labels_csv = write_synthetic_posters(tmp_path / "raw", count=60, seed=11)
+    images = tmp_path / "raw" / "images"
+    label = next(row[1] for row in csv.reader(labels_csv.open()) if row[0] == "syn000004")
+    other = "Rotten" if label.lower() == "fresh" else "Fresh"
+    shutil.copy(images / "syn000004.jpg", images / "copy.jpg")
+    add_rows(labels_csv, [["copy", other, "", "", "", "", ""]])
+    dataset = prepare(PreprocessConfig(source=str(labels_csv), images=str(images), size=32, out=str(tmp_path / "out")))
+    assert not {"syn000004", "copy"} & set(dataset.manifest["id"])
+    rejected = dataset.rejects().set_index("source").loc[["copy.jpg", "syn000004.jpg"]]
+    assert (rejected["reason"] == "duplicates with conflicting labels").all()
+    assert len(dataset.manifest) == 59 and dataset.info["rejected"] == 2
 
 
 def test_pixels_round_trip_through_the_shards(synthetic_dataset):

@@ -7,8 +7,8 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from poster_ml.config import PreprocessConfig
-from poster_ml.preprocess import prepare
-from poster_ml.synthetic import REGION_COLUMNS, write_synthetic_posters
+from poster_ml.data.prepare import prepare
+from poster_ml.data.synthetic import REGION_COLUMNS, write_synthetic_posters
 
 
 def gradient_features(images: np.ndarray) -> np.ndarray:

@@ -16,10 +16,11 @@ from mlflow.tracking import MlflowClient
 
 from poster_ml.cli import main
 from poster_ml.config import AugmentConfig, TrainConfig, train_config
-from poster_ml.dataset import load_prepared
+from poster_ml.data.prepared import load_prepared
 from poster_ml.errors import ConfigError
-from poster_ml.training import cached_features, feature_cache_dir, train_variant
-from poster_ml.variants import VARIANTS, build_model
+from poster_ml.models.feature_cache import cached_features, feature_cache_dir
+from poster_ml.models.fit import train_variant
+from poster_ml.models.variants import VARIANTS, build_model
 
 
 def test_train_logs_one_parent_and_a_nested_run_per_variant(trained_store):
@@ -95,18 +96,25 @@ def test_scoring_server_answers_a_bad_poster_with_400_and_a_short_json_error(tra
 
 def test_feature_cache_is_computed_once_and_keyed(synthetic_dataset, tmp_path):
     variant = VARIANTS["vgg16_features"]
-    config = TrainConfig(weights="none", feature_cache=str(tmp_path))
     model = build_model(variant, synthetic_dataset.image_size, weights="none")
     extractor = keras.Model(model.input, model.get_layer("flatten").input)
-    cache = feature_cache_dir(synthetic_dataset, variant, config)
+    cache = feature_cache_dir(synthetic_dataset, extractor, variant.base, "none", str(tmp_path))
     first = cached_features(extractor, synthetic_dataset, "validation", cache, 32)
     stamp = first.path.stat().st_mtime_ns
     again = cached_features(extractor, synthetic_dataset, "validation", cache, 32)
     assert again.path.stat().st_mtime_ns == stamp and len(again) == len(synthetic_dataset.split("validation"))
     expected = keras.ops.convert_to_numpy(extractor(synthetic_dataset.reader("validation").read(np.arange(4)).astype("float32")))
     np.testing.assert_allclose(again.read(np.arange(4)), expected, rtol=1e-4, atol=1e-4)
-    other_weights = TrainConfig(weights="imagenet", feature_cache=str(tmp_path))
-    assert feature_cache_dir(synthetic_dataset, variant, other_weights) != cache
+    assert feature_cache_dir(synthetic_dataset, extractor, variant.base, "imagenet", str(tmp_path)) != cache
+    # A base with trainable layers computes other features than the frozen one.
+    extractor.layers[-2].trainable = True
+    assert feature_cache_dir(synthetic_dataset, extractor, variant.base, "none", str(tmp_path)) != cache
+    extractor.layers[-2].trainable = False
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        assert feature_cache_dir(synthetic_dataset, extractor, variant.base, "none", str(tmp_path)) != cache
+    finally:
+        keras.config.set_dtype_policy("float32")
 
 
 def test_training_is_reproducible_under_a_seed(synthetic_dataset):

@@ -10,7 +10,7 @@ import pytest
 
 from poster_ml.cli import main
 from poster_ml.errors import ConfigError, WeightsUnavailableError
-from poster_ml.variants import VARIANTS, build_model, get_variants
+from poster_ml.models.variants import VARIANTS, build_model, get_variants
 
 TINY = 75  # The smallest input the Inception bases accept.
 

@@ -19,10 +19,17 @@ def test_main_runs_every_step_then_skips_them_all(tmp_path, monkeypatch, capsys)
     steps = sorted(r.data.tags.get("poster_ml.step", "") for r in runs if r.info.status == "FINISHED")
     assert steps == ["evaluate", "main", "preprocess", "register", "train", "train_variant"]
     version = client.get_model_version_by_alias("poster-ml", "champion")
-    assert version.tags["variant"] == "basic_cnn" and version.tags["ranked_by"] == "test_roc_auc"
+    assert version.tags["variant"] == "basic_cnn" and version.tags["ranked_by"] == "best_val_auc"
     capsys.readouterr()
 
     assert main(arguments) == 0
     printed = capsys.readouterr().out
     for step in ("preprocess", "train", "evaluate", "register"):
         assert f"skipping {step}" in printed
+
+    # Preparing the same posters at another size changes the pixels, so the dataset's
+    # identity changes and main no longer trusts the finished steps.
+    assert main(["preprocess", "--count", "120", "--size", "40", "--out", str(tmp_path / "prepared")]) == 0
+    capsys.readouterr()
+    assert main(arguments) == 0
+    assert "running preprocess" in capsys.readouterr().out

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -13,12 +11,14 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from tqdm import tqdm
 
 from poster_ml.config import AugmentConfig, TrainConfig
-from poster_ml.dataset import PreparedData, ShardReader
-from poster_ml.pipeline import image_batches, streamed_batches
-from poster_ml.variants import Variant, build_model
+from poster_ml.data.batches import image_batches, streamed_batches
+from poster_ml.data.prepared import PreparedData
+from poster_ml.devices import has_gpu
+from poster_ml.errors import ConfigError
+from poster_ml.models.feature_cache import cached_features, feature_cache_dir
+from poster_ml.models.variants import Variant, build_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,22 +35,9 @@ class TrainedVariant:
         return self.history.loc[self.history["restored"]].iloc[0]
 
 
-def device_info() -> dict[str, str]:
-    """Device type, GPU name and count, and library versions, for run tags."""
-    gpus = tf.config.list_physical_devices("GPU")
-    names = sorted({tf.config.experimental.get_device_details(gpu).get("device_name", "unknown") for gpu in gpus})
-    return {
-        "device": "GPU" if gpus else "CPU",
-        "gpu_name": ", ".join(names) or "none",
-        "gpu_count": str(len(gpus)),
-        "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
-    }
-
-
 def distribution_strategy() -> tf.distribute.Strategy:
     """A MirroredStrategy over every visible GPU; the default strategy on a CPU."""
-    return tf.distribute.MirroredStrategy() if tf.config.list_physical_devices("GPU") else tf.distribute.get_strategy()
+    return tf.distribute.MirroredStrategy() if has_gpu() else tf.distribute.get_strategy()
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -71,13 +58,12 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def compile_model(model: keras.Model, variant: Variant) -> None:
-    gpu = bool(tf.config.list_physical_devices("GPU"))
     model.compile(
         optimizer=variant.make_optimizer(),
         loss="binary_crossentropy",
         metrics=["accuracy", keras.metrics.AUC(name="auc")],
         # XLA pays off on a GPU; on a CPU its compile time outweighs the gain.
-        jit_compile="auto" if gpu else False,
+        jit_compile="auto" if has_gpu() else False,
     )
 
 
@@ -97,16 +83,17 @@ def train_variant(
     config: TrainConfig,
     augment: AugmentConfig,
     extra_callbacks: list[keras.callbacks.Callback] = (),
-    dropout: float | None = None,
-    unfreeze_blocks: int | None = None,
 ) -> TrainedVariant:
-    """Trains one variant on the prepared data and returns the model with its best weights."""
+    """Trains one variant on the prepared data and returns the model with its best weights.
+
+    `config.dropout` and `config.unfreeze_blocks` override the variant's own values when set.
+    """
+    if variant.cached_features and config.unfreeze_blocks:
+        raise ConfigError(f"unfreeze_blocks={config.unfreeze_blocks} cannot apply to {variant.name}: it trains its head on cached features of a frozen base")
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    keras.config.set_dtype_policy("mixed_float16" if gpu and config.mixed_precision else "float32")
-    dropout = config.dropout if dropout is None else dropout
-    unfreeze_blocks = config.unfreeze_blocks if unfreeze_blocks is None else unfreeze_blocks
+    keras.config.set_dtype_policy("mixed_float16" if has_gpu() and config.mixed_precision else "float32")
+    dropout, unfreeze_blocks = variant.resolve(config.dropout, config.unfreeze_blocks)
     with distribution_strategy().scope():
         model = build_model(variant, data.image_size, dropout, unfreeze_blocks, config.weights)
         compile_model(model, variant)
@@ -136,15 +123,14 @@ def history_table(history: keras.callbacks.History, monitor: str) -> pd.DataFram
 def fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint, extra_callbacks, dropout) -> keras.callbacks.History:
     """Trains the head on the frozen base's features, then copies its weights into `model`.
 
-    The base runs once per poster instead of once per poster per epoch, as the study did
-    by hand; the cache is keyed by dataset digest, base, weights and image size.
+    The base runs once per poster instead of once per poster per epoch (feature_cache.py).
     """
     head_layer = model.get_layer("flatten")
     extractor = keras.Model(model.input, head_layer.input, name=f"{variant.base}_features")
-    cache = feature_cache_dir(data, variant, config)
+    cache = feature_cache_dir(data, extractor, variant.base, config.weights, config.feature_cache)
     readers = {split: cached_features(extractor, data, split, cache, config.batch_size) for split in ("train", "validation")}
     features = keras.Input(readers["train"].shape[1:], name="features")
-    head = keras.Model(features, variant.head(features, variant.dropout if dropout is None else dropout), name=f"{variant.name}_head")
+    head = keras.Model(features, variant.head(features, dropout), name=f"{variant.name}_head")
     compile_model(head, variant)
     train = streamed_batches(readers["train"], data.labels("train"), config.batch_size, config.seed, shuffle=True)
     validation = streamed_batches(readers["validation"], data.labels("validation"), config.batch_size, config.seed)
@@ -154,32 +140,3 @@ def fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint
         if layer.weights:
             model.get_layer(layer.name).set_weights(layer.get_weights())
     return history
-
-
-def feature_cache_dir(data: PreparedData, variant: Variant, config: TrainConfig) -> Path:
-    weights = config.weights
-    if Path(weights).is_file():
-        weights = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
-    key = json.dumps({"dataset": data.digest, "base": variant.base, "weights": weights, "size": data.image_size}, sort_keys=True)
-    root = Path(config.feature_cache) if config.feature_cache else data.path / "features"
-    return root / hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def cached_features(extractor: keras.Model, data: PreparedData, split: str, cache: Path, batch_size: int) -> ShardReader:
-    """The base's features of one split, computed once, streamed to a .npy file, then reused."""
-    path = cache / f"{split}.npy"
-    if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        count = len(data.split(split))
-        partial = cache / f"{split}.partial.npy"
-        output = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(count, *extractor.output.shape[1:]))
-        start = 0
-        batches = image_batches(data, split, batch_size, seed=0)
-        for images, _ in tqdm(batches, total=len(batches), desc=f"caching {split} features", unit="batch"):
-            batch = keras.ops.convert_to_numpy(extractor(images, training=False))
-            output[start : start + len(batch)] = batch
-            start += len(batch)
-        output.flush()
-        del output
-        partial.rename(path)  # Only a complete cache is ever found.
-    return ShardReader(path)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from poster_ml.data.synthetic import PLANTED_COLUMN, REGION_COLUMNS
 from poster_ml.errors import DatasetError
-from poster_ml.synthetic import PLANTED_COLUMN, REGION_COLUMNS
 
 ID_COLUMNS = ("movie_id", "id", "imdb_id")
 LABEL_COLUMNS = ("tomatometer_status", "label")

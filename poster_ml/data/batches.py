@@ -12,9 +12,9 @@ import itertools
 import numpy as np
 import tensorflow as tf
 
-from poster_ml.augment import random_transforms, warp
 from poster_ml.config import AugmentConfig
-from poster_ml.dataset import PreparedData, ShardReader
+from poster_ml.data.augment import random_transforms, warp
+from poster_ml.data.prepared import PreparedData, ShardReader
 
 
 def batch_plan(count: int, batch_size: int, seed: int, epoch: int, shuffle: bool) -> list[np.ndarray]:

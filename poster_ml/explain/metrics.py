@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics
 
-from poster_ml import CLASS_NAMES
+from poster_ml import CLASS_NAMES, DECISION_THRESHOLD, predicted_fresh
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +31,7 @@ def bootstrap_interval(labels: np.ndarray, probabilities: np.ndarray, statistic,
     return Interval(float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
 
 
-def accuracy(labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5) -> float:
+def accuracy(labels: np.ndarray, probabilities: np.ndarray, threshold: float = DECISION_THRESHOLD) -> float:
     return float(np.mean((probabilities >= threshold) == labels.astype(bool)))
 
 
@@ -42,7 +42,7 @@ def evaluate_probabilities(labels: np.ndarray, probabilities: np.ndarray, majori
     the baseline a model has to beat (0.584 in the study).
     """
     labels = labels.astype(int)
-    predicted = (probabilities >= 0.5).astype(int)
+    predicted = predicted_fresh(probabilities).astype(int)
     report = metrics.classification_report(labels, predicted, labels=[0, 1], target_names=list(CLASS_NAMES), output_dict=True, zero_division=0)
     results = {
         "accuracy": accuracy(labels, probabilities),
@@ -64,12 +64,12 @@ def evaluate_probabilities(labels: np.ndarray, probabilities: np.ndarray, majori
 
 
 def classification_report_text(labels: np.ndarray, probabilities: np.ndarray) -> str:
-    return metrics.classification_report(labels.astype(int), (probabilities >= 0.5).astype(int), labels=[0, 1], target_names=list(CLASS_NAMES), digits=4, zero_division=0)
+    return metrics.classification_report(labels.astype(int), predicted_fresh(probabilities).astype(int), labels=[0, 1], target_names=list(CLASS_NAMES), digits=4, zero_division=0)
 
 
 def predictions_table(split: pd.DataFrame, probabilities: np.ndarray) -> pd.DataFrame:
     """One row per test poster: id, source, true class, probability of fresh, prediction."""
-    predicted = probabilities >= 0.5
+    predicted = predicted_fresh(probabilities)
     return pd.DataFrame({
         "id": split["id"],
         "source": split["source"],

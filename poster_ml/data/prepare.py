@@ -6,11 +6,9 @@ import concurrent.futures
 import dataclasses
 import functools
 import hashlib
-import json
 import multiprocessing
 import os
 import shutil
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +17,13 @@ from tqdm import tqdm
 
 from poster_ml import CLASS_NAMES
 from poster_ml.config import PreprocessConfig
-from poster_ml.dataset import PreparedData, load_prepared
-from poster_ml.dedup import difference_hash, duplicate_groups, thumbnail
+from poster_ml.data.dedup import difference_hash, duplicate_groups, thumbnail
+from poster_ml.data.images import PosterError, decode_poster
+from poster_ml.data.prepared import PreparedData, dataset_info, load_prepared, pixel_settings, write_prepared, write_rejects, write_shards
+from poster_ml.data.sources import Candidate, Listing, Reject, list_csv_source, list_folder_source
+from poster_ml.data.splits import grouped_stratified_split
+from poster_ml.data.synthetic import write_synthetic_posters
 from poster_ml.errors import DatasetError
-from poster_ml.images import PosterError, decode_poster
-from poster_ml.sources import Candidate, Listing, Reject, list_csv_source, list_folder_source
-from poster_ml.splits import SPLITS, grouped_stratified_split
-from poster_ml.synthetic import write_synthetic_posters
 
 SERIAL_BELOW = 200  # Fewer posters than this decode faster in-process than in a pool.
 
@@ -112,6 +110,7 @@ def prepare(config: PreprocessConfig) -> PreparedData:
     staging.flush()  # The header is on disk before the workers open the file.
     try:
         decoded = decode_all(candidates, config, staging_path)
+        decoded = reject_conflicting_duplicates(candidates, decoded, config)
         rejects = write_rejects(listing.rejects + [d.reject for d in decoded if d.reject is not None], out_dir)
         accepted = [i for i, d in enumerate(decoded) if d.reject is None]
         if not accepted:
@@ -122,17 +121,36 @@ def prepare(config: PreprocessConfig) -> PreparedData:
         del staging
         _open_staging.pop(staging_path, None)
         staging_path.unlink(missing_ok=True)
-    manifest_bytes = manifest.to_csv(index=False, lineterminator="\n").encode()
-    (out_dir / "manifest.csv").write_bytes(manifest_bytes)
-    info = dataset_info(manifest, rejects, listing.inputs, config, hashlib.sha256(manifest_bytes).hexdigest())
-    (out_dir / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
-    return PreparedData(out_dir, manifest, info)
+    return write_prepared(out_dir, manifest, pixel_settings(config), lambda digest: dataset_info(manifest, rejects, listing.inputs, config, digest))
+
+
+def duplicate_roots(decoded: list[Decoded], config: PreprocessConfig) -> list[int]:
+    thumbnails = np.stack([d.thumbnail for d in decoded])
+    return duplicate_groups([d.sha256 for d in decoded], [d.dhash for d in decoded], thumbnails, config.near_duplicate_bits, config.near_duplicate_difference)
+
+
+def reject_conflicting_duplicates(candidates: list[Candidate], decoded: list[Decoded], config: PreprocessConfig) -> list[Decoded]:
+    """Rejects every member of a duplicate group whose members disagree on the label: the
+    poster's label cannot be trusted, and such groups would skew the stratified splits."""
+    good = [i for i, d in enumerate(decoded) if d.reject is None]
+    if not good:
+        return decoded
+    roots = duplicate_roots([decoded[i] for i in good], config)
+    labels_of: dict[int, set[int]] = {}
+    for position, root in enumerate(roots):
+        labels_of.setdefault(root, set()).add(candidates[good[position]].label)
+    decoded = list(decoded)
+    for position, root in enumerate(roots):
+        if len(labels_of[root]) > 1:
+            index, first = good[position], candidates[good[root]]
+            detail = f"duplicate of {first.source} (id {first.poster_id}); the group holds both fresh and rotten labels"
+            decoded[index] = dataclasses.replace(decoded[index], reject=Reject(candidates[index].source, "duplicates with conflicting labels", detail))
+    return decoded
 
 
 def build_manifest(candidates: list[Candidate], decoded: list[Decoded], config: PreprocessConfig) -> pd.DataFrame:
     labels = [c.label for c in candidates]
-    thumbnails = np.stack([d.thumbnail for d in decoded])
-    roots = duplicate_groups([d.sha256 for d in decoded], [d.dhash for d in decoded], thumbnails, config.near_duplicate_bits, config.near_duplicate_difference)
+    roots = duplicate_roots(decoded, config)
     fractions = (config.train_fraction, config.validation_fraction, config.test_fraction)
     splits = grouped_stratified_split(labels, roots, fractions, config.seed)
     manifest = pd.DataFrame({
@@ -149,47 +167,6 @@ def build_manifest(candidates: list[Candidate], decoded: list[Decoded], config: 
     # Each split's shard holds its posters in manifest order; `row` is the index there.
     manifest.insert(6, "row", manifest.groupby("split").cumcount())
     return manifest
-
-
-def write_shards(manifest: pd.DataFrame, staging: np.ndarray, accepted: list[int], out_dir: Path, chunk: int = 256) -> None:
-    """Writes one uint8 .npy shard per split, which training reads a batch at a time."""
-    staging_index = np.array(accepted)
-    for split in SPLITS:
-        positions = np.flatnonzero(manifest["split"].to_numpy() == split)
-        shard = np.lib.format.open_memmap(out_dir / f"{split}.npy", mode="w+", dtype=np.uint8, shape=(len(positions), *staging.shape[1:]))
-        for start in range(0, len(positions), chunk):
-            rows = staging_index[positions[start : start + chunk]]
-            shard[start : start + len(rows)] = staging[rows]
-        shard.flush()
-        del shard
-
-
-def write_rejects(rejects: list[Reject], out_dir: Path) -> pd.DataFrame:
-    table = pd.DataFrame([dataclasses.asdict(r) for r in rejects], columns=["source", "reason", "detail"])
-    table = table.sort_values(["source", "reason"], kind="stable").reset_index(drop=True)
-    table.to_csv(out_dir / "rejects.csv", index=False, lineterminator="\n")
-    return table
-
-
-def dataset_info(manifest: pd.DataFrame, rejects: pd.DataFrame, inputs: int, config: PreprocessConfig, digest: str) -> dict:
-    counts = {
-        split: {name: int(((manifest["split"] == split) & (manifest["class"] == name)).sum()) for name in CLASS_NAMES}
-        for split in SPLITS
-    }
-    return {
-        "digest": digest,
-        "inputs": inputs,
-        "accepted": len(manifest),
-        "rejected": len(rejects),
-        "rejected_by_reason": dict(sorted(Counter(rejects["reason"]).items())),
-        "counts": counts,
-        "duplicate_groups": int((manifest.groupby("group").size() > 1).sum()),
-        "size": config.size,
-        "seed": config.seed,
-        "fractions": {"train": config.train_fraction, "validation": config.validation_fraction, "test": config.test_fraction},
-        "source": config.source,
-        "shards": {split: f"{split}.npy" for split in SPLITS},
-    }
 
 
 def summary_text(dataset: PreparedData) -> str:

@@ -22,6 +22,11 @@ class PosterError(PosterMLError):
         self.reason = reason
 
 
+DECODE_VERSION = 1
+"""Bumped whenever decode_poster changes the pixels it returns, so that prepared datasets
+(whose identity includes it) are not mistaken for ones decoded the new way."""
+
+
 def decode_poster(
     data: bytes,
     size: int | tuple[int, int],

@@ -21,7 +21,9 @@ from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, Schema
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+from poster_ml import DECISION_THRESHOLD
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # poster_ml/, logged with the model.
 SIGNATURE = ModelSignature(
     inputs=Schema([ColSpec("binary", "image")]),
     outputs=Schema([ColSpec("double", "probability_fresh"), ColSpec("string", "label")]),
@@ -34,13 +36,14 @@ class PosterClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         import keras
 
-        import poster_ml.variants  # noqa: F401  Registers the custom preprocessing layer.
+        import poster_ml.models.bases  # noqa: F401  Registers the custom preprocessing layer.
 
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         self.settings = json.loads(Path(context.artifacts["settings"]).read_text())
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        from poster_ml.images import PosterError, decode_poster
+        from poster_ml.data.images import PosterError, decode_poster
+        from poster_ml.models.predict import predict_probabilities
 
         if "image" not in model_input:
             raise MlflowException("input needs a column 'image' of encoded poster files", INVALID_PARAMETER_VALUE)
@@ -67,14 +70,6 @@ def as_bytes(value) -> bytes:
     raise ValueError(f"expected encoded image bytes or base64 text, got {type(value).__name__}")
 
 
-def predict_probabilities(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """The model's probability of fresh for uint8 images, in batches."""
-    import keras
-
-    outputs = [keras.ops.convert_to_numpy(model(images[start : start + batch_size].astype(np.float32), training=False)) for start in range(0, len(images), batch_size)]
-    return np.concatenate(outputs).reshape(-1)
-
-
 def requirements() -> list[str]:
     """Pinned requirements of the served model, taken from this environment."""
     from importlib.metadata import version
@@ -88,10 +83,10 @@ def log_poster_model(model, image_size: int, configs: dict, input_example_jpeg: 
         keras_path = os.path.join(folder, "model.keras")
         model.save(keras_path)
         settings_path = os.path.join(folder, "settings.json")
-        Path(settings_path).write_text(json.dumps({"image_size": image_size, "threshold": 0.5, "config": configs}, indent=2, default=str))
+        Path(settings_path).write_text(json.dumps({"image_size": image_size, "threshold": DECISION_THRESHOLD, "config": configs}, indent=2, default=str))
         return mlflow.pyfunc.log_model(
             name=name,
-            python_model=str(PACKAGE_DIR / "served_model.py"),
+            python_model=str(Path(__file__).with_name("served_model.py")),
             artifacts={"keras_model": keras_path, "settings": settings_path},
             code_paths=[str(PACKAGE_DIR)],
             signature=SIGNATURE,

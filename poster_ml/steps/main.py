@@ -7,7 +7,9 @@ point; a step whose entry point, parameters and source commit match a finished r
 
 from __future__ import annotations
 
+import os
 import shlex
+import sys
 from pathlib import Path
 
 import mlflow
@@ -15,9 +17,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils import mlflow_tags
 
 from poster_ml.config import WorkflowConfig
-from poster_ml.tracking import configure_tracking
+from poster_ml.tracking.runs import configure_tracking
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 def previous_run(entry_point: str, parameters: dict[str, str], git_commit: str | None) -> mlflow.entities.Run | None:
@@ -44,14 +46,17 @@ def run_step(entry_point: str, parameters: dict[str, object], force: bool, still
             print(f"skipping {entry_point}: finished run {run.info.run_id} had the same inputs")
             return run
     print(f"running {entry_point} with {parameters}")
+    # MLproject commands start with `python`: make it this interpreter, venv activated or not.
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     submitted = mlflow.projects.run(str(PROJECT_DIR), entry_point=entry_point, parameters=parameters, env_manager="local", experiment_id=active.info.experiment_id, synchronous=True)
     return MlflowClient().get_run(submitted.run_id)
 
 
 def run_workflow(config: WorkflowConfig) -> None:
-    from poster_ml.config import AugmentConfig, TrainConfig, parse_overrides, split_overrides, train_config
-    from poster_ml.dataset import load_prepared
+    from poster_ml.config import AugmentConfig, TrainConfig, train_config
+    from poster_ml.data.prepared import load_prepared
     from poster_ml.errors import PosterMLError
+    from poster_ml.settings import parse_overrides, split_overrides
 
     def same_dataset(run: mlflow.entities.Run) -> bool:
         """A finished step counts only if the prepared data on disk is still what it used."""

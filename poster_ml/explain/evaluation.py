@@ -11,12 +11,16 @@ import pandas as pd
 from sklearn import metrics as sklearn_metrics
 from sklearn.calibration import calibration_curve
 
-from poster_ml import plots
+from poster_ml import plots, predicted_fresh
 from poster_ml.config import EvaluateConfig
-from poster_ml.dataset import PreparedData
-from poster_ml.evaluation import classification_report_text, evaluate_probabilities, predictions_table
-from poster_ml.explain import explain, intermediate_activations
-from poster_ml.serving import predict_probabilities
+from poster_ml.data.prepared import PreparedData
+from poster_ml.data.synthetic import PLANTED_COLUMN, REGION_COLUMNS
+from poster_ml.explain.activations import intermediate_activations
+from poster_ml.explain.cam import float32_copy
+from poster_ml.explain.grids import explain
+from poster_ml.explain.localisation import location_priors
+from poster_ml.explain.metrics import classification_report_text, evaluate_probabilities, predictions_table
+from poster_ml.models.predict import predict_probabilities
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +46,7 @@ def evaluate_model(model: keras.Model, data: PreparedData, config: EvaluateConfi
     if len(np.unique(labels)) < 2:
         raise ValueError("the test split needs posters of both classes to evaluate")
     probabilities = predict_test_split(model, data)
-    majority = int(data.split("train")["label"].mean() >= 0.5)
+    majority = int(np.bincount(data.labels("train").astype(int), minlength=2).argmax())
     results = evaluate_probabilities(labels, probabilities, majority, config.bootstrap_samples, config.seed)
 
     false_positive, true_positive, _ = sklearn_metrics.roc_curve(labels, probabilities)
@@ -51,18 +55,19 @@ def evaluate_model(model: keras.Model, data: PreparedData, config: EvaluateConfi
     figures = {
         "roc_curve.png": plots.roc_curves({model.name: (false_positive, true_positive, results["roc_auc"])}, f"{model.name}: ROC curve (test)"),
         "precision_recall_curve.png": plots.precision_recall_curve(recall, precision, results["pr_auc"], float(labels.mean())),
-        "confusion_matrix.png": plots.confusion_matrix(sklearn_metrics.confusion_matrix(labels, probabilities >= 0.5, labels=[0, 1])),
+        "confusion_matrix.png": plots.confusion_matrix(sklearn_metrics.confusion_matrix(labels, predicted_fresh(probabilities), labels=[0, 1])),
         "reliability_curve.png": plots.reliability_curve(predicted, observed, probabilities),
     }
     reader = data.reader("test")
-    explanation = explain(model, reader.read, split, probabilities, config.cam_posters)
+    priors = location_priors(data.split("train")) if {PLANTED_COLUMN, *REGION_COLUMNS} <= set(split.columns) else {}
+    explanation = explain(model, reader.read, split, probabilities, priors, config.cam_posters, config.bootstrap_samples, config.seed)
     figures.update(explanation.figures)
     results.update(explanation.metrics)
     if with_activations:
-        figures.update(intermediate_activations(model, reader.read(np.array([0]))[0].astype(np.float32)))
+        figures.update(intermediate_activations(float32_copy(model), reader.read(np.array([0]))[0].astype(np.float32)))
     report = classification_report_text(labels, probabilities)
     texts = {
         "classification_report.txt": report,
-        "classification_report.json": json.dumps(sklearn_metrics.classification_report(labels, probabilities >= 0.5, labels=[0, 1], target_names=["rotten", "fresh"], output_dict=True, zero_division=0), indent=2),
+        "classification_report.json": json.dumps(sklearn_metrics.classification_report(labels, predicted_fresh(probabilities), labels=[0, 1], target_names=["rotten", "fresh"], output_dict=True, zero_division=0), indent=2),
     }
     return ModelEvaluation(model.name, results, figures, texts, predictions_table(split, probabilities), (false_positive, true_positive, results["roc_auc"]))

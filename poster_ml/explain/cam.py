@@ -7,30 +7,96 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from poster_ml import predicted_fresh
+from poster_ml.models.variants import OUTPUT_LAYER
 
-def feature_and_output_model(model: keras.Model, layer_name: str) -> keras.Model:
-    """A model from the images to (the layer's feature maps, the prediction).
+
+def float32_copy(model: keras.Model) -> keras.Model:
+    """The model itself if it computes in float32, else a float32 copy with its weights.
+
+    A model trained under mixed precision would give float16 gradients, which underflow
+    and round; explanations are always computed in float32.
+    """
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
+        return model
+    config = _float32_policies(model.get_config())
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _float32_policies(config):
+    """The config with every mixed dtype policy replaced by float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy" and str(config.get("config", {}).get("name", "")).startswith("mixed_"):
+            return {**config, "config": {**config["config"], "name": "float32"}}
+        return {key: _float32_policies(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_float32_policies(value) for value in config]
+    return config
+
+
+def output_unit(model: keras.Model) -> keras.layers.Dense:
+    """The one-unit Dense layer whose sigmoid is the probability of fresh."""
+    if any(layer.name == OUTPUT_LAYER for layer in model.layers):
+        return model.get_layer(OUTPUT_LAYER)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense) and layer.units == 1]
+    if not dense:
+        raise ValueError(f"model {model.name} has no one-unit Dense output layer to explain")
+    return dense[-1]
+
+
+def feature_and_logit_model(model: keras.Model, layer_name: str) -> keras.Model:
+    """A model from the images to (the layer's feature maps, the logit of fresh).
+
+    The logit is the output unit's pre-activation (its kernel and bias on the features),
+    never rebuilt from the probability: in float32 a probability rounds to 1.0 from a
+    logit of about 17 on, where its gradient is exactly zero and the map would be blank.
 
     When the layer lives in a nested model (a Sequential holding VGG16 and a head, say),
     asking the outer model for it fails with "graph disconnected", because the nested
     model's tensors belong to its own graph. The chain of outer layers is then called
     again on a fresh input, the nested model replaced by a two-output copy of itself.
     """
+    unit = output_unit(model)
+    logits = keras.layers.Dense(1, dtype="float32", name="fresh_logit")
+    if any(layer.name == layer_name for layer in model.layers):
+        cam_model = keras.Model(model.inputs[0], [model.get_layer(layer_name).output, logits(unit.input)])
+    else:
+        inputs = keras.Input(model.inputs[0].shape[1:])
+        feature_maps, penultimate = _chain_until(model, unit, layer_name, inputs)
+        cam_model = keras.Model(inputs, [feature_maps, logits(penultimate)])
+    logits.set_weights([weight.astype("float32") for weight in unit.get_weights()])
+    return cam_model
+
+
+def _features_and_output(model: keras.Model, layer_name: str) -> keras.Model:
+    """A model from the inputs to (the named layer's output, the model's output), at any depth."""
     if any(layer.name == layer_name for layer in model.layers):
         return keras.Model(model.inputs[0], [model.get_layer(layer_name).output, model.outputs[0]])
+    inputs = keras.Input(model.inputs[0].shape[1:])
+    feature_maps, output = _chain_until(model, None, layer_name, inputs)
+    return keras.Model(inputs, [feature_maps, output])
+
+
+def _chain_until(model: keras.Model, stop, layer_name: str, inputs):
+    """Calls the model's layers again on `inputs` up to `stop` (exclusive), the nested model
+    that holds the named layer replaced by a two-output copy; returns (its feature maps,
+    the last tensor)."""
     container = next((layer for layer in model.layers if isinstance(layer, keras.Model) and _contains(layer, layer_name)), None)
     if container is None:
         raise ValueError(f"model {model.name} has no layer {layer_name!r}")
-    inputs = keras.Input(model.inputs[0].shape[1:])
     x, feature_maps = inputs, None
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
+        if layer is stop:
+            break
         if layer is container:
-            feature_maps, x = feature_and_output_model(container, layer_name)(x)
+            feature_maps, x = _features_and_output(container, layer_name)(x)
         else:
             x = layer(x)
-    return keras.Model(inputs, [feature_maps, x])
+    return feature_maps, x
 
 
 def _contains(model: keras.Model, layer_name: str) -> bool:
@@ -45,11 +111,10 @@ def class_gradients(cam_model: keras.Model, images: np.ndarray, toward_fresh: np
     """
     images = tf.convert_to_tensor(images, tf.float32)
     with tf.GradientTape() as tape:
-        feature_maps, probabilities = cam_model(images, training=False)
-        probabilities = tf.reshape(tf.cast(probabilities, tf.float32), [-1])
+        feature_maps, logits = cam_model(images, training=False)
+        logits = tf.reshape(tf.cast(logits, tf.float32), [-1])
         if toward_fresh is None:
-            toward_fresh = probabilities.numpy() >= 0.5
-        logits = tf.math.log(probabilities + 1e-7) - tf.math.log(1 - probabilities + 1e-7)
+            toward_fresh = predicted_fresh(1 / (1 + np.exp(-logits.numpy().astype(np.float64))))
         scores = tf.where(tf.constant(toward_fresh), logits, -logits)
     gradients = tape.gradient(scores, feature_maps)
     return tf.cast(feature_maps, tf.float32), tf.cast(gradients, tf.float32)
@@ -109,29 +174,3 @@ def _normalise(maps: np.ndarray) -> np.ndarray:
 def upsample(maps: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of (n, h, w) maps to the poster's size."""
     return keras.ops.convert_to_numpy(keras.ops.image.resize(maps[..., None], (height, width), interpolation="bilinear"))[..., 0]
-
-
-def region_masks(regions: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Boolean (n, height, width) masks of boxes (x0, y0, x1, y1) normalised to [0, 1]."""
-    rows = (np.arange(height) + 0.5) / height
-    columns = (np.arange(width) + 0.5) / width
-    inside_y = (rows[None, :] >= regions[:, 1:2]) & (rows[None, :] <= regions[:, 3:4])
-    inside_x = (columns[None, :] >= regions[:, 0:1]) & (columns[None, :] <= regions[:, 2:3])
-    return inside_y[:, :, None] & inside_x[:, None, :]
-
-
-def localisation_score(maps: np.ndarray, regions: np.ndarray) -> tuple[float, float]:
-    """(mean share of each map's mass inside its region, mean share of the area the regions cover).
-
-    The second number is what a uniform map scores; a map that looks where the planted
-    signal is scores clearly above it. Maps are upsampled to a common grid first.
-    """
-    side = 64
-    masks = region_masks(regions, side, side)
-    resized = np.clip(upsample(maps, side, side), 0, None)
-    mass = resized.reshape(len(maps), -1).sum(axis=1)
-    inside = (resized * masks).reshape(len(maps), -1).sum(axis=1)
-    # An all-zero map says nothing; it scores as a uniform map would.
-    area = masks.reshape(len(maps), -1).mean(axis=1)
-    share = np.where(mass > 0, inside / np.where(mass > 0, mass, 1), area)
-    return float(share.mean()), float(area.mean())

@@ -1,0 +1,55 @@
+"""The feature cache: a frozen base's features of each split, computed once and reused.
+
+The base runs once per poster instead of once per poster per epoch, as the study did by
+hand. A cache is keyed by everything that changes the features: the dataset's identity
+(which covers the image size and decode settings), the base, its weights, the dtype
+policy it ran under and which of its layers were trainable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from poster_ml.data.batches import image_batches
+from poster_ml.data.prepared import PreparedData, ShardReader
+
+
+def feature_cache_dir(data: PreparedData, extractor: keras.Model, base: str, weights: str, root: str = "") -> Path:
+    """The cache folder for these features; any change to what they depend on gives a new one."""
+    if Path(weights).is_file():
+        weights = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    key = json.dumps({
+        "dataset": data.digest,
+        "base": base,
+        "weights": weights,
+        "size": data.image_size,
+        "dtype_policy": keras.config.dtype_policy().name,
+        "trainable": [layer.name for layer in extractor.layers if layer.trainable and layer.weights],
+    }, sort_keys=True)
+    return (Path(root) if root else data.path / "features") / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def cached_features(extractor: keras.Model, data: PreparedData, split: str, cache: Path, batch_size: int) -> ShardReader:
+    """The base's features of one split, computed once, streamed to a .npy file, then reused."""
+    path = cache / f"{split}.npy"
+    if not path.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        count = len(data.split(split))
+        partial = cache / f"{split}.partial.npy"
+        output = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(count, *extractor.output.shape[1:]))
+        start = 0
+        batches = image_batches(data, split, batch_size, seed=0)
+        for images, _ in tqdm(batches, total=len(batches), desc=f"caching {split} features", unit="batch"):
+            batch = keras.ops.convert_to_numpy(extractor(images, training=False))
+            output[start : start + len(batch)] = batch
+            start += len(batch)
+        output.flush()
+        del output
+        partial.rename(path)  # Only a complete cache is ever found.
+    return ShardReader(path)

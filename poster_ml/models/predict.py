@@ -1,0 +1,13 @@
+"""Batched prediction: the probability of fresh for decoded posters."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def predict_probabilities(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The model's probability of fresh for uint8 images, in batches."""
+    import keras
+
+    outputs = [keras.ops.convert_to_numpy(model(images[start : start + batch_size].astype(np.float32), training=False)) for start in range(0, len(images), batch_size)]
+    return np.concatenate(outputs).reshape(-1)

@@ -1,0 +1,45 @@
+"""The evaluate step: every variant of a train run (or one model) on the untouched test split."""
+
+from __future__ import annotations
+
+from poster_ml import plots
+from poster_ml.config import EvaluateConfig
+from poster_ml.data.prepared import load_prepared
+from poster_ml.errors import DatasetError
+from poster_ml.tables import localisation_table, markdown_table, results_table
+from poster_ml.tracking import artifacts, runs
+
+
+def evaluate_step(config: EvaluateConfig):
+    """Evaluates every variant of a train run (or one model) and returns the results table."""
+    from poster_ml.explain.evaluation import evaluate_model
+
+    with runs.step_run("evaluate", {"evaluate": config}, seed=config.seed):
+        if config.model_uri:
+            train = None
+            targets = [runs.EvaluationTarget(config.model_uri, config.model_uri, None, {})]
+        else:
+            train = runs.find_train_run(config.train_run)
+            targets = runs.evaluation_targets(train)
+            runs.set_tags({"train_run_id": train.info.run_id})
+        data = load_prepared(config.data or (train.data.tags.get("data_path", "data/prepared") if train else "data/prepared"))
+        if train is not None and train.data.tags.get("dataset_digest") != data.digest:
+            raise DatasetError(f"the prepared data in {data.path} changed since train run {train.info.run_id}; pass --data")
+        artifacts.dataset_input(data, context="evaluation")
+        rows, curves = [], {}
+        for target in targets:
+            print(f"evaluating {target.name}")
+            model = runs.load_keras_model(target.model_uri)
+            result = evaluate_model(model, data, config, with_activations=target.name == config.activations_variant or len(targets) == 1)
+            artifacts.log_model_evaluation(result, target.run_id)
+            rows.append({"variant": target.name, **target.summary, **result.metrics})
+            curves[target.name] = result.roc
+        table, localisation = results_table(rows), localisation_table(rows)
+        roc_figure = plots.roc_curves(curves, "ROC curves on the test split")
+        run_ids = [train.info.run_id] if train else []
+        artifacts.log_results_table(table, localisation, roc_figure, [*run_ids, runs.active_run_id()])
+    print(markdown_table(table))
+    if len(localisation):
+        print("CAM localisation on the planted regions (ratio to the stronger baseline):")
+        print(markdown_table(localisation))
+    return table

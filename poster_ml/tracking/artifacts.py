@@ -1,0 +1,136 @@
+"""What the steps log: datasets, figures, per-epoch metrics, trained variants, evaluations, tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from poster_ml import plots
+from poster_ml.data.images import encode_jpeg
+from poster_ml.data.prepared import PreparedData, sample_posters
+from poster_ml.tables import markdown_table
+from poster_ml.tracking.pyfunc_model import log_poster_model
+
+if TYPE_CHECKING:
+    from poster_ml.models.fit import TrainedVariant
+
+
+def dataset_input(data: PreparedData, context: str) -> None:
+    """Logs the prepared dataset as the run's MLflow dataset input, carrying our full digest."""
+    manifest, digest = data.manifest, data.info["digest"]
+    with warnings.catch_warnings():
+        # MLflow warns that a local path could be one of two equivalent source kinds, and
+        # that integer columns cannot hold missing values; neither applies to a manifest.
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(
+            manifest,
+            source=str(data.path.resolve()),
+            targets="label",
+            name=f"posters-{digest[:12]}",
+            # The store keeps at most 36 characters of a digest; the full one travels as a tag.
+            digest=digest[:32],
+        )
+        mlflow.log_input(dataset, context=context, tags={"sha256": digest})
+    mlflow.set_tags({"dataset_digest": digest, "data_path": str(data.path.resolve())})
+
+
+def log_figure(figure, path: str, run_id: str | None = None) -> None:
+    """Logs a figure to a run (the active one by default) and frees it."""
+    if run_id is None:
+        mlflow.log_figure(figure, path)
+    else:
+        MlflowClient().log_figure(run_id, figure, path)
+    plots.close(figure)
+
+
+def log_preprocess(dataset: PreparedData) -> None:
+    info = dataset.info
+    dataset_input(dataset, context="preprocess")
+    mlflow.log_metrics({"inputs": info["inputs"], "accepted": info["accepted"], "rejected": info["rejected"]})
+    for name in ("manifest.csv", "rejects.csv", "dataset.json"):
+        mlflow.log_artifact(str(dataset.path / name))
+    log_figure(plots.class_balance_chart(info["counts"]), "class_balance.png")
+    log_figure(plots.sample_grid(sample_posters(dataset)), "sample_posters.png")
+
+
+def epoch_logger():
+    """A Keras callback that logs each epoch's metrics: loss, accuracy, AUC, their val_
+    twins, learning rate, epoch seconds and images per second."""
+    import keras
+
+    return keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: mlflow.log_metrics({name: float(value) for name, value in (logs or {}).items()}, step=epoch)
+    )
+
+
+def log_trained_variant(trained: TrainedVariant, data: PreparedData, configs: dict[str, Any]) -> dict[str, Any]:
+    """Logs one variant's summary metrics, curves, model summary and model; returns its leaderboard row."""
+    best = trained.best_epoch
+    row = {
+        "variant": trained.variant.name,
+        "train_accuracy": float(best["accuracy"]),
+        "val_accuracy": float(best["val_accuracy"]),
+        "val_auc": float(best["val_auc"]),
+        "epochs": len(trained.history),
+        "best_epoch": int(best["epoch"]),
+        "seconds": round(trained.seconds, 1),
+        "images_per_second": round(float(trained.history["images_per_second"].median()), 1),
+        "pretrained": trained.pretrained,
+    }
+    mlflow.log_metrics({f"best_{name}": float(row[name]) for name in ("train_accuracy", "val_accuracy", "val_auc")} | {"train_seconds": trained.seconds})
+    mlflow.set_tag("pretrained", str(trained.pretrained).lower())
+    log_figure(plots.training_curves(trained.history, trained.variant.name), f"curves_{trained.variant.name}.png")
+    mlflow.log_text(model_summary(trained.model), "model_summary.txt")
+    mlflow.log_table(trained.history, "history.json")
+    example = encode_jpeg(data.reader("validation").read(np.array([0]))[0])
+    info = log_poster_model(trained.model, data.image_size, {name: dataclasses.asdict(c) for name, c in configs.items()}, example)
+    row["model_uri"] = info.model_uri
+    mlflow.set_tag("model_uri", info.model_uri)
+    return row
+
+
+def model_summary(model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    return "\n".join(lines)
+
+
+def log_leaderboard(board: pd.DataFrame) -> None:
+    mlflow.log_table(board, "leaderboard.json")
+    mlflow.log_text(markdown_table(board.drop(columns="model_uri")), "leaderboard.md")
+    best = board.iloc[0]
+    mlflow.set_tags({"best_variant": best["variant"], "best_model_uri": best["model_uri"]})
+    mlflow.log_metric("best_val_auc", float(best["val_auc"]))
+
+def log_model_evaluation(result, run_id: str | None) -> None:
+    """Logs an evaluation to the variant's run (or to the active run) under evaluation/."""
+    client = MlflowClient()
+    run_id = run_id or mlflow.active_run().info.run_id
+    timestamp = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(f"test_{name}", float(value), timestamp, 0) for name, value in result.metrics.items()])
+    for name, figure in result.figures.items():
+        log_figure(figure, f"evaluation/{name}", run_id)
+    for name, text in result.texts.items():
+        client.log_text(run_id, text, f"evaluation/{name}")
+    client.log_text(run_id, result.predictions.to_csv(index=False), "evaluation/predictions.csv")
+
+
+def log_results_table(table: pd.DataFrame, localisation: pd.DataFrame, roc_figure, run_ids: list[str]) -> None:
+    """The study's results table (Markdown and HTML), the CAM localisation table and every
+    variant's ROC curve, on each run."""
+    client = MlflowClient()
+    for run_id in run_ids:
+        client.log_text(run_id, markdown_table(table), "results.md")
+        if len(localisation):
+            client.log_text(run_id, markdown_table(localisation), "cam_localisation.md")
+        client.log_text(run_id, table.to_html(index=False, float_format=lambda value: f"{value:.3f}", na_rep="-"), "results.html")
+        client.log_figure(run_id, roc_figure, "roc_all_variants.png")
+    plots.close(roc_figure)

@@ -1,0 +1,123 @@
+"""Runs: where tracking goes, the step and variant runs, and finding runs and models again."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import platform
+from typing import Any, Iterator
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+import poster_ml
+from poster_ml.errors import DatasetError
+from poster_ml.settings import flatten
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "poster-ml"
+
+
+def configure_tracking() -> str:
+    """Uses MLFLOW_TRACKING_URI when set, else a SQLite store mlflow.db in the working directory."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    mlflow.set_tracking_uri(uri)
+    # Under `mlflow run` the run and its experiment already exist; elsewhere pick ours.
+    # (MLFLOW_EXPERIMENT_ID is no sign of that: mlflow.set_experiment itself sets it.)
+    if "MLFLOW_RUN_ID" not in os.environ:
+        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT)
+    return uri
+
+
+def config_params(configs: dict[str, Any]) -> dict[str, Any]:
+    """Flat run parameters named '<concern>.<setting>', e.g. 'preprocess.seed'.
+
+    The prefix keeps them apart from the raw strings `mlflow run` logs for MLproject
+    parameters, which MLflow would refuse to overwrite with the typed values.
+    """
+    return {f"{concern}.{name}": value for concern, config in configs.items() for name, value in flatten(config).items()}
+
+
+@contextlib.contextmanager
+def step_run(step: str, configs: dict[str, Any], seed: int) -> Iterator[mlflow.ActiveRun]:
+    """Starts (or, under `mlflow run`, resumes) the run of one step, logging its whole config."""
+    configure_tracking()
+    with mlflow.start_run() as run:
+        mlflow.set_tags({"poster_ml.step": step, "poster_ml.version": poster_ml.__version__, "seed": str(seed), "python": platform.python_version()})
+        mlflow.log_params(config_params(configs))
+        mlflow.log_dict({concern: dataclasses.asdict(config) for concern, config in configs.items()}, "config.json")
+        yield run
+
+
+def active_run_id() -> str:
+    return mlflow.active_run().info.run_id
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    mlflow.set_tags(tags)
+
+
+@contextlib.contextmanager
+def variant_run(name: str, parent: mlflow.ActiveRun, tags: dict[str, str]) -> Iterator[mlflow.ActiveRun]:
+    """A nested run for one variant under the train step's run."""
+    with mlflow.start_run(run_name=name, nested=True, parent_run_id=parent.info.run_id) as run:
+        mlflow.set_tags(tags | {"variant": name, "poster_ml.step": "train_variant"})
+        yield run
+
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationTarget:
+    """One model to evaluate, and the variant run (if any) its results belong to."""
+
+    name: str
+    model_uri: str
+    run_id: str | None
+    summary: dict[str, Any]
+
+
+def all_experiment_ids(client: MlflowClient) -> list[str]:
+    return [experiment.experiment_id for experiment in client.search_experiments()]
+
+
+def find_train_run(train_run: str) -> mlflow.entities.Run:
+    """The train step's parent run by id, or the latest finished one for 'latest'."""
+    client = MlflowClient()
+    if train_run != "latest":
+        try:
+            return client.get_run(train_run)
+        except MlflowException:
+            raise DatasetError(f"no such train run: {train_run}") from None
+    runs = client.search_runs(all_experiment_ids(client), "tags.`poster_ml.step` = 'train' and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs:
+        raise DatasetError("no finished train run in the tracking store; run `poster-ml train` first or pass --model-uri")
+    return runs[0]
+
+
+def evaluation_targets(train: mlflow.entities.Run) -> list[EvaluationTarget]:
+    """The variant runs under a train run, in training order."""
+    client = MlflowClient()
+    children = client.search_runs([train.info.experiment_id], f"tags.`mlflow.parentRunId` = '{train.info.run_id}'", order_by=["attributes.start_time ASC"])
+    return [
+        EvaluationTarget(
+            child.data.tags["variant"],
+            child.data.tags["model_uri"],
+            child.info.run_id,
+            {"train_accuracy": child.data.metrics.get("best_train_accuracy"), "val_accuracy": child.data.metrics.get("best_val_accuracy"),
+             "val_auc": child.data.metrics.get("best_val_auc"), "pretrained": child.data.tags.get("pretrained"),
+             "epochs": len(client.get_metric_history(child.info.run_id, "loss")), "seconds": child.data.metrics.get("train_seconds")},
+        )
+        for child in children
+        if "model_uri" in child.data.tags
+    ]
+
+
+def load_keras_model(model_uri: str):
+    """The Keras model inside a logged poster pyfunc."""
+    try:
+        return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model
+    except (MlflowException, OSError) as error:
+        raise DatasetError(f"cannot load model {model_uri}: {str(error).splitlines()[0]}") from None
+

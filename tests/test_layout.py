@@ -1,0 +1,75 @@
+"""The project's shape: MLproject agrees with the config dataclasses, only tracking/ and the
+steps import MLflow, and no module outgrows a reader's minute."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+
+from poster_ml.cli import COMMANDS
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "poster_ml"
+MLFLOW_TYPES = {int: "int", float: "float", str: "string", bool: "string"}
+
+
+def mlproject_parameters(mlproject: dict, entry_point: str) -> dict:
+    return mlproject["entry_points"][entry_point]["parameters"]
+
+
+def parity_problems(mlproject: dict) -> list[str]:
+    """Every difference in name, type or default between MLproject and the configs."""
+    problems = []
+    for entry_point, (config_class, _, _) in COMMANDS.items():
+        parameters = mlproject_parameters(mlproject, entry_point)
+        command = mlproject["entry_points"][entry_point]["command"]
+        fields = {field.name: field for field in dataclasses.fields(config_class)}
+        hints = typing.get_type_hints(config_class)
+        if set(parameters) != set(fields):
+            problems.append(f"{entry_point}: MLproject has {sorted(set(parameters) ^ set(fields))} that the config has not, or the reverse")
+        for name in set(parameters) & set(fields):
+            spec, field = parameters[name], fields[name]
+            expected_type = MLFLOW_TYPES[hints[name]]
+            if spec["type"] != expected_type:
+                problems.append(f"{entry_point}.{name}: type {spec['type']}, config says {expected_type}")
+            expected_default = str(field.default).lower() if isinstance(field.default, bool) else field.default
+            if spec["default"] != expected_default:
+                problems.append(f"{entry_point}.{name}: default {spec['default']!r}, config says {expected_default!r}")
+            if f"--{name.replace('_', '-')} {{{name}}}" not in " ".join(command.split()):
+                problems.append(f"{entry_point}.{name}: the command does not pass --{name.replace('_', '-')} {{{name}}}")
+    return problems
+
+
+def test_mlproject_parameters_match_the_config_dataclasses():
+    mlproject = yaml.safe_load((ROOT / "MLproject").read_text())
+    assert parity_problems(mlproject) == []
+
+
+def test_the_parity_check_catches_a_default_changed_in_one_place():
+    mlproject = yaml.safe_load((ROOT / "MLproject").read_text())
+    mlproject_parameters(mlproject, "evaluate")["bootstrap_samples"]["default"] = 999
+    mlproject_parameters(mlproject, "train")["profile"]["type"] = "float"
+    del mlproject_parameters(mlproject, "register")["alias"]
+    problems = parity_problems(mlproject)
+    assert any("evaluate.bootstrap_samples: default 999" in problem for problem in problems)
+    assert any("train.profile: type float" in problem for problem in problems)
+    assert any(problem.startswith("register:") and "alias" in problem for problem in problems)
+
+
+def python_modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_only_tracking_and_the_steps_import_mlflow():
+    importers = {path.relative_to(PACKAGE).parts[0] for path in python_modules() if re.search(r"^\s*(import mlflow|from mlflow)", path.read_text(), re.MULTILINE)}
+    assert importers <= {"tracking", "steps"}, importers
+
+
+@pytest.mark.parametrize("path", python_modules(), ids=lambda path: str(path.relative_to(PACKAGE)))
+def test_no_module_is_over_200_lines(path):
+    assert len(path.read_text().splitlines()) <= 200
