@@ -4,9 +4,12 @@ the evaluate step end to end."""
 from __future__ import annotations
 
 import keras
+import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from sklearn.metrics import roc_auc_score
 
 from poster_ml import predicted_fresh
 from poster_ml.cli import main
@@ -196,9 +199,15 @@ def test_evaluate_one_model_by_uri_logs_to_the_evaluation_run(trained_store, mon
     model_uri = next(r for r in runs if r.data.tags.get("variant") == "basic_cnn").data.tags["model_uri"]
     assert main(["evaluate", "--model-uri", model_uri, "--data", str(data), "--bootstrap-samples", "50", "--cam-posters", "2"]) == 0
     evaluation = client.search_runs([e.experiment_id for e in client.search_experiments()], "tags.`poster_ml.step` = 'evaluate'", order_by=["attributes.start_time DESC"])[0]
-    assert 0 <= evaluation.data.metrics["test_roc_auc"] <= 1
     artifacts = {a.path for a in client.list_artifacts(evaluation.info.run_id, "evaluation")}
     assert {"evaluation/grad_cam_highest.png", "evaluation/activations_conv1.png", "evaluation/predictions.csv"} <= artifacts
+    predictions = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=evaluation.info.run_id, artifact_path="evaluation/predictions.csv", tracking_uri=store))
+    expected_auc = roc_auc_score(predictions["true_class"] == "fresh", predictions["probability_fresh"])
+    assert evaluation.data.metrics["test_roc_auc"] == pytest.approx(expected_auc)
+    # The served model, given a test poster's original file, says what evaluate said for it.
+    images = data / "synthetic" / "images"
+    served = mlflow.pyfunc.load_model(model_uri).predict(pd.DataFrame({"image": [(images / source).read_bytes() for source in predictions["source"][:5]]}))
+    np.testing.assert_allclose(served["probability_fresh"], predictions["probability_fresh"][:5], rtol=1e-4, atol=1e-5)
 
 
 def test_evaluate_a_missing_model_or_run_gives_one_line(trained_store, monkeypatch, capsys):

@@ -105,11 +105,13 @@ def test_poster_and_path_columns_and_their_escapes(tmp_path):
 
 
 def test_class_folder_layout(tmp_path):
-    for name, colour in (("fresh", (250, 0, 0)), ("rotten", (0, 0, 250))):
+    # Flat colours whose grey levels differ by at least 11 between any two posters, so
+    # that none is taken for a near duplicate of another.
+    for name, colour, green in (("fresh", (250, 0, 0), 0), ("rotten", (0, 0, 250), 20)):
         folder = tmp_path / "posters" / name
         folder.mkdir(parents=True)
         for index in range(6):
-            (folder / f"{name}{index}.jpg").write_bytes(encode(Image.new("RGB", (40, 60), (colour[0], index * 40, colour[2])), "JPEG"))
+            (folder / f"{name}{index}.jpg").write_bytes(encode(Image.new("RGB", (40, 60), (colour[0], index * 40 + green, colour[2])), "JPEG"))
     (tmp_path / "posters" / "fresh" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     (tmp_path / "posters" / "rotten" / ".DS_Store").write_bytes(b"\0\0")
     dataset = prepare(PreprocessConfig(source=str(tmp_path / "posters"), size=16, out=str(tmp_path / "out")))

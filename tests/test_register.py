@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import mlflow
 from mlflow.tracking import MlflowClient
 
@@ -15,6 +17,7 @@ class Constant(mlflow.pyfunc.PythonModel):
 
 def fake_train_run(variants: dict[str, dict]) -> str:
     """A train run whose variant runs carry the given metrics and tags, each with a model."""
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     mlflow.set_experiment("poster-ml")
     with mlflow.start_run(run_name="train") as parent:
         mlflow.set_tags({"poster_ml.step": "train"})

@@ -45,3 +45,19 @@ def test_a_poster_depends_only_on_seed_and_index(tmp_path):
     for index in range(5):
         name = f"images/syn{index:06d}.jpg"
         assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "large" / name).read_bytes()
+
+
+def test_dataset_json_states_the_signal_and_the_measured_baseline(synthetic_dataset):
+    info = synthetic_dataset.info
+    facts = info["synthetic_signal"]
+    assert facts == {"title_cue_accuracy": 0.896, "best_rule_accuracy": 0.9562, "accuracy_ceiling": 0.8193, "expected_fresh_share": 0.5588}
+    # 400 posters: the measured share lies within three standard errors of the expected one.
+    assert abs(info["fresh_share"] - facts["expected_fresh_share"]) < 3 * (0.56 * 0.44 / 400) ** 0.5
+    assert info["majority_baseline"] == max(info["fresh_share"], 1 - info["fresh_share"])
+
+
+def test_the_recorded_drawings_follow_the_documented_cue_rates(tmp_path):
+    """Measured on 1,500 drawings: the fresh share after noise is about 0.56, not 0.584."""
+    labels = pd.read_csv(write_synthetic_posters(tmp_path, count=1500, seed=4, label_noise=0.15))
+    fresh = labels["tomatometer_status"].isin(["Fresh", "Certified-Fresh"]).mean()
+    assert abs(fresh - 0.5588) < 3 * (0.56 * 0.44 / 1500) ** 0.5

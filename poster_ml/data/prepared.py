@@ -23,6 +23,7 @@ from poster_ml import CLASS_NAMES
 from poster_ml.config import PreprocessConfig
 from poster_ml.data.images import DECODE_VERSION
 from poster_ml.data.sources import Reject
+from poster_ml.data.synthetic import signal_facts
 from poster_ml.data.splits import SPLITS
 from poster_ml.errors import DatasetError
 
@@ -139,7 +140,8 @@ def dataset_info(manifest: pd.DataFrame, rejects: pd.DataFrame, inputs: int, con
         split: {name: int(((manifest["split"] == split) & (manifest["class"] == name)).sum()) for name in CLASS_NAMES}
         for split in SPLITS
     }
-    return {
+    fresh_share = float(manifest["label"].mean())
+    info = {
         "digest": digest,
         "inputs": inputs,
         "accepted": len(manifest),
@@ -152,7 +154,12 @@ def dataset_info(manifest: pd.DataFrame, rejects: pd.DataFrame, inputs: int, con
         "fractions": {"train": config.train_fraction, "validation": config.validation_fraction, "test": config.test_fraction},
         "source": config.source,
         "shards": {split: f"{split}.npy" for split in SPLITS},
+        "fresh_share": round(fresh_share, 4),
+        "majority_baseline": round(max(fresh_share, 1 - fresh_share), 4),
     }
+    if config.source == "synthetic":
+        info["synthetic_signal"] = signal_facts(config.label_noise)
+    return info
 
 
 def write_rejects(rejects: list[Reject], out_dir: Path) -> pd.DataFrame:

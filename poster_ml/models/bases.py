@@ -34,15 +34,21 @@ class PretrainedBase:
     preprocessing: Callable[[], layers.Layer]
     block_ends: str  # Regex of the layers that end each block, for unfreezing the top blocks.
     cam_layer: str
+    max_unfreeze: int  # Deepest unfreeze tuning explores, in the base's own blocks.
 
 
 PRETRAINED_BASES = {
-    "vgg16": PretrainedBase(keras.applications.VGG16, CaffePreprocessing, r"block\d_pool", "block5_conv3"),
+    # VGG16: its five conv blocks, each ending in a pooling layer; all but the first may train.
+    "vgg16": PretrainedBase(keras.applications.VGG16, CaffePreprocessing, r"block\d_pool", "block5_conv3", max_unfreeze=4),
+    # InceptionResNetV2: each residual block (block35_*, block17_*, block8_*) and each
+    # reduction (mixed_*) is one block, so the study's "from block8_10 on" is one block;
+    # tuning explores up to its block8 group and the final conv (ten blocks).
     "inception_resnet_v2": PretrainedBase(
         keras.applications.InceptionResNetV2, lambda: layers.Rescaling(1 / 127.5, offset=-1),
-        r"mixed_\w+|block\d+_\d+_ac|conv_7b_ac", "conv_7b_ac",
+        r"mixed_\w+|block\d+_\d+_ac|conv_7b_ac", "conv_7b_ac", max_unfreeze=10,
     ),
-    "inception_v3": PretrainedBase(keras.applications.InceptionV3, lambda: layers.Rescaling(1 / 127.5, offset=-1), r"mixed\d+", "mixed10"),
+    # InceptionV3: its eleven mixed blocks, mixed0 to mixed10.
+    "inception_v3": PretrainedBase(keras.applications.InceptionV3, lambda: layers.Rescaling(1 / 127.5, offset=-1), r"mixed\d+", "mixed10", max_unfreeze=10),
 }
 
 

@@ -1,0 +1,133 @@
+"""Tuning with Optuna: the search space, the study and its storage, and running trials.
+
+The search space is one function. The objective is the best-epoch validation AUC; the
+test split never takes part. The study's own values are enqueued as the first trial, so
+tuning can only match or beat them on validation. Storage is an SQLite file for one
+process, a journal file for several processes on one machine, or PostgreSQL for workers
+on many machines; the latter two use heartbeats so that a killed worker's trial is
+marked failed and retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+
+from poster_ml.errors import ConfigError
+from poster_ml.models.bases import PRETRAINED_BASES
+from poster_ml.models.variants import Variant
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+VARIANT_RUN_ATTRIBUTE = "mlflow_variant_run_id"
+TRIAL_RUN_ATTRIBUTE = "mlflow_run_id"
+
+
+def search_space(trial: optuna.Trial, variant: Variant) -> dict[str, float | int]:
+    """What tuning explores for a variant: dropout for every head, the learning rate on a
+    log scale around the study's, and for fine-tuned pretrained bases how many of the
+    base's own blocks train. The cached-features variant tunes its head only."""
+    values: dict[str, float | int] = {
+        "dropout": trial.suggest_float("dropout", 0.0, 0.6),
+        "learning_rate": trial.suggest_float("learning_rate", variant.learning_rate / 10, variant.learning_rate * 10, log=True),
+    }
+    if tunes_unfreezing(variant):
+        values["unfreeze_blocks"] = trial.suggest_int("unfreeze_blocks", 0, PRETRAINED_BASES[variant.base].max_unfreeze)
+    return values
+
+
+def tunes_unfreezing(variant: Variant) -> bool:
+    return variant.pretrained and not variant.cached_features and variant.unfreeze_blocks > 0
+
+
+def study_values(variant: Variant) -> dict[str, float | int]:
+    """The study's own values in the search space's names: the first trial of every study."""
+    values: dict[str, float | int] = {"dropout": variant.dropout, "learning_rate": variant.learning_rate}
+    if tunes_unfreezing(variant):
+        values["unfreeze_blocks"] = variant.unfreeze_blocks
+    return values
+
+
+def default_storage() -> str:
+    """An SQLite file optuna.db beside the MLflow store (never inside MLflow's database:
+    both keep a table named alembic_version)."""
+    tracking = os.environ.get("MLFLOW_TRACKING_URI", "")
+    folder = Path(tracking.removeprefix("sqlite:///")).parent if tracking.startswith("sqlite:///") else Path.cwd()
+    return f"sqlite:///{folder / 'optuna.db'}"
+
+
+def make_storage(url: str, heartbeat_seconds: int):
+    """The Optuna storage for a URL: sqlite:///..., postgresql+psycopg://..., or journal:PATH."""
+    if url.startswith("journal:"):
+        return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+    if not url.startswith(("sqlite:", "postgresql", "mysql")):
+        raise ConfigError(f"storage must be sqlite:///PATH, postgresql+psycopg://... or journal:PATH, got {url!r}")
+    return RDBStorage(
+        url,
+        heartbeat_interval=heartbeat_seconds,
+        grace_period=2 * heartbeat_seconds,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+    )
+
+
+@contextlib.contextmanager
+def single_worker_lock(url: str) -> Iterator[None]:
+    """For an SQLite storage, holds a lock file beside it: a second worker is refused with a
+    message that names the alternatives, never a "database is locked" deep in a trial."""
+    if not url.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(url.removeprefix("sqlite:///") + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"another worker is tuning with the SQLite study storage {url}, which serves one process; "
+                "for several processes on one machine use --storage journal:PATH, "
+                "for workers on several machines --storage postgresql+psycopg://USER@HOST/DATABASE"
+            ) from None
+        yield
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"pruner must be median, hyperband or none, got {name!r}")
+
+
+def open_study(name: str, storage, seed: int, pruner: str, variant: Variant) -> optuna.Study:
+    """Creates the study, or loads it to resume; a new study starts with the study's values."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed), pruner=make_pruner(pruner),
+    )
+    if not study.trials:
+        study.enqueue_trial(study_values(variant))
+    return study
+
+
+def finished_trials(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def run_trials(study: optuna.Study, total: int, objective: Callable[[optuna.Trial], float]) -> None:
+    """Runs trials until the study (across every worker) has `total` finished ones."""
+    remaining = total - finished_trials(study)
+    if remaining > 0:
+        # A failed trial (one bad setting, say) is recorded and tuning goes on.
+        study.optimize(objective, n_trials=remaining, callbacks=[MaxTrialsCallback(total, states=FINISHED)], catch=(Exception,), gc_after_trial=True)
