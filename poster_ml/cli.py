@@ -22,9 +22,11 @@ def run_train(arguments: argparse.Namespace) -> None:
 
     step = config_from_arguments(arguments, TrainStepConfig)
     train_overrides, augment_overrides = split_overrides(parse_overrides(step.overrides), TrainConfig, AugmentConfig)
+    if step.trials >= 0:
+        train_overrides["trials"] = step.trials
     config = train_config(step.profile, train_overrides)
     augment = with_overrides(AugmentConfig(), augment_overrides)
-    train_step(config, augment, step.profile, step.data, step.variants)
+    train_step(config, augment, step)
 
 
 def run_evaluate(arguments: argparse.Namespace) -> None:

@@ -50,6 +50,10 @@ class TrainStepConfig:
     data: str = setting("data/prepared", "prepared dataset; the synthetic default is prepared there if missing")
     variants: str = setting("all", "comma-separated variant names, or 'all'")
     overrides: str = setting("", "settings as 'name=value ...', e.g. 'max_epochs=3 weights=none zoom=0.2'")
+    trials: int = setting(-1, "Optuna trials per variant; -1 takes the profile's (quick 3, full 20), 0 trains the study's values once")
+    storage: str = setting("", "Optuna study storage: empty is optuna.db beside the MLflow store; journal:PATH or postgresql+psycopg://... for several workers")
+    study_name: str = setting("", "Optuna study name; empty derives it from the experiment, the variant and the data digest")
+    heartbeat: int = setting(60, "seconds between a tuning worker's heartbeats; a trial silent for twice as long is failed and retried")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +84,7 @@ class WorkflowConfig:
     data: str = setting("data/prepared", "folder of the prepared dataset")
     variants: str = setting("all", "as for train: comma-separated variant names, or 'all'")
     overrides: str = setting("", "as for train: settings as 'name=value ...'")
+    trials: int = setting(-1, "as for train: Optuna trials per variant; -1 takes the profile's")
     require_gpu: bool = setting(False, "register only GPU-trained variants (the register step's own default is true)")
     force: bool = setting(False, "rerun every step even when a finished run had the same inputs")
 
@@ -108,6 +113,7 @@ class TrainConfig:
     lr_factor: float = setting(0.1, "factor of each learning-rate drop")
     weights: str = setting("imagenet", "pretrained bases: 'imagenet', 'none', or a path to a weights file")
     dropout: float | None = setting(None, "dropout rate of every head; none keeps each variant's own")
+    learning_rate: float | None = setting(None, "learning rate; none keeps each variant's own")
     unfreeze_blocks: int | None = setting(None, "top blocks of a pretrained base that train; none keeps each variant's own")
     image_size: int = setting(224, "size of the synthetic default when train must prepare it")
     synthetic_count: int = setting(2000, "posters of the synthetic default when train must prepare it")
@@ -115,12 +121,14 @@ class TrainConfig:
     seed: int = setting(42, "seed of weights, shuffling and augmentation")
     mixed_precision: bool = setting(True, "float16 compute on GPUs (never on the CPU)")
     feature_cache: str = setting("", "folder of cached base features; empty means <data>/features")
+    trials: int = setting(20, "Optuna trials per variant; 0 trains the study's values once")
+    pruner: str = setting("median", "Optuna pruner of unpromising trials: median, hyperband or none")
 
 
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {},
     # A 2-core laptop trains all eight variants in minutes, offline.
-    "quick": {"image_size": 96, "synthetic_count": 1000, "max_epochs": 8, "weights": "none", "patience": 3, "lr_patience": 2},
+    "quick": {"image_size": 96, "synthetic_count": 1000, "max_epochs": 8, "weights": "none", "patience": 3, "lr_patience": 2, "trials": 3},
 }
 
 

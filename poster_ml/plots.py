@@ -155,3 +155,27 @@ def activation_grid(activations: np.ndarray, title: str, per_row: int = 16) -> p
     axes.axis("off")
     figure.tight_layout()
     return figure
+
+
+def study_figures(study) -> dict[str, plt.Figure]:
+    """Optuna's own matplotlib plots of a study: optimisation history, parameter
+    importances and parallel coordinates (each left out where the study is too small)."""
+    import warnings
+
+    from optuna.visualization import matplotlib as optuna_plots
+
+    figures = {}
+    for name, plot in (("optimization_history.png", optuna_plots.plot_optimization_history),
+                       ("param_importances.png", optuna_plots.plot_param_importances),
+                       ("parallel_coordinate.png", optuna_plots.plot_parallel_coordinate)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental.
+            try:
+                axes = plot(study)
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                continue  # Importances need two finished trials that differ, for one.
+        figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+        figure.set_size_inches(8, 5)
+        figure.tight_layout()
+        figures[name] = figure
+    return figures

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
+from helpers import POSTGRES
 
 from poster_ml.cli import main
 from poster_ml.config import PreprocessConfig
@@ -42,8 +44,36 @@ def trained_store(tmp_path_factory):
         patch.chdir(folder)
         patch.setenv("MLFLOW_TRACKING_URI", store)
         exit_code = main([
-            "train", "--profile", "quick", "--data", str(data), "--variants", "basic_cnn,vgg16_features",
+            "train", "--profile", "quick", "--data", str(data), "--variants", "basic_cnn,vgg16_features", "--trials", "0",
             "--overrides", "max_epochs=2 batch_size=16 image_size=75 synthetic_count=160",
         ])
     assert exit_code == 0
     return store, data
+
+
+@pytest.fixture
+def postgres_database():
+    """Makes databases of their own on the local PostgreSQL server (database `test` is the
+    way in) and drops them afterwards. Without a server the test skips on a laptop and
+    fails under CI, where .ci/run has started one."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(f"{POSTGRES}/test", autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"no PostgreSQL server on 127.0.0.1:5432 under CI: {error}")
+        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432: {error}")
+    made = []
+
+    def make(purpose: str) -> str:
+        name = f"poster_ml_{purpose}_{uuid.uuid4().hex[:8]}"
+        admin.execute(f"CREATE DATABASE {name}")
+        made.append(name)
+        return name
+
+    try:
+        yield make
+    finally:
+        for name in made:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.close()

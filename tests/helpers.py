@@ -12,6 +12,9 @@ import zlib
 
 from PIL import Image
 
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+"""The local PostgreSQL server (trust authentication); tests make their own databases."""
+
 
 def encode(image: Image.Image, format: str, **options) -> bytes:
     buffer = io.BytesIO()

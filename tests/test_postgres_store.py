@@ -3,31 +3,16 @@ that SQLite ignores (a dataset digest of at most 36 characters, for one)."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
+from helpers import POSTGRES
 from mlflow.tracking import MlflowClient
 
 from poster_ml.cli import main
 
-psycopg = pytest.importorskip("psycopg")
-SERVER = "postgresql://postgres@127.0.0.1:5432"
-
 
 @pytest.fixture
-def postgres_store():
-    """A database of its own on the local PostgreSQL server, dropped afterwards."""
-    name = f"poster_ml_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect(f"{SERVER}/test", autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as error:
-        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432: {error}")
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-        admin.close()
+def postgres_store(postgres_database):
+    return f"{POSTGRES}/{postgres_database('mlflow')}"
 
 
 def test_preprocess_train_and_evaluate_against_postgresql(postgres_store, tmp_path, monkeypatch):
@@ -35,7 +20,7 @@ def test_preprocess_train_and_evaluate_against_postgresql(postgres_store, tmp_pa
     monkeypatch.chdir(tmp_path)  # Artifacts go to ./mlartifacts beside a database store.
     data = str(tmp_path / "prepared")
     assert main(["preprocess", "--count", "120", "--size", "48", "--out", data]) == 0
-    assert main(["train", "--profile", "quick", "--data", data, "--variants", "basic_cnn", "--overrides", "max_epochs=1"]) == 0
+    assert main(["train", "--profile", "quick", "--data", data, "--variants", "basic_cnn", "--trials", "0", "--overrides", "max_epochs=1"]) == 0
     assert main(["evaluate", "--bootstrap-samples", "20", "--cam-posters", "2"]) == 0
     client = MlflowClient(postgres_store)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])

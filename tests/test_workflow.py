@@ -11,7 +11,7 @@ def test_main_runs_every_step_then_skips_them_all(tmp_path, monkeypatch, capsys)
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.chdir(tmp_path)
-    arguments = ["main", "--count", "120", "--data", str(tmp_path / "prepared"), "--variants", "basic_cnn",
+    arguments = ["main", "--count", "120", "--data", str(tmp_path / "prepared"), "--variants", "basic_cnn", "--trials", "0",
                  "--overrides", "max_epochs=1 image_size=48 batch_size=16"]
     assert main(arguments) == 0
     client = MlflowClient(store)

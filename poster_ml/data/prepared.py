@@ -23,8 +23,8 @@ from poster_ml import CLASS_NAMES
 from poster_ml.config import PreprocessConfig
 from poster_ml.data.images import DECODE_VERSION
 from poster_ml.data.sources import Reject
-from poster_ml.data.synthetic import signal_facts
 from poster_ml.data.splits import SPLITS
+from poster_ml.data.synthetic import signal_facts
 from poster_ml.errors import DatasetError
 
 

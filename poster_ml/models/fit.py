@@ -57,9 +57,9 @@ class EpochTimer(keras.callbacks.Callback):
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
-def compile_model(model: keras.Model, variant: Variant) -> None:
+def compile_model(model: keras.Model, variant: Variant, learning_rate: float | None = None) -> None:
     model.compile(
-        optimizer=variant.make_optimizer(),
+        optimizer=variant.make_optimizer(learning_rate),
         loss="binary_crossentropy",
         metrics=["accuracy", keras.metrics.AUC(name="auc")],
         # XLA pays off on a GPU; on a CPU its compile time outweighs the gain.
@@ -96,7 +96,7 @@ def train_variant(
     dropout, unfreeze_blocks = variant.resolve(config.dropout, config.unfreeze_blocks)
     with distribution_strategy().scope():
         model = build_model(variant, data.image_size, dropout, unfreeze_blocks, config.weights)
-        compile_model(model, variant)
+        compile_model(model, variant, config.learning_rate)
     epochs = min(variant.epochs, config.max_epochs) if config.max_epochs else variant.epochs
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
@@ -131,7 +131,7 @@ def fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint
     readers = {split: cached_features(extractor, data, split, cache, config.batch_size) for split in ("train", "validation")}
     features = keras.Input(readers["train"].shape[1:], name="features")
     head = keras.Model(features, variant.head(features, dropout), name=f"{variant.name}_head")
-    compile_model(head, variant)
+    compile_model(head, variant, config.learning_rate)
     train = streamed_batches(readers["train"], data.labels("train"), config.batch_size, config.seed, shuffle=True)
     validation = streamed_batches(readers["validation"], data.labels("validation"), config.batch_size, config.seed)
     callbacks = training_callbacks(config, checkpoint, len(readers["train"])) + list(extra_callbacks)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -66,6 +67,8 @@ def default_storage() -> str:
 
 def make_storage(url: str, heartbeat_seconds: int):
     """The Optuna storage for a URL: sqlite:///..., postgresql+psycopg://..., or journal:PATH."""
+    # Heartbeats and their retry callback are marked experimental; they are what we want.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if url.startswith("journal:"):
         return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     if not url.startswith(("sqlite:", "postgresql", "mysql")):
@@ -125,9 +128,20 @@ def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
+def still_running(study: optuna.Study) -> bool:
+    """Whether another worker has trials under way or queued on this study."""
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)))
+
+
 def run_trials(study: optuna.Study, total: int, objective: Callable[[optuna.Trial], float]) -> None:
-    """Runs trials until the study (across every worker) has `total` finished ones."""
+    """Runs trials until the study, across every worker, has `total` finished ones.
+
+    After each trial a worker stops once finished, running and queued trials together
+    reach `total`: counting the other workers' trials under way keeps them from starting
+    one too many between them.
+    """
     remaining = total - finished_trials(study)
     if remaining > 0:
+        cap = MaxTrialsCallback(total, states=(*FINISHED, TrialState.RUNNING, TrialState.WAITING))
         # A failed trial (one bad setting, say) is recorded and tuning goes on.
-        study.optimize(objective, n_trials=remaining, callbacks=[MaxTrialsCallback(total, states=FINISHED)], catch=(Exception,), gc_after_trial=True)
+        study.optimize(objective, n_trials=remaining, callbacks=[cap], catch=(Exception,), gc_after_trial=True)

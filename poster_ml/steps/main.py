@@ -72,7 +72,7 @@ def run_workflow(config: WorkflowConfig) -> None:
         mlflow.set_tag("poster_ml.step", "main")
         preprocess_parameters = {"source": config.source, "images": config.images, "count": config.count, "size": image_size, "out": config.data}
         preprocess = run_step("preprocess", preprocess_parameters, config.force, same_dataset)
-        train = run_step("train", {"profile": config.profile, "data": config.data, "variants": config.variants, "overrides": config.overrides}, config.force, same_dataset)
+        train = run_step("train", {"profile": config.profile, "data": config.data, "variants": config.variants, "overrides": config.overrides, "trials": config.trials}, config.force, same_dataset)
         evaluate = run_step("evaluate", {"train_run": train.info.run_id}, config.force)
         # A laptop has no GPU: by default main registers the best model whatever trained it.
         register = run_step("register", {"train_run": train.info.run_id, "require_gpu": str(config.require_gpu).lower()}, config.force)

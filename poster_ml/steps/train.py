@@ -1,36 +1,103 @@
-"""The train step: the study's variants, one nested run each, and the leaderboard."""
+"""The train step: the study's variants, one nested run each, tuned by Optuna (one nested
+run per trial) or trained once with the study's values, and the leaderboard."""
 
 from __future__ import annotations
 
-from poster_ml.config import AugmentConfig, TrainConfig
+import dataclasses
+import gc
+import tempfile
+from pathlib import Path
+
+from poster_ml.config import AugmentConfig, TrainConfig, TrainStepConfig
 from poster_ml.data.prepare import load_or_prepare_default
+from poster_ml.data.prepared import PreparedData
 from poster_ml.tables import leaderboard, markdown_table
-from poster_ml.tracking import artifacts, runs
+from poster_ml.tracking import artifacts, runs, trials
 
 
-def train_step(config: TrainConfig, augment: AugmentConfig, profile: str, data_dir: str, variant_names: str):
-    """Trains the variants, one nested run each, and returns the leaderboard."""
+def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfig):
+    """Trains (or tunes) the variants, one nested run each, and returns the leaderboard."""
     from poster_ml.devices import device_info
     from poster_ml.models.bases import check_weights
-    from poster_ml.models.fit import train_variant
     from poster_ml.models.variants import get_variants
 
-    variants = get_variants(variant_names)
+    variants = get_variants(step.variants)
     check_weights([variant.base for variant in variants if variant.pretrained], config.weights)
-    data = load_or_prepare_default(data_dir, config.image_size, config.synthetic_count, config.seed)
-    configs = {"train": config, "augment": augment}
+    data = load_or_prepare_default(step.data, config.image_size, config.synthetic_count, config.seed)
+    configs = {"train": config, "augment": augment, "step": step}
     with runs.step_run("train", configs, seed=config.seed) as parent:
-        tags = device_info() | {"profile": profile}
+        tags = device_info() | {"profile": step.profile}
         runs.set_tags(tags)
         artifacts.dataset_input(data, context="training")
         rows = []
         for variant in variants:
-            print(f"training {variant.name}: {variant.description}")
-            with runs.variant_run(variant.name, parent, tags):
-                artifacts.dataset_input(data, context="training")
-                trained = train_variant(variant, data, config, augment, [artifacts.epoch_logger()])
-                rows.append(artifacts.log_trained_variant(trained, data, configs))
+            print(f"training {variant.name}: {variant.description}" + (f", {config.trials} Optuna trials" if config.trials else ""))
+            train = tune_variant if config.trials else train_once
+            rows.append(train(variant, data, config, augment, step, parent, tags, configs))
+        rows = [row for row in rows if row is not None]
+        if not rows:
+            print("no variant model was logged by this worker")
+            return None
         board = leaderboard(rows)
         artifacts.log_leaderboard(board)
     print(markdown_table(board.drop(columns="model_uri")))
     return board
+
+
+def train_once(variant, data: PreparedData, config: TrainConfig, augment, step, parent, tags, configs) -> dict:
+    """The study's values, one training, in one variant run."""
+    from poster_ml.models.fit import train_variant
+
+    with runs.variant_run(variant.name, parent, tags):
+        artifacts.dataset_input(data, context="training")
+        trained = train_variant(variant, data, config, augment, [artifacts.epoch_logger()])
+        return artifacts.log_trained_variant(trained, data, configs)
+
+
+def tune_variant(variant, data: PreparedData, config: TrainConfig, augment, step, parent, tags, configs) -> dict | None:
+    """Optuna trials, each a nested run under the variant's run; the best trial's model is
+    the variant's (logged once, by the worker that trained it)."""
+    import keras
+    from optuna_integration import KerasPruningCallback
+
+    from poster_ml.models import tuning
+    from poster_ml.models.fit import train_variant
+
+    url = step.storage or tuning.default_storage()
+    name = step.study_name or f"{runs.experiment_name()}.{variant.name}.{data.digest[:12]}"
+    best: dict = {"value": float("-inf")}
+    with tuning.single_worker_lock(url), tempfile.TemporaryDirectory() as folder:
+        study = tuning.open_study(name, tuning.make_storage(url, step.heartbeat), config.seed, config.pruner, variant)
+        with runs.variant_run(variant.name, parent, tags, run_id=trials.shared_variant_run(study)) as variant_run:
+            study.set_user_attr(tuning.VARIANT_RUN_ATTRIBUTE, variant_run.info.run_id)
+            artifacts.dataset_input(data, context="training")
+
+            def objective(trial) -> float:
+                values = tuning.search_space(trial, variant)
+                with trials.trial_run(trial, variant_run.info.run_id, values):
+                    callbacks = [artifacts.epoch_logger(), KerasPruningCallback(trial, "val_auc")]
+                    trained = train_variant(variant, data, dataclasses.replace(config, **values), augment, callbacks)
+                    value = float(trained.best_epoch["val_auc"])
+                    trials.log_trial_value(value)
+                    if value > best["value"]:
+                        # Keep the best trial's model on disk, not in memory, so memory does
+                        # not grow from trial to trial.
+                        trained.model.save(Path(folder) / "best.keras")
+                        best.update(value=value, number=trial.number, trained=dataclasses.replace(trained, model=None))
+                    del trained
+                    gc.collect()
+                    return value
+
+            tuning.run_trials(study, config.trials, objective)
+            trials.log_study(study)
+            if best.get("number") == study.best_trial.number:
+                model = keras.saving.load_model(Path(folder) / "best.keras", compile=False)
+                return artifacts.log_trained_variant(dataclasses.replace(best["trained"], model=model), data, configs)
+            if tuning.still_running(study):
+                print(f"{variant.name}: another worker is still tuning; the last to finish logs the variant's model")
+                return None
+            # The best trial ran in another process (an earlier, interrupted run, or a worker
+            # that has finished): training is seeded, so its parameters give its model again.
+            print(f"{variant.name}: training the best trial's parameters once more for the variant's model: {study.best_params}")
+            trained = train_variant(variant, data, dataclasses.replace(config, **study.best_params), augment, [])
+            return artifacts.log_trained_variant(trained, data, configs)

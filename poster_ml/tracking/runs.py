@@ -45,10 +45,19 @@ def step_run(step: str, configs: dict[str, Any], seed: int) -> Iterator[mlflow.A
     """Starts (or, under `mlflow run`, resumes) the run of one step, logging its whole config."""
     configure_tracking()
     with mlflow.start_run() as run:
-        mlflow.set_tags({"poster_ml.step": step, "poster_ml.version": poster_ml.__version__, "seed": str(seed), "python": platform.python_version()})
+        # Runs are named after their step, so the runs table says which is which.
+        mlflow.set_tags({"mlflow.runName": step, "poster_ml.step": step, "poster_ml.version": poster_ml.__version__, "seed": str(seed), "python": platform.python_version()})
         mlflow.log_params(config_params(configs))
         mlflow.log_dict({concern: dataclasses.asdict(config) for concern, config in configs.items()}, "config.json")
         yield run
+
+
+def experiment_name() -> str:
+    """The active run's experiment (or the one configured), for naming studies."""
+    active = mlflow.active_run()
+    if active is not None:
+        return MlflowClient().get_experiment(active.info.experiment_id).name
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
 
 
 def active_run_id() -> str:
@@ -60,8 +69,13 @@ def set_tags(tags: dict[str, str]) -> None:
 
 
 @contextlib.contextmanager
-def variant_run(name: str, parent: mlflow.ActiveRun, tags: dict[str, str]) -> Iterator[mlflow.ActiveRun]:
-    """A nested run for one variant under the train step's run."""
+def variant_run(name: str, parent: mlflow.ActiveRun, tags: dict[str, str], run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """A nested run for one variant under the train step's run; with `run_id`, that run
+    again (another tuning worker's variant run, which every worker's trials share)."""
+    if run_id is not None:
+        with mlflow.start_run(run_id=run_id, nested=True) as run:
+            yield run
+        return
     with mlflow.start_run(run_name=name, nested=True, parent_run_id=parent.info.run_id) as run:
         mlflow.set_tags(tags | {"variant": name, "poster_ml.step": "train_variant"})
         yield run

@@ -1,0 +1,142 @@
+"""Tuning: the search space, seeded suggestions, trials as nested runs, pruning and
+failure in MLflow, one SQLite worker, several PostgreSQL workers, a killed worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import optuna
+import pytest
+from helpers import POSTGRES
+from mlflow.tracking import MlflowClient
+
+from poster_ml.cli import main
+from poster_ml.models import tuning
+from poster_ml.models.variants import VARIANTS
+from poster_ml.tracking import trials
+
+TINY = ["--variants", "basic_cnn", "--overrides", "max_epochs=2 image_size=40 synthetic_count=120 batch_size=16"]
+
+
+def suggested(seed: int, count: int) -> list[dict]:
+    study = tuning.open_study("seeded", optuna.storages.InMemoryStorage(), seed, "none", VARIANTS["vgg16_finetune_aug"])
+    study.optimize(lambda trial: sum(tuning.search_space(trial, VARIANTS["vgg16_finetune_aug"]).values()), n_trials=count)
+    return [trial.params for trial in study.trials]
+
+
+def test_a_seeded_study_suggests_the_same_sequence_and_starts_from_the_study_values():
+    first, again, other = suggested(7, 5), suggested(7, 5), suggested(8, 5)
+    assert first == again and first[1:] != other[1:]
+    assert first[0] == {"dropout": 0.3, "learning_rate": 1e-6, "unfreeze_blocks": 2}
+    assert all(0 <= params["dropout"] <= 0.6 and 1e-7 <= params["learning_rate"] <= 1e-5 and 0 <= params["unfreeze_blocks"] <= 4 for params in first)
+
+
+def test_the_search_space_tunes_unfreezing_only_where_a_base_is_fine_tuned():
+    study = optuna.create_study()
+    for name, expected in (("basic_cnn", {"dropout", "learning_rate"}), ("vgg16_features", {"dropout", "learning_rate"}),
+                           ("inception_v3_finetune_aug", {"dropout", "learning_rate", "unfreeze_blocks"})):
+        assert set(tuning.search_space(study.ask(), VARIANTS[name])) == expected
+
+
+def test_pruned_and_failed_trials_end_their_runs_killed_and_failed():
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    mlflow.set_experiment("poster-ml")
+    study = optuna.create_study()
+    with mlflow.start_run(run_name="variant") as variant:
+        def objective(trial):
+            with trials.trial_run(trial, variant.info.run_id, {"dropout": 0.1}):
+                if trial.number == 0:
+                    raise optuna.TrialPruned()
+                raise RuntimeError("the loss became NaN\nsecond line")
+        study.optimize(objective, n_trials=2, catch=(RuntimeError,))
+    client = MlflowClient()
+    runs = {run.info.run_name: run for run in client.search_runs([variant.info.experiment_id]) if run.info.run_name.startswith("trial")}
+    assert runs["trial-0"].info.status == "KILLED" and runs["trial-0"].data.tags["pruned"] == "true"
+    assert runs["trial-1"].info.status == "FAILED" and runs["trial-1"].data.tags["failure_reason"] == "the loss became NaN"
+    assert study.trials[0].user_attrs[tuning.TRIAL_RUN_ATTRIBUTE] == runs["trial-0"].info.run_id
+    assert runs["trial-1"].data.tags["mlflow.parentRunId"] == variant.info.run_id
+
+
+def test_train_with_trials_logs_each_trial_under_its_variant_run(tmp_path):
+    assert main(["train", "--profile", "quick", "--data", str(tmp_path / "data"), "--trials", "3", *TINY]) == 0
+    client = MlflowClient()
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    variant = next(run for run in runs if run.data.tags.get("poster_ml.step") == "train_variant")
+    trial_runs = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == variant.info.run_id]
+    assert sorted(run.info.run_name for run in trial_runs) == ["trial-0", "trial-1", "trial-2"]
+    for run in trial_runs:
+        assert {"dropout", "learning_rate"} <= set(run.data.params) and "val_auc" in run.data.metrics, (run.info.status, run.data.tags, run.data.metrics)
+        assert run.info.status == "KILLED" or "objective_val_auc" in run.data.metrics
+    assert "best.dropout" in variant.data.params and "model_uri" in variant.data.tags
+    study = optuna.load_study(study_name=variant.data.params["optuna_study"], storage=tuning.default_storage())
+    assert study.user_attrs[tuning.VARIANT_RUN_ATTRIBUTE] == variant.info.run_id
+    assert variant.data.metrics["best_trial_val_auc"] == pytest.approx(study.best_value)
+    # Running again resumes the study: it already has its three trials.
+    assert main(["train", "--profile", "quick", "--data", str(tmp_path / "data"), "--trials", "3", *TINY]) == 0
+    assert len(optuna.load_study(study_name=study.study_name, storage=tuning.default_storage()).trials) == 3
+
+
+def test_a_second_worker_on_one_sqlite_study_is_refused_with_the_alternatives(tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    with tuning.single_worker_lock(storage):
+        assert main(["train", "--profile", "quick", "--data", str(tmp_path / "data"), "--trials", "2", "--storage", storage, *TINY]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "another worker" in error and "journal:PATH" in error and "postgresql+psycopg" in error
+
+
+def worker(tmp_path, storage: str, tracking: str, trials_count: int, heartbeat: int = 60) -> subprocess.Popen:
+    command = [sys.executable, "-m", "poster_ml.cli", "train", "--profile", "quick", "--data", str(tmp_path / "data"), "--trials", str(trials_count),
+               "--storage", storage, "--study-name", "shared", "--heartbeat", str(heartbeat), *TINY]
+    return subprocess.Popen(command, cwd=tmp_path, env=os.environ | {"MLFLOW_TRACKING_URI": tracking}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_postgresql_workers_finish_exactly_n_trials_between_them(tmp_path, postgres_database):
+    storage = f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres_database('optuna')}"
+    tracking = f"{POSTGRES}/{postgres_database('mlflow')}"
+    # As an operator would: the stores exist before the workers start (their schemas, the
+    # experiment), and the data is prepared once.
+    optuna.storages.RDBStorage(storage)
+    MlflowClient(tracking).create_experiment("poster-ml")
+    assert main(["preprocess", "--count", "120", "--size", "40", "--out", str(tmp_path / "data")]) == 0
+    workers = [worker(tmp_path, storage, tracking, trials_count=5) for _ in range(2)]
+    outputs = [process.communicate(timeout=600)[0] for process in workers]
+    assert [process.returncode for process in workers] == [0, 0], outputs
+    assert not any("database is locked" in output or "Traceback" in output for output in outputs)
+    study = optuna.load_study(study_name="shared", storage=storage)
+    assert len(study.get_trials(states=tuning.FINISHED)) == 5
+    client = MlflowClient(tracking)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    trial_runs = [run for run in runs if run.data.tags.get("poster_ml.step") == "trial" and run.info.status in ("FINISHED", "KILLED")]
+    assert len(trial_runs) == 5 and len({run.data.tags["mlflow.parentRunId"] for run in trial_runs}) == 1
+
+
+def test_a_killed_worker_s_trial_is_failed_and_retried_and_the_study_resumes_to_n(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    tracking = os.environ["MLFLOW_TRACKING_URI"]
+    assert main(["preprocess", "--count", "120", "--size", "40", "--out", str(tmp_path / "data")]) == 0
+    process = worker(tmp_path, storage, tracking, trials_count=3, heartbeat=1)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # Kill it in the middle of its second trial.
+        try:
+            study = optuna.load_study(study_name="shared", storage=storage)
+            if any(t.state == optuna.trial.TrialState.RUNNING and t.number == 1 for t in study.trials):
+                break
+        except KeyError:
+            pass  # The study does not exist yet.
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    time.sleep(3)  # Longer than the grace period of two heartbeats.
+    resumed = worker(tmp_path, storage, tracking, trials_count=3, heartbeat=1)
+    output = resumed.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, output
+    study = optuna.load_study(study_name="shared", storage=storage)
+    states = [trial.state for trial in study.trials]
+    assert states.count(optuna.trial.TrialState.FAIL) == 1 and len(study.get_trials(states=tuning.FINISHED)) == 3
+    retried = [trial for trial in study.trials if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial) == 1]
+    assert len(retried) == 1 and retried[0].state in tuning.FINISHED
