@@ -17,9 +17,62 @@ from poster_ml.errors import ConfigError
 Config = TypeVar("Config")
 
 
-def setting(default: Any, help: str) -> Any:
-    """A dataclass field with the help text that the command line shows."""
-    return dataclasses.field(default=default, metadata={"help": help})
+@dataclasses.dataclass(frozen=True)
+class Allowed:
+    """The values a setting admits: a range (either end open or closed) or a set of choices."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple = ()
+
+    def admits(self, value: Any) -> bool:
+        if self.choices:
+            return value in self.choices
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(map(str, self.choices))
+        low = None if self.low is None else f"{'above' if self.low_open else 'at least'} {_number(self.low)}"
+        high = None if self.high is None else f"{'below' if self.high_open else 'at most'} {_number(self.high)}"
+        return " and ".join(part for part in (low, high) if part)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def at_least(low: float) -> Allowed:
+    return Allowed(low=low)
+
+
+def between(low: float, high: float, low_open: bool = False, high_open: bool = False) -> Allowed:
+    return Allowed(low=low, high=high, low_open=low_open, high_open=high_open)
+
+
+def one_of(*choices: Any) -> Allowed:
+    return Allowed(choices=choices)
+
+
+def setting(default: Any, help: str, allowed: Allowed | None = None) -> Any:
+    """A dataclass field with the help text that the command line shows and, where the
+    setting has one, the range or set of values it admits."""
+    return dataclasses.field(default=default, metadata={"help": help, "allowed": allowed})
+
+
+class Checked:
+    """Mixin for config dataclasses: every value is checked against its field's allowed
+    range when the config is made, so a bad setting stops a step before any work."""
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            allowed, value = field.metadata.get("allowed"), getattr(self, field.name)
+            if allowed is not None and value is not None and not allowed.admits(value):
+                raise ConfigError(f"setting {field.name}={value!r} is not allowed: it must be {allowed}")
 
 
 def split_overrides(overrides: dict[str, Any], *config_classes: type) -> list[dict[str, Any]]:
@@ -94,8 +147,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
             default=None,
             metavar=field.name.upper(),
             # argparse expands %-formats in help text, so a literal percent sign is doubled.
-            help=f"{field.metadata.get('help', '')} (default: {field.default})".replace("%", "%%"),
+            help=f"{field.metadata.get('help', '')} ({allowed_text(field)}default: {field.default})".replace("%", "%%"),
         )
+
+
+def allowed_text(field: dataclasses.Field) -> str:
+    allowed = field.metadata.get("allowed")
+    return f"{allowed}; " if allowed is not None else ""
 
 
 def config_from_arguments(arguments: argparse.Namespace, config_class: type[Config]) -> Config:

@@ -39,12 +39,12 @@ def trained_store(tmp_path_factory):
     """One quick train call on two variants, its tracking store and its data folder."""
     folder = tmp_path_factory.mktemp("train")
     store = f"sqlite:///{folder / 'mlflow.db'}"
-    data = folder / "prepared"  # Missing: train must prepare the synthetic default itself.
+    data = folder / "data" / "prepared"  # The default location, missing: train prepares the synthetic default.
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         patch.setenv("MLFLOW_TRACKING_URI", store)
         exit_code = main([
-            "train", "--profile", "quick", "--data", str(data), "--variants", "basic_cnn,vgg16_features", "--trials", "0",
+            "train", "--profile", "quick", "--variants", "basic_cnn,vgg16_features", "--trials", "0",
             "--overrides", "max_epochs=2 batch_size=16 image_size=75 synthetic_count=160",
         ])
     assert exit_code == 0

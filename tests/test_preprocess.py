@@ -80,6 +80,9 @@ def test_messy_csv_collection_rejects_each_bad_row_and_keeps_the_good(messy_coll
     assert dataset.info["accepted"] == 31  # 30 synthetic posters and the first "twice".
     assert rejects["reason"].value_counts().to_dict() == EXPECTED_REASONS
     assert (rejects["reason"] != "").all() and (rejects["source"] != "").all()
+    assert list(rejects.columns) == ["id", "source", "reason", "detail"]
+    # Every reject whose row had an id carries it; only the row without one has none.
+    assert (rejects["id"] == "").sum() == (rejects["reason"] == "missing id").sum()
     printed = capsys.readouterr().out
     assert "accepted       31" in printed and "rejected       12" in printed
     assert "missing file" in printed
@@ -102,6 +105,8 @@ def test_poster_and_path_columns_and_their_escapes(tmp_path):
     assert sorted(dataset.manifest["id"]) == ["a", "b"]
     reasons = dataset.rejects().set_index("source")["reason"].to_dict()
     assert reasons == {"../secret.png": "path escapes images folder", "/etc/hostname": "path escapes images folder", "portable.ppm": "unsupported format"}
+    # Each reject carries its CSV row's id, so it can be traced back.
+    assert dataset.rejects().set_index("source")["id"].to_dict() == {"../secret.png": "c", "/etc/hostname": "d", "portable.ppm": "e"}
 
 
 def test_class_folder_layout(tmp_path):

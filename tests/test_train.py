@@ -146,6 +146,14 @@ def test_train_never_writes_into_a_folder_that_is_not_a_prepared_dataset(capsys,
     assert [p.name for p in (tmp_path / "my_posters").iterdir()] == ["keep.jpg"]
 
 
+def test_an_explicit_data_folder_without_a_prepared_dataset_is_an_error_not_synthetic_posters(capsys, tmp_path):
+    typo = tmp_path / "my_postres"
+    assert main(["train", "--profile", "quick", "--data", str(typo)]) == 1
+    error = capsys.readouterr().err.strip()
+    assert "holds no prepared dataset" in error and "poster-ml preprocess" in error and len(error.splitlines()) == 1
+    assert not typo.exists()
+
+
 def test_unknown_override_exits_with_one_line(capsys, tmp_path):
     assert main(["train", "--profile", "quick", "--data", str(tmp_path), "--overrides", "rotation=5"]) == 1
     assert "unknown setting 'rotation'" in capsys.readouterr().err

@@ -63,7 +63,7 @@ def test_pruned_and_failed_trials_end_their_runs_killed_and_failed():
 
 
 def test_train_with_trials_logs_each_trial_under_its_variant_run(tmp_path):
-    assert main(["train", "--profile", "quick", "--data", str(tmp_path / "data"), "--trials", "3", *TINY]) == 0
+    assert main(["train", "--profile", "quick", "--trials", "3", *TINY]) == 0  # The default data folder.
     client = MlflowClient()
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     variant = next(run for run in runs if run.data.tags.get("poster_ml.step") == "train_variant")
@@ -77,14 +77,14 @@ def test_train_with_trials_logs_each_trial_under_its_variant_run(tmp_path):
     assert study.user_attrs[tuning.VARIANT_RUN_ATTRIBUTE] == variant.info.run_id
     assert variant.data.metrics["best_trial_val_auc"] == pytest.approx(study.best_value)
     # Running again resumes the study: it already has its three trials.
-    assert main(["train", "--profile", "quick", "--data", str(tmp_path / "data"), "--trials", "3", *TINY]) == 0
+    assert main(["train", "--profile", "quick", "--trials", "3", *TINY]) == 0
     assert len(optuna.load_study(study_name=study.study_name, storage=tuning.default_storage()).trials) == 3
 
 
 def test_a_second_worker_on_one_sqlite_study_is_refused_with_the_alternatives(tmp_path, capsys):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     with tuning.single_worker_lock(storage):
-        assert main(["train", "--profile", "quick", "--data", str(tmp_path / "data"), "--trials", "2", "--storage", storage, *TINY]) == 1
+        assert main(["train", "--profile", "quick", "--trials", "2", "--storage", storage, *TINY]) == 1
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert "another worker" in error and "journal:PATH" in error and "postgresql+psycopg" in error
 

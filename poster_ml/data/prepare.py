@@ -71,7 +71,7 @@ def decode_file(path: Path, size: int, max_pixels: int, reduced_decode: bool) ->
 def decode_all(candidates: list[Candidate], config: PreprocessConfig, staging_path: Path) -> list[Decoded]:
     """Decodes every candidate on all cores; each worker writes its pixels straight into
     the staging shard at the candidate's index, so only small facts travel back."""
-    tasks = [(index, candidate.path, candidate.source) for index, candidate in enumerate(candidates)]
+    tasks = [(index, candidate.path, candidate.source, candidate.poster_id) for index, candidate in enumerate(candidates)]
     decode = functools.partial(_decode_into_staging, staging_path=staging_path, config=config)
     workers = config.workers or os.cpu_count() or 1
     progress = functools.partial(tqdm, total=len(tasks), desc="decoding posters", unit="poster")
@@ -86,8 +86,8 @@ def decode_all(candidates: list[Candidate], config: PreprocessConfig, staging_pa
 _open_staging: dict[Path, np.ndarray] = {}
 
 
-def _decode_into_staging(task: tuple[int, Path, str], staging_path: Path, config: PreprocessConfig) -> Decoded:
-    index, path, source = task
+def _decode_into_staging(task: tuple[int, Path, str, str], staging_path: Path, config: PreprocessConfig) -> Decoded:
+    index, path, source, poster_id = task
     pixels, facts = decode_file(path, config.size, config.max_pixels, config.reduced_decode)
     if pixels is not None:
         if staging_path not in _open_staging:  # Opened once per process.
@@ -95,7 +95,7 @@ def _decode_into_staging(task: tuple[int, Path, str], staging_path: Path, config
         _open_staging[staging_path][index] = pixels
     if facts.reject is not None:
         # Rejects name the source as the manifest would, relative to the input root.
-        facts = dataclasses.replace(facts, reject=dataclasses.replace(facts.reject, source=source))
+        facts = dataclasses.replace(facts, reject=dataclasses.replace(facts.reject, source=source, id=poster_id))
     return facts
 
 
@@ -144,7 +144,7 @@ def reject_conflicting_duplicates(candidates: list[Candidate], decoded: list[Dec
         if len(labels_of[root]) > 1:
             index, first = good[position], candidates[good[root]]
             detail = f"duplicate of {first.source} (id {first.poster_id}); the group holds both fresh and rotten labels"
-            decoded[index] = dataclasses.replace(decoded[index], reject=Reject(candidates[index].source, "duplicates with conflicting labels", detail))
+            decoded[index] = dataclasses.replace(decoded[index], reject=Reject(candidates[index].source, "duplicates with conflicting labels", detail, candidates[index].poster_id))
     return decoded
 
 
@@ -182,13 +182,20 @@ def summary_text(dataset: PreparedData) -> str:
     return "\n".join(lines)
 
 
-def load_or_prepare_default(path: str, size: int, count: int, seed: int) -> PreparedData:
-    """The prepared dataset at `path`; when the folder is missing or empty, the synthetic
-    default is prepared there. A folder holding anything else is never written into."""
+def load_or_prepare_default(path: str, size: int, count: int, seed: int, is_default: bool) -> PreparedData:
+    """The prepared dataset at `path`. Only the default location, when missing or empty,
+    is filled with the synthetic default; any other folder must hold a prepared dataset
+    (a typo must not start a training on synthetic posters), and a folder holding
+    anything else is never written into."""
     folder = Path(path)
     if (folder / "dataset.json").is_file() or (folder.is_dir() and any(folder.iterdir())):
         return load_prepared(path)
-    print(f"no prepared dataset in {path}: preparing {count} synthetic posters at {size} pixels first")
+    if not is_default:
+        raise DatasetError(
+            f"{path} holds no prepared dataset; prepare your posters there first "
+            f"(poster-ml preprocess --source POSTERS --out {path}), or leave out --data to train on the synthetic default"
+        )
+    print(f"no prepared dataset in {path} (the default location): preparing {count} synthetic posters at {size} pixels there first")
     dataset = prepare(PreprocessConfig(source="synthetic", count=count, size=size, out=path, seed=seed))
     print(summary_text(dataset))
     return dataset

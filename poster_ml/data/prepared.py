@@ -163,7 +163,7 @@ def dataset_info(manifest: pd.DataFrame, rejects: pd.DataFrame, inputs: int, con
 
 
 def write_rejects(rejects: list[Reject], out_dir: Path) -> pd.DataFrame:
-    table = pd.DataFrame([dataclasses.asdict(r) for r in rejects], columns=["source", "reason", "detail"])
+    table = pd.DataFrame([dataclasses.asdict(r) for r in rejects], columns=["id", "source", "reason", "detail"])
     table = table.sort_values(["source", "reason"], kind="stable").reset_index(drop=True)
     table.to_csv(out_dir / "rejects.csv", index=False, lineterminator="\n")
     return table

@@ -41,6 +41,7 @@ class Reject:
     source: str
     reason: str
     detail: str = ""
+    id: str = ""  # The input's id (a CSV row's, or a class folder file's stem), where it has one.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,14 +87,14 @@ def list_csv_source(labels_csv: Path, images_dir: Path) -> Listing:
             continue
         label = parse_label(row[label_column])
         if label is None:
-            rejects.append(Reject(where, "unknown label", repr(row[label_column])))
+            rejects.append(Reject(where, "unknown label", repr(row[label_column]), poster_id))
             continue
         path = _inside(root, named_path) if named_path else _find_by_id(root, poster_id, files_by_name)
         if path is None:
-            rejects.append(Reject(where, "path escapes images folder", named_path or poster_id))
+            rejects.append(Reject(where, "path escapes images folder", named_path or poster_id, poster_id))
             continue
         if not path.is_file():
-            rejects.append(Reject(where, "missing file", f"no poster file for id {poster_id!r}"))
+            rejects.append(Reject(where, "missing file", f"no poster file for id {poster_id!r}", poster_id))
             continue
         extras = {column: row[column] for column in extra_columns}
         candidates.append(Candidate(poster_id, path, path.relative_to(root).as_posix(), label, extras))
@@ -147,9 +148,9 @@ def _resolve_duplicate_ids(candidates: list[Candidate]) -> tuple[list[Candidate]
     kept, rejects = [], []
     for poster_id, group in by_id.items():
         if len({c.label for c in group}) > 1:
-            rejects += [Reject(c.source, "conflicting labels for duplicate id", poster_id) for c in group]
+            rejects += [Reject(c.source, "conflicting labels for duplicate id", poster_id, poster_id) for c in group]
             continue
         kept.append(group[0])
-        rejects += [Reject(c.source, "duplicate id", poster_id) for c in group[1:]]
+        rejects += [Reject(c.source, "duplicate id", poster_id, poster_id) for c in group[1:]]
     kept.sort(key=lambda c: (c.poster_id, c.source))
     return kept, rejects

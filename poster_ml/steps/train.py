@@ -23,7 +23,7 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
 
     variants = get_variants(step.variants)
     check_weights([variant.base for variant in variants if variant.pretrained], config.weights)
-    data = load_or_prepare_default(step.data, config.image_size, config.synthetic_count, config.seed)
+    data = load_or_prepare_default(step.data, config.image_size, config.synthetic_count, config.seed, is_default=step.data == TrainStepConfig().data)
     configs = {"train": config, "augment": augment, "step": step}
     with runs.step_run("train", configs, seed=config.seed) as parent:
         tags = device_info() | {"profile": step.profile}

@@ -1,0 +1,62 @@
+"""Every setting a user can type has a range or a set of allowed values, checked before any
+work starts: a bad one is one line on stderr and exit code 1, never a traceback. The
+README's table of settings is this table."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from poster_ml.cli import main
+from poster_ml.config import AugmentConfig, EvaluateConfig, PreprocessConfig, RegisterConfig, TrainConfig, TrainStepConfig, WorkflowConfig
+
+# Where each config's settings are typed: a subcommand's option, or train's --overrides.
+WHERE = {
+    PreprocessConfig: "preprocess", TrainStepConfig: "train", EvaluateConfig: "evaluate", RegisterConfig: "register",
+    WorkflowConfig: "main", TrainConfig: "train --overrides", AugmentConfig: "train --overrides",
+}
+
+
+def checked_settings() -> list[tuple[type, dataclasses.Field]]:
+    return [(config, field) for config in WHERE for field in dataclasses.fields(config) if field.metadata.get("allowed") is not None]
+
+
+def out_of_range(allowed) -> str:
+    if allowed.choices:
+        return "bogus"
+    if allowed.low is not None:
+        return str(allowed.low if allowed.low_open else allowed.low - 1)
+    return str(allowed.high + 1)
+
+
+def command_line(config: type, name: str, value: str) -> list[str]:
+    if WHERE[config] == "train --overrides":
+        return ["train", "--overrides", f"{name}={value}"]
+    return [WHERE[config], f"--{name.replace('_', '-')}", value]
+
+
+@pytest.mark.parametrize("config, field", checked_settings(), ids=lambda item: getattr(item, "name", getattr(item, "__name__", "")))
+def test_an_out_of_range_setting_is_one_line_and_exit_code_1(config, field, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    value = out_of_range(field.metadata["allowed"])
+    assert main(command_line(config, field.name, value)) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "Traceback" not in error[0], error
+    assert f"setting {field.name}=" in error[0] and "must be" in error[0]
+    assert not any(tmp_path.iterdir()), "no work may start before the settings are checked"
+
+
+def settings_table() -> str:
+    lines = ["| where | setting | allowed | default |", "| --- | --- | --- | --- |"]
+    for config, field in checked_settings():
+        lines.append(f"| `{WHERE[config]}` | `{field.name}` | {field.metadata['allowed']} | `{field.default}` |")
+    return "\n".join(lines)
+
+
+def test_the_readme_lists_every_checked_setting_with_its_range():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = re.search(r"<!-- settings table -->\n(.*?)\n<!-- end settings table -->", readme, re.DOTALL)
+    assert table is not None and table.group(1).strip() == settings_table(), "regenerate it: python -c 'import tests.test_settings as t; print(t.settings_table())'"
