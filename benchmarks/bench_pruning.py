@@ -71,6 +71,7 @@ def main() -> None:
     peaks = unpruned["peaks"]
     if len(peaks) >= 10:
         print(f"peak RSS after trial 2: {peaks[1]:.0f} MiB, after trial 10: {peaks[9]:.0f} MiB, ratio {peaks[9] / peaks[1]:.3f} (target <= 1.1)")
+        print("peak RSS after each trial, MiB: " + " ".join(f"{peak:.0f}" for peak in peaks))
 
 
 if __name__ == "__main__":

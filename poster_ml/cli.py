@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
 from poster_ml.config import AugmentConfig, EvaluateConfig, PreprocessConfig, RegisterConfig, TrainConfig, TrainStepConfig, WorkflowConfig, train_config
 from poster_ml.errors import PosterMLError
@@ -59,9 +60,11 @@ COMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="poster-ml", description="Fresh or rotten from a movie poster: prepare, train, evaluate, register.")
+    parser.add_argument("--verbose", action="store_true", help="on an error, print its causes (the full traceback) before the one-line message")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (config_class, handler, help_text) in COMMANDS.items():
         command = commands.add_parser(name, help=help_text)
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="on an error, print its causes before the one-line message")
         add_config_arguments(command, config_class)
         command.set_defaults(handler=handler)
     return parser
@@ -71,10 +74,22 @@ def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     try:
         arguments.handler(arguments)
-    except PosterMLError as error:
-        print(f"poster-ml {arguments.command}: error: {error}", file=sys.stderr)
+    except Exception as error:
+        user_error = error if isinstance(error, PosterMLError) else store_error_of(error)
+        if user_error is None:
+            raise
+        if arguments.verbose:
+            traceback.print_exception(error, file=sys.stderr)
+        print(f"poster-ml {arguments.command}: error: {user_error}", file=sys.stderr)
         return 1
     return 0
+
+
+def store_error_of(error: Exception) -> PosterMLError | None:
+    """A tracking-store failure as a one-line error (the store's own message stays the cause)."""
+    from poster_ml.tracking.store_errors import store_error
+
+    return store_error(error)
 
 
 if __name__ == "__main__":

@@ -15,3 +15,7 @@ class DatasetError(PosterMLError):
 
 class WeightsUnavailableError(PosterMLError):
     """Pretrained weights were asked for and cannot be had."""
+
+
+class TrackingStoreError(PosterMLError):
+    """The tracking store cannot be reached, refuses the credentials, or lacks a run."""

@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from poster_ml import predicted_fresh
 from poster_ml.cli import main
+from poster_ml.devices import device_info
 from poster_ml.config import AugmentConfig, PreprocessConfig, TrainConfig
 from poster_ml.data.prepare import prepare
 from poster_ml.data.synthetic import REGION_COLUMNS
@@ -227,5 +228,5 @@ def test_register_picks_the_variant_with_the_best_validation_auc(trained_store, 
     version = client.get_model_version_by_alias("posters-test", "candidate")
     variants = [run for run in client.search_runs([e.experiment_id for e in client.search_experiments()]) if "variant" in run.data.tags]
     best = max(variants, key=lambda run: run.data.metrics["best_val_auc"])
-    assert version.tags["variant"] == best.data.tags["variant"] and version.tags["device"] == "CPU"
+    assert version.tags["variant"] == best.data.tags["variant"] and version.tags["device"] == device_info()["device"]
     assert version.tags["source_run"] == best.info.run_id

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 from helpers import encode, png_header_only
+from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from poster_ml.cli import main
@@ -17,6 +20,7 @@ from poster_ml.data.images import decode_poster
 from poster_ml.data.prepare import prepare
 from poster_ml.data.prepared import load_prepared
 from poster_ml.data.synthetic import write_synthetic_posters
+from poster_ml.locks import exclusive
 
 
 def add_rows(labels_csv, rows):
@@ -243,3 +247,28 @@ def test_shard_reader_reads_any_row_order(synthetic_dataset):
     rows = np.array([5, 0, 17, 3, 3])
     np.testing.assert_array_equal(reader.read(rows), everything[rows])
     np.testing.assert_array_equal(reader.read(np.arange(4, 9)), everything[4:9])
+
+
+def test_two_preprocess_runs_into_one_folder_leave_one_complete_dataset(tmp_path):
+    out = tmp_path / "shared"
+    MlflowClient().create_experiment("poster-ml")  # The tracking store exists before both start.
+    command = [sys.executable, "-m", "poster_ml.cli", "preprocess", "--count", "300", "--size", "32", "--out", str(out)]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(process.wait(timeout=300), process.stderr.read()) for process in processes]
+    codes = sorted(code for code, _ in results)
+    # They overlap (decoding 300 posters takes seconds), so one refuses; had one finished
+    # before the other began, both would succeed, one after the other.
+    assert codes in ([0, 1], [0, 0]), results
+    for code, error in results:
+        if code == 1:
+            assert "another preprocess is writing" in error.strip().splitlines()[-1]
+    dataset = load_prepared(out)
+    assert dataset.info["accepted"] == 300 and len(dataset.manifest) == 300
+    assert sum(len(dataset.reader(split)) for split in ("train", "validation", "test")) == 300
+    assert not list(out.glob("*.partial"))
+
+
+def test_a_preprocess_into_a_folder_being_written_stops_and_says_why(tmp_path, capsys):
+    with exclusive(tmp_path / "out" / ".lock", wait=False):
+        assert main(["preprocess", "--count", "20", "--size", "16", "--out", str(tmp_path / "out")]) == 1
+    assert "another preprocess is writing" in capsys.readouterr().err

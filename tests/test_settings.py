@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,14 @@ WHERE = {
     PreprocessConfig: "preprocess", TrainStepConfig: "train", EvaluateConfig: "evaluate", RegisterConfig: "register",
     WorkflowConfig: "main", TrainConfig: "train --overrides", AugmentConfig: "train --overrides",
 }
+
+
+@pytest.fixture
+def socket_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def checked_settings() -> list[tuple[type, dataclasses.Field]]:
@@ -60,3 +69,25 @@ def test_the_readme_lists_every_checked_setting_with_its_range():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = re.search(r"<!-- settings table -->\n(.*?)\n<!-- end settings table -->", readme, re.DOTALL)
     assert table is not None and table.group(1).strip() == settings_table(), "regenerate it: python -c 'import tests.test_settings as t; print(t.settings_table())'"
+
+
+def test_an_unreachable_store_and_a_missing_run_are_two_different_messages(monkeypatch, capsys, socket_port):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:secret@127.0.0.1:{socket_port}")
+    assert main(["evaluate"]) == 1
+    unreachable = capsys.readouterr().err.strip().splitlines()
+    assert len(unreachable) == 1 and "cannot reach the tracking store http://user:***@127.0.0.1" in unreachable[0]
+    assert "secret" not in unreachable[0]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"postgresql://postgres@127.0.0.1:{socket_port}/none")
+    assert main(["evaluate"]) == 1
+    assert "cannot reach the tracking store postgresql://postgres@127.0.0.1" in capsys.readouterr().err
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")  # Reachable, and empty.
+    assert main(["evaluate", "--train-run", "0123456789abcdef0123456789abcdef"]) == 1
+    missing = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(missing) == 1 and "no such train run: 0123456789abcdef0123456789abcdef" in missing[0]
+
+
+def test_verbose_keeps_the_cause(monkeypatch, capsys, socket_port):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{socket_port}")
+    assert main(["evaluate", "--verbose"]) == 1
+    error = capsys.readouterr().err
+    assert "Traceback" in error and "ConnectionRefusedError" in error and error.strip().splitlines()[-1].startswith("poster-ml evaluate: error: cannot reach")

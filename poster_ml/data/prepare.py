@@ -8,7 +8,6 @@ import functools
 import hashlib
 import multiprocessing
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +19,10 @@ from poster_ml.config import PreprocessConfig
 from poster_ml.data.dedup import difference_hash, duplicate_groups, thumbnail
 from poster_ml.data.images import PosterError, decode_poster
 from poster_ml.data.prepared import PreparedData, dataset_info, load_prepared, pixel_settings, write_prepared, write_rejects, write_shards
-from poster_ml.data.sources import Candidate, Listing, Reject, list_csv_source, list_folder_source
+from poster_ml.data.sources import Candidate, Reject, list_inputs
 from poster_ml.data.splits import grouped_stratified_split
-from poster_ml.data.synthetic import write_synthetic_posters
 from poster_ml.errors import DatasetError
+from poster_ml.locks import exclusive
 
 SERIAL_BELOW = 200  # Fewer posters than this decode faster in-process than in a pool.
 
@@ -34,24 +33,6 @@ class Decoded:
     dhash: int
     thumbnail: np.ndarray | None
     reject: Reject | None
-
-
-def list_inputs(config: PreprocessConfig) -> Listing:
-    """Lists the candidate posters of whichever layout `config.source` names."""
-    if config.source == "synthetic":
-        raw = Path(config.out) / "synthetic"
-        if raw.exists():
-            shutil.rmtree(raw)
-        labels_csv = write_synthetic_posters(raw, config.count, config.seed, config.label_noise)
-        return list_csv_source(labels_csv, raw / "images")
-    source = Path(config.source)
-    if source.is_dir():
-        return list_folder_source(source)
-    if source.is_file() or source.suffix.lower() == ".csv":
-        if not config.images:
-            raise DatasetError("a labels CSV needs --images DIR, the folder of its posters")
-        return list_csv_source(source, Path(config.images))
-    raise DatasetError(f"no such source: {config.source} (give 'synthetic', a labels CSV or a folder)")
 
 
 def decode_file(path: Path, size: int, max_pixels: int, reduced_decode: bool) -> tuple[np.ndarray | None, Decoded]:
@@ -100,9 +81,19 @@ def _decode_into_staging(task: tuple[int, Path, str, str], staging_path: Path, c
 
 
 def prepare(config: PreprocessConfig) -> PreparedData:
-    """Runs the whole step and writes the prepared dataset to `config.out`."""
+    """Runs the whole step and writes the prepared dataset to `config.out`.
+
+    One process at a time writes a folder (a second one stops and says why), and
+    dataset.json, the mark of a complete dataset, is removed first and written last.
+    """
     out_dir = Path(config.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    busy = f"another preprocess is writing {out_dir}; wait for it to finish or choose another --out"
+    with exclusive(out_dir / ".lock", wait=False, busy_message=busy):
+        (out_dir / "dataset.json").unlink(missing_ok=True)
+        return _prepare(config, out_dir)
+
+
+def _prepare(config: PreprocessConfig, out_dir: Path) -> PreparedData:
     listing = list_inputs(config)
     candidates = listing.candidates
     staging_path = out_dir / "staging.npy"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -117,10 +118,18 @@ def write_shards(manifest: pd.DataFrame, staging: np.ndarray, accepted: list[int
 def write_prepared(out_dir: Path, manifest: pd.DataFrame, pixels: dict, info_for_digest) -> PreparedData:
     """Writes the manifest and dataset.json (from `info_for_digest(digest)`) next to the shards."""
     manifest_bytes = manifest.to_csv(index=False, lineterminator="\n").encode()
-    (out_dir / "manifest.csv").write_bytes(manifest_bytes)
+    write_atomically(out_dir / "manifest.csv", manifest_bytes)
     info = info_for_digest(dataset_digest(manifest_bytes, pixels)) | {"pixels": pixels}
-    (out_dir / "dataset.json").write_text(json.dumps(info, indent=2) + "\n")
+    # Last, and whole or not at all: a dataset.json marks a complete dataset.
+    write_atomically(out_dir / "dataset.json", (json.dumps(info, indent=2) + "\n").encode())
     return PreparedData(out_dir, manifest, info)
+
+
+def write_atomically(path: Path, content: bytes) -> None:
+    """Writes a file under a temporary name, then renames it: readers see all or nothing."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(content)
+    os.replace(partial, path)
 
 
 def pixel_settings(config: PreprocessConfig) -> dict:

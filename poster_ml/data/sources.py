@@ -9,12 +9,14 @@ escapes the images folder, conflicting duplicate ids) become rejects.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
 
-from poster_ml.data.synthetic import PLANTED_COLUMN, REGION_COLUMNS
+from poster_ml.config import PreprocessConfig
+from poster_ml.data.synthetic import PLANTED_COLUMN, REGION_COLUMNS, write_synthetic_posters
 from poster_ml.errors import DatasetError
 
 ID_COLUMNS = ("movie_id", "id", "imdb_id")
@@ -154,3 +156,21 @@ def _resolve_duplicate_ids(candidates: list[Candidate]) -> tuple[list[Candidate]
         rejects += [Reject(c.source, "duplicate id", poster_id, poster_id) for c in group[1:]]
     kept.sort(key=lambda c: (c.poster_id, c.source))
     return kept, rejects
+
+
+def list_inputs(config: PreprocessConfig) -> Listing:
+    """Lists the candidate posters of whichever layout `config.source` names."""
+    if config.source == "synthetic":
+        raw = Path(config.out) / "synthetic"
+        if raw.exists():
+            shutil.rmtree(raw)
+        labels_csv = write_synthetic_posters(raw, config.count, config.seed, config.label_noise)
+        return list_csv_source(labels_csv, raw / "images")
+    source = Path(config.source)
+    if source.is_dir():
+        return list_folder_source(source)
+    if source.is_file() or source.suffix.lower() == ".csv":
+        if not config.images:
+            raise DatasetError("a labels CSV needs --images DIR, the folder of its posters")
+        return list_csv_source(source, Path(config.images))
+    raise DatasetError(f"no such source: {config.source} (give 'synthetic', a labels CSV or a folder)")

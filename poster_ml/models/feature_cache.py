@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from poster_ml.data.batches import image_batches
 from poster_ml.data.prepared import PreparedData, ShardReader
+from poster_ml.locks import exclusive
 
 
 def feature_cache_dir(data: PreparedData, extractor: keras.Model, base: str, weights: str, root: str = "") -> Path:
@@ -36,20 +37,29 @@ def feature_cache_dir(data: PreparedData, extractor: keras.Model, base: str, wei
 
 
 def cached_features(extractor: keras.Model, data: PreparedData, split: str, cache: Path, batch_size: int) -> ShardReader:
-    """The base's features of one split, computed once, streamed to a .npy file, then reused."""
+    """The base's features of one split, computed once, streamed to a .npy file, then reused.
+
+    A second training that needs the same cache at the same time waits for the first to
+    finish it, then reads it.
+    """
     path = cache / f"{split}.npy"
-    if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        count = len(data.split(split))
-        partial = cache / f"{split}.partial.npy"
-        output = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(count, *extractor.output.shape[1:]))
-        start = 0
-        batches = image_batches(data, split, batch_size, seed=0)
-        for images, _ in tqdm(batches, total=len(batches), desc=f"caching {split} features", unit="batch"):
-            batch = keras.ops.convert_to_numpy(extractor(images, training=False))
-            output[start : start + len(batch)] = batch
-            start += len(batch)
-        output.flush()
-        del output
-        partial.rename(path)  # Only a complete cache is ever found.
+    with exclusive(cache / f".{split}.lock", wait=True):
+        if not path.exists():
+            compute_features(extractor, data, split, path, batch_size)
     return ShardReader(path)
+
+
+def compute_features(extractor: keras.Model, data: PreparedData, split: str, path: Path, batch_size: int) -> None:
+    """Streams the extractor's output for every poster of a split into `path`, renamed into
+    place only once complete."""
+    partial = path.with_name(f"{split}.partial.npy")
+    output = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(data.split(split)), *extractor.output.shape[1:]))
+    start = 0
+    batches = image_batches(data, split, batch_size, seed=0)
+    for images, _ in tqdm(batches, total=len(batches), desc=f"caching {split} features", unit="batch"):
+        batch = keras.ops.convert_to_numpy(extractor(images, training=False))
+        output[start : start + len(batch)] = batch
+        start += len(batch)
+    output.flush()
+    del output
+    partial.rename(path)

@@ -11,7 +11,6 @@ marked failed and retried.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import warnings
 from pathlib import Path
@@ -24,6 +23,7 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from poster_ml.errors import ConfigError
+from poster_ml.locks import exclusive
 from poster_ml.models.bases import PRETRAINED_BASES
 from poster_ml.models.variants import Variant
 
@@ -88,23 +88,18 @@ def single_worker_lock(url: str) -> Iterator[None]:
     if not url.startswith("sqlite:///"):
         yield
         return
-    path = Path(url.removeprefix("sqlite:///") + ".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(
-                f"another worker is tuning with the SQLite study storage {url}, which serves one process; "
-                "for several processes on one machine use --storage journal:PATH, "
-                "for workers on several machines --storage postgresql+psycopg://USER@HOST/DATABASE"
-            ) from None
+    message = (
+        f"another worker is tuning with the SQLite study storage {url}, which serves one process; "
+        "for several processes on one machine use --storage journal:PATH, "
+        "for workers on several machines --storage postgresql+psycopg://USER@HOST/DATABASE"
+    )
+    with exclusive(Path(url.removeprefix("sqlite:///") + ".lock"), wait=False, busy_message=message):
         yield
 
 
 def make_pruner(name: str) -> optuna.pruners.BasePruner:
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1)
     if name == "none":

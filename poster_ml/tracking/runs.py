@@ -6,6 +6,8 @@ import contextlib
 import dataclasses
 import os
 import platform
+import socket
+import urllib.parse
 from typing import Any, Iterator
 
 import mlflow
@@ -13,8 +15,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import poster_ml
-from poster_ml.errors import DatasetError
+from poster_ml.errors import DatasetError, TrackingStoreError
 from poster_ml.settings import flatten
+from poster_ml.tracking.store_errors import redacted
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "poster-ml"
@@ -24,11 +27,25 @@ def configure_tracking() -> str:
     """Uses MLFLOW_TRACKING_URI when set, else a SQLite store mlflow.db in the working directory."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     mlflow.set_tracking_uri(uri)
+    check_reachable(uri)
     # Under `mlflow run` the run and its experiment already exist; elsewhere pick ours.
     # (MLFLOW_EXPERIMENT_ID is no sign of that: mlflow.set_experiment itself sets it.)
     if "MLFLOW_RUN_ID" not in os.environ:
         mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT)
     return uri
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """One quick look at a tracking server or database before MLflow's own client, which
+    retries an unreachable one for minutes before saying anything."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme in ("", "file") or parts.scheme.startswith("sqlite") or not parts.hostname:
+        return
+    default_port = {"http": 80, "https": 443, "mysql": 3306, "mssql": 1433}.get(parts.scheme.split("+")[0], 5432)
+    try:
+        socket.create_connection((parts.hostname, parts.port or default_port), timeout=timeout).close()
+    except OSError as error:
+        raise TrackingStoreError(f"cannot reach the tracking store {redacted(uri)}; is the server or database running? --verbose shows the cause") from error
 
 
 def config_params(configs: dict[str, Any]) -> dict[str, Any]:
@@ -102,8 +119,12 @@ def find_train_run(train_run: str) -> mlflow.entities.Run:
     if train_run != "latest":
         try:
             return client.get_run(train_run)
-        except MlflowException:
-            raise DatasetError(f"no such train run: {train_run}") from None
+        except MlflowException as error:
+            # Only a run that is not there is "no such run"; an unreachable store or
+            # refused credentials say so (store_errors.py).
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            raise TrackingStoreError(f"no such train run: {train_run} (in the tracking store {redacted(mlflow.get_tracking_uri())})") from error
     runs = client.search_runs(all_experiment_ids(client), "tags.`poster_ml.step` = 'train' and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"], max_results=1)
     if not runs:
         raise DatasetError("no finished train run in the tracking store; run `poster-ml train` first or pass --model-uri")
