@@ -51,6 +51,7 @@ class TrainStepConfig(Checked):
     storage: str = setting("", "Optuna study storage: empty is optuna.db beside the MLflow store; journal:PATH or postgresql+psycopg://... for several workers")
     study_name: str = setting("", "Optuna study name; empty derives it from the experiment, the variant and the data digest")
     heartbeat: int = setting(60, "seconds between a tuning worker's heartbeats; a trial silent for twice as long is failed and retried", between(1, 3600))
+    restart: bool = setting(False, "start afresh instead of resuming an interrupted train run with the same settings")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +63,7 @@ class EvaluateConfig(Checked):
     seed: int = setting(42, "seed of the bootstrap", between(0, 2**32 - 1))
     cam_posters: int = setting(8, "posters in each class-activation-map grid", between(1, 64))
     activations_variant: str = setting("inception_v3_finetune_aug", "variant whose intermediate activations are drawn")
+    restart: bool = setting(False, "start afresh instead of resuming an interrupted evaluate run with the same settings")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,14 +23,17 @@ def batch_plan(count: int, batch_size: int, seed: int, epoch: int, shuffle: bool
     return [order[start : start + batch_size] for start in range(0, count, batch_size)]
 
 
-def image_batches(data: PreparedData, split: str, batch_size: int, seed: int, augment: AugmentConfig | None = None, shuffle: bool = False) -> tf.data.Dataset:
+def image_batches(data: PreparedData, split: str, batch_size: int, seed: int, augment: AugmentConfig | None = None, shuffle: bool = False, first_epoch: int = 0) -> tf.data.Dataset:
     """(images float32 in [0, 255], labels float32) batches of one split, streamed from disk."""
-    return streamed_batches(data.reader(split), data.labels(split), batch_size, seed, augment, shuffle)
+    return streamed_batches(data.reader(split), data.labels(split), batch_size, seed, augment, shuffle, first_epoch)
 
 
-def streamed_batches(reader: ShardReader, labels: np.ndarray, batch_size: int, seed: int, augment: AugmentConfig | None = None, shuffle: bool = False) -> tf.data.Dataset:
-    """(rows as float32, labels) batches of any shard: poster pixels or cached features."""
-    epochs = itertools.count()
+def streamed_batches(reader: ShardReader, labels: np.ndarray, batch_size: int, seed: int, augment: AugmentConfig | None = None, shuffle: bool = False, first_epoch: int = 0) -> tf.data.Dataset:
+    """(rows as float32, labels) batches of any shard: poster pixels or cached features.
+
+    A training resumed at `first_epoch` gets that epoch's order and transforms, as if it
+    had never stopped."""
+    epochs = itertools.count(first_epoch)
     row_shape = reader.shape[1:]
 
     def generate():

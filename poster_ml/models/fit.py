@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 import time
 from pathlib import Path
 
 import keras
-import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -83,10 +83,14 @@ def train_variant(
     config: TrainConfig,
     augment: AugmentConfig,
     extra_callbacks: list[keras.callbacks.Callback] = (),
+    backup_dir: Path | None = None,
 ) -> TrainedVariant:
     """Trains one variant on the prepared data and returns the model with its best weights.
 
-    `config.dropout` and `config.unfreeze_blocks` override the variant's own values when set.
+    `config.dropout`, `config.unfreeze_blocks` and `config.learning_rate` override the
+    variant's own values when set. With `backup_dir`, every epoch's weights, optimiser
+    state and history are kept there, and a training killed midway continues from its
+    last finished epoch when called again with the same folder.
     """
     if variant.cached_features and config.unfreeze_blocks:
         raise ConfigError(f"unfreeze_blocks={config.unfreeze_blocks} cannot apply to {variant.name}: it trains its head on cached features of a frozen base")
@@ -99,28 +103,47 @@ def train_variant(
         compile_model(model, variant, config.learning_rate)
     epochs = min(variant.epochs, config.max_epochs) if config.max_epochs else variant.epochs
     started = time.perf_counter()
+    resuming, first_epoch = resume_callbacks(backup_dir)
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(folder) / f"{variant.name}.weights.h5"
+        extra_callbacks = resuming + list(extra_callbacks)
         if variant.cached_features:
-            history = fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint, extra_callbacks, dropout)
+            history = fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint, extra_callbacks, dropout, first_epoch)
         else:
-            train = image_batches(data, "train", config.batch_size, config.seed, augment if variant.augment else None, shuffle=True)
+            train = image_batches(data, "train", config.batch_size, config.seed, augment if variant.augment else None, shuffle=True, first_epoch=first_epoch)
             validation = image_batches(data, "validation", config.batch_size, config.seed)
-            callbacks = training_callbacks(config, checkpoint, len(data.split("train"))) + list(extra_callbacks)
+            callbacks = training_callbacks(config, checkpoint, len(data.split("train"))) + extra_callbacks
             history = model.fit(train, validation_data=validation, epochs=epochs, steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, shuffle=False, verbose=2)
-    table = history_table(history, config.monitor)
+    # CSVLogger's file holds every epoch of every attempt, each with its 0-based number.
+    logged = pd.read_csv(backup_dir / "history.csv").drop_duplicates("epoch", keep="last") if backup_dir else pd.DataFrame(history.history).rename_axis("epoch").reset_index()
+    table = history_table(logged, config.monitor, first_epoch)
     return TrainedVariant(variant, model, table, time.perf_counter() - started, config.weights != "none" and variant.pretrained)
 
 
-def history_table(history: keras.callbacks.History, monitor: str) -> pd.DataFrame:
-    table = pd.DataFrame(history.history)
-    table.insert(0, "epoch", np.arange(1, len(table) + 1))
-    best = table[monitor].idxmax() if "auc" in monitor or "acc" in monitor else table[monitor].idxmin()
+def resume_callbacks(backup_dir: Path | None) -> tuple[list[keras.callbacks.Callback], int]:
+    """Keras's BackupAndRestore (weights, optimiser state, epoch) and a CSV of every epoch's
+    logs in `backup_dir`, and the epoch a resumed training starts from."""
+    if backup_dir is None:
+        return [], 0
+    metadata = backup_dir / "backup" / "training_metadata.json"
+    first_epoch = json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    return [keras.callbacks.BackupAndRestore(str(backup_dir / "backup")), keras.callbacks.CSVLogger(str(backup_dir / "history.csv"), append=True)], first_epoch
+
+
+def history_table(table: pd.DataFrame, monitor: str, first_epoch: int = 0) -> pd.DataFrame:
+    """One row per epoch. `restored` marks the epoch whose weights the model kept: the best
+    of the monitored metric among the epochs early stopping saw (after a resume, those
+    since the resume)."""
+    table = table.sort_values("epoch").reset_index(drop=True)
+    table["epoch"] = table["epoch"].astype(int) + 1  # 1-based, as people count epochs.
+    seen = table[table["epoch"] > first_epoch]
+    best = seen[monitor].idxmax() if "auc" in monitor or "acc" in monitor else seen[monitor].idxmin()
     table["restored"] = table.index == best
     return table
 
 
-def fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint, extra_callbacks, dropout) -> keras.callbacks.History:
+def fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint, extra_callbacks, dropout, first_epoch=0) -> keras.callbacks.History:
     """Trains the head on the frozen base's features, then copies its weights into `model`.
 
     The base runs once per poster instead of once per poster per epoch (feature_cache.py).
@@ -132,7 +155,7 @@ def fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint
     features = keras.Input(readers["train"].shape[1:], name="features")
     head = keras.Model(features, variant.head(features, dropout), name=f"{variant.name}_head")
     compile_model(head, variant, config.learning_rate)
-    train = streamed_batches(readers["train"], data.labels("train"), config.batch_size, config.seed, shuffle=True)
+    train = streamed_batches(readers["train"], data.labels("train"), config.batch_size, config.seed, shuffle=True, first_epoch=first_epoch)
     validation = streamed_batches(readers["validation"], data.labels("validation"), config.batch_size, config.seed)
     callbacks = training_callbacks(config, checkpoint, len(readers["train"])) + list(extra_callbacks)
     history = head.fit(train, validation_data=validation, epochs=epochs, steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, shuffle=False, verbose=2)

@@ -12,7 +12,7 @@ from poster_ml.config import AugmentConfig, TrainConfig, TrainStepConfig
 from poster_ml.data.prepare import load_or_prepare_default
 from poster_ml.data.prepared import PreparedData
 from poster_ml.tables import leaderboard, markdown_table
-from poster_ml.tracking import artifacts, runs, trials
+from poster_ml.tracking import artifacts, resume, runs, trials
 
 
 def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfig):
@@ -25,7 +25,7 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
     check_weights([variant.base for variant in variants if variant.pretrained], config.weights)
     data = load_or_prepare_default(step.data, config.image_size, config.synthetic_count, config.seed, is_default=step.data == TrainStepConfig().data)
     configs = {"train": config, "augment": augment, "step": step}
-    with runs.step_run("train", configs, seed=config.seed) as parent:
+    with runs.step_run("train", configs, seed=config.seed, resumable=True, restart=step.restart) as parent:
         tags = device_info() | {"profile": step.profile}
         runs.set_tags(tags)
         artifacts.dataset_input(data, context="training")
@@ -45,13 +45,25 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
 
 
 def train_once(variant, data: PreparedData, config: TrainConfig, augment, step, parent, tags, configs) -> dict:
-    """The study's values, one training, in one variant run."""
+    """The study's values, one training, in one variant run. In a resumed train run a
+    finished variant is not trained again, and an interrupted one continues from its last
+    finished epoch, in the same run."""
     from poster_ml.models.fit import train_variant
 
-    with runs.variant_run(variant.name, parent, tags):
-        artifacts.dataset_input(data, context="training")
-        trained = train_variant(variant, data, config, augment, [artifacts.epoch_logger()])
-        return artifacts.log_trained_variant(trained, data, configs)
+    previous = runs.child_run(parent.info.run_id, variant.name)
+    if previous is not None and previous.info.status == "FINISHED" and (row := artifacts.finished_row(previous.info.run_id)) is not None:
+        print(f"{variant.name} finished in run {previous.info.run_id}: not trained again")
+        return row
+    with runs.variant_run(variant.name, parent, tags, run_id=previous.info.run_id if previous else None) as run:
+        if previous is None:
+            artifacts.dataset_input(data, context="training")
+        logged = resume.last_logged_epoch(run.info.run_id)
+        if logged >= 0:
+            print(f"{variant.name}: resuming after epoch {logged + 1}")
+        trained = train_variant(variant, data, config, augment, [artifacts.epoch_logger(skip_through=logged)], backup_dir=resume.checkpoint_dir(run.info.run_id))
+        row = artifacts.log_trained_variant(trained, data, configs)
+        resume.discard_checkpoints(run.info.run_id)
+        return row
 
 
 def tune_variant(variant, data: PreparedData, config: TrainConfig, augment, step, parent, tags, configs) -> dict | None:

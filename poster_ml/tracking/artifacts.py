@@ -61,14 +61,25 @@ def log_preprocess(dataset: PreparedData) -> None:
     log_figure(plots.sample_grid(sample_posters(dataset)), "sample_posters.png")
 
 
-def epoch_logger():
+def epoch_logger(skip_through: int = -1):
     """A Keras callback that logs each epoch's metrics: loss, accuracy, AUC, their val_
-    twins, learning rate, epoch seconds and images per second."""
+    twins, learning rate, epoch seconds and images per second. Epochs up to
+    `skip_through` are already in a resumed run and are not logged twice."""
     import keras
 
-    return keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: mlflow.log_metrics({name: float(value) for name, value in (logs or {}).items()}, step=epoch)
-    )
+    def log(epoch, logs):
+        if epoch > skip_through:
+            mlflow.log_metrics({name: float(value) for name, value in (logs or {}).items()}, step=epoch)
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=log)
+
+
+def finished_row(run_id: str) -> dict[str, Any] | None:
+    """The leaderboard row a finished variant run logged, to resume without training it again."""
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/leaderboard_row.json")
+    except Exception:  # MLflow raises several kinds for a missing artifact.
+        return None
 
 
 def log_trained_variant(trained: TrainedVariant, data: PreparedData, configs: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +105,7 @@ def log_trained_variant(trained: TrainedVariant, data: PreparedData, configs: di
     info = log_poster_model(trained.model, data.image_size, {name: dataclasses.asdict(c) for name, c in configs.items()}, example)
     row["model_uri"] = info.model_uri
     mlflow.set_tag("model_uri", info.model_uri)
+    mlflow.log_dict(row, "leaderboard_row.json")
     return row
 
 

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 import poster_ml
 from poster_ml.errors import DatasetError, TrackingStoreError
 from poster_ml.settings import flatten
+from poster_ml.tracking import resume
 from poster_ml.tracking.store_errors import redacted
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -58,15 +59,38 @@ def config_params(configs: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def step_run(step: str, configs: dict[str, Any], seed: int) -> Iterator[mlflow.ActiveRun]:
-    """Starts (or, under `mlflow run`, resumes) the run of one step, logging its whole config."""
+def step_run(step: str, configs: dict[str, Any], seed: int, resumable: bool = False, restart: bool = False) -> Iterator[mlflow.ActiveRun]:
+    """Starts (or, under `mlflow run`, continues) the run of one step, logging its whole config.
+
+    A resumable step run started again with the same config resumes the run that a dead
+    process left unfinished, unless `restart`; runs left RUNNING by other dead processes
+    of this host are marked FAILED (resume.py).
+    """
     configure_tracking()
-    with mlflow.start_run() as run:
+    flat = {concern: dataclasses.asdict(config) for concern, config in configs.items()}
+    key = resume.config_key(step, {concern: {k: v for k, v in values.items() if k != "restart"} for concern, values in flat.items()})
+    previous = None
+    if resumable and "MLFLOW_RUN_ID" not in os.environ:
+        experiment_id = mlflow.tracking.fluent._get_experiment_id()
+        previous = None if restart else resume.interrupted_run(experiment_id, step, key)
+        resume.fail_dead_runs(experiment_id, keep=previous.info.run_id if previous else None)
+        if previous is not None:
+            print(f"resuming the interrupted {step} run {previous.info.run_id} (--restart starts afresh)")
+    with mlflow.start_run(run_id=previous.info.run_id if previous else None) as run:
         # Runs are named after their step, so the runs table says which is which.
-        mlflow.set_tags({"mlflow.runName": step, "poster_ml.step": step, "poster_ml.version": poster_ml.__version__, "seed": str(seed), "python": platform.python_version()})
-        mlflow.log_params(config_params(configs))
-        mlflow.log_dict({concern: dataclasses.asdict(config) for concern, config in configs.items()}, "config.json")
+        mlflow.set_tags({"mlflow.runName": step, "poster_ml.step": step, "poster_ml.version": poster_ml.__version__, "seed": str(seed), "python": platform.python_version()} | resume.process_tags(key))
+        if previous is None:
+            mlflow.log_params(config_params(configs))
+            mlflow.log_dict(flat, "config.json")
         yield run
+
+
+def child_run(parent_id: str, name: str) -> mlflow.entities.Run | None:
+    """The latest nested run of that name under a run."""
+    client = MlflowClient()
+    parent = client.get_run(parent_id)
+    runs = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.run_name = '{name}'", order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
 
 
 def experiment_name() -> str:

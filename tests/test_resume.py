@@ -1,0 +1,80 @@
+"""Nothing lost when training is killed: the same command resumes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from mlflow.tracking import MlflowClient
+
+from poster_ml.cli import main
+
+TRAIN = ["train", "--profile", "quick", "--variants", "basic_cnn,regularized_cnn", "--trials", "0",
+         "--overrides", "max_epochs=6 patience=6 lr_patience=6 image_size=64 synthetic_count=600 batch_size=16"]
+
+
+def runs_by_name(client: MlflowClient) -> dict:
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()], order_by=["attributes.start_time ASC"])
+    named: dict = {}
+    for run in runs:
+        named.setdefault(run.info.run_name, []).append(run)
+    return named
+
+
+def epochs_logged(client: MlflowClient, run_id: str) -> list[int]:
+    return sorted(metric.step for metric in client.get_metric_history(run_id, "loss"))
+
+
+def test_a_killed_training_resumes_where_it_stopped(tmp_path):
+    store = os.environ["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(store)
+    assert main(["preprocess", "--count", "600", "--size", "64", "--out", "data/prepared"]) == 0
+    process = subprocess.Popen([sys.executable, "-m", "poster_ml.cli", *TRAIN], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    second = None
+    while time.monotonic() < deadline and process.poll() is None:  # Kill it in the second variant's third epoch.
+        second = next(iter(runs_by_name(client).get("regularized_cnn", [])), None)
+        if second is not None and len(epochs_logged(client, second.info.run_id)) >= 2:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert second is not None and epochs_logged(client, second.info.run_id) == [0, 1]
+    first = runs_by_name(client)["basic_cnn"][0]
+    assert first.info.status == "FINISHED"
+
+    assert main(TRAIN) == 0
+    named = runs_by_name(client)
+    assert len(named["train"]) == 1 and len(named["basic_cnn"]) == 1 and len(named["regularized_cnn"]) == 1
+    # The first variant was not trained again; the second continued in its own run.
+    assert client.get_run(first.info.run_id).data.metrics == first.data.metrics
+    assert epochs_logged(client, first.info.run_id) == list(range(len(epochs_logged(client, first.info.run_id))))
+    assert epochs_logged(client, second.info.run_id) == list(range(6))  # Each epoch once, none missing.
+    assert not [run for runs in named.values() for run in runs if run.info.status == "RUNNING"]
+    train = named["train"][0]
+    board = client.load_table(train.info.experiment_id, "leaderboard.json", run_ids=[train.info.run_id])
+    assert sorted(board["variant"]) == ["basic_cnn", "regularized_cnn"]
+    assert set(board.columns) >= {"variant", "train_accuracy", "val_accuracy", "val_auc", "epochs", "best_epoch", "model_uri", "pretrained"}
+    assert int(board.set_index("variant").loc["regularized_cnn", "epochs"]) == 6
+
+
+def test_restart_starts_afresh_and_a_dead_run_is_marked_failed(tmp_path):
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    assert main(["preprocess", "--count", "200", "--size", "40", "--out", "data/prepared"]) == 0
+    small = ["train", "--profile", "quick", "--variants", "basic_cnn", "--trials", "0", "--overrides", "max_epochs=30 patience=30 image_size=40 synthetic_count=200"]
+    process = subprocess.Popen([sys.executable, "-m", "poster_ml.cli", *small], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and "basic_cnn" not in runs_by_name(client):
+        time.sleep(0.1)
+    time.sleep(1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert main([*small, "--restart", "true"]) == 0  # The same settings, but afresh.
+    named = runs_by_name(client)
+    assert len(named["train"]) == 2
+    dead_train = named["train"][0]
+    assert client.get_run(dead_train.info.run_id).info.status == "FAILED"
+    assert client.get_run(named["basic_cnn"][0].info.run_id).info.status == "FAILED"
