@@ -8,6 +8,7 @@ import uuid
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import mlflow
 import pytest
 from helpers import POSTGRES
 
@@ -23,6 +24,8 @@ def isolated_tracking(tmp_path_factory, monkeypatch):
     folder = tmp_path_factory.mktemp("mlflow")
     monkeypatch.chdir(folder)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+    # MLflow's fluent API keeps the URI of the last set_tracking_uri in the process.
+    mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
 

@@ -78,3 +78,34 @@ def test_restart_starts_afresh_and_a_dead_run_is_marked_failed(tmp_path):
     dead_train = named["train"][0]
     assert client.get_run(dead_train.info.run_id).info.status == "FAILED"
     assert client.get_run(named["basic_cnn"][0].info.run_id).info.status == "FAILED"
+
+
+def test_an_interrupted_evaluation_resumes_without_evaluating_finished_models_again(trained_store, monkeypatch, capsys):
+    store, _ = trained_store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    from poster_ml.explain import evaluation
+
+    real = evaluation.evaluate_model
+    calls = []
+
+    def dies_on_the_second(model, *arguments, **keywords):
+        calls.append(model.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # As a Ctrl-C or a kill would stop it.
+        return real(model, *arguments, **keywords)
+
+    monkeypatch.setattr(evaluation, "evaluate_model", dies_on_the_second)
+    client = MlflowClient(store)
+    before = {run.info.run_id for run in client.search_runs([e.experiment_id for e in client.search_experiments()], "tags.`poster_ml.step` = 'evaluate'")}
+    arguments = ["evaluate", "--bootstrap-samples", "20", "--cam-posters", "2", "--activations-variant", "none"]
+    try:
+        main(arguments)
+    except KeyboardInterrupt:
+        pass
+    capsys.readouterr()
+    assert main(arguments) == 0
+    printed = capsys.readouterr().out
+    assert f"{calls[0]} evaluated before the interruption" in printed and "resuming the interrupted evaluate run" in printed
+    assert calls.count(calls[0]) == 1 and len(calls) == 3
+    evaluations = [run for run in client.search_runs([e.experiment_id for e in client.search_experiments()], "tags.`poster_ml.step` = 'evaluate'") if run.info.run_id not in before]
+    assert len(evaluations) == 1 and evaluations[0].info.status == "FINISHED"  # One run, resumed and finished.

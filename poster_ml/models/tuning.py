@@ -123,6 +123,15 @@ def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
+def retry_orphaned_trials(study: optuna.Study) -> None:
+    """With the single-worker lock held, a RUNNING trial belongs to a process that died:
+    it is failed and queued again at once, as a heartbeat would after its grace period."""
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=3)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL)
+        retry(study, study.get_trials(deepcopy=False)[trial.number])
+
+
 def still_running(study: optuna.Study) -> bool:
     """Whether another worker has trials under way or queued on this study."""
     return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)))

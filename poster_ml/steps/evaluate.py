@@ -14,7 +14,7 @@ def evaluate_step(config: EvaluateConfig):
     """Evaluates every variant of a train run (or one model) and returns the results table."""
     from poster_ml.explain.evaluation import evaluate_model
 
-    with runs.step_run("evaluate", {"evaluate": config}, seed=config.seed):
+    with runs.step_run("evaluate", {"evaluate": config}, seed=config.seed, resumable=True, restart=config.restart) as run:
         if config.model_uri:
             train = None
             targets = [runs.EvaluationTarget(config.model_uri, config.model_uri, None, {})]
@@ -28,12 +28,20 @@ def evaluate_step(config: EvaluateConfig):
         artifacts.dataset_input(data, context="evaluation")
         rows, curves = [], {}
         for target in targets:
+            # A resumed evaluate run keeps what it finished before it was interrupted.
+            done = artifacts.evaluated_row(run.info.run_id, target.name)
+            if done is not None:
+                print(f"{target.name} evaluated before the interruption: not again")
+                row, curves[target.name] = done
+                rows.append(row)
+                continue
             print(f"evaluating {target.name}")
             model = runs.load_keras_model(target.model_uri)
             result = evaluate_model(model, data, config, with_activations=target.name == config.activations_variant or len(targets) == 1)
             artifacts.log_model_evaluation(result, target.run_id)
             rows.append({"variant": target.name, **target.summary, **result.metrics})
             curves[target.name] = result.roc
+            artifacts.log_evaluated_row(target.name, rows[-1], result.roc)
         table, localisation = results_table(rows), localisation_table(rows)
         roc_figure = plots.roc_curves(curves, "ROC curves on the test split")
         run_ids = [train.info.run_id] if train else []

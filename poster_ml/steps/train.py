@@ -80,6 +80,8 @@ def tune_variant(variant, data: PreparedData, config: TrainConfig, augment, step
     best: dict = {"value": float("-inf")}
     with tuning.single_worker_lock(url), tempfile.TemporaryDirectory() as folder:
         study = tuning.open_study(name, tuning.make_storage(url, step.heartbeat), config.seed, config.pruner, variant)
+        if url.startswith("sqlite:"):
+            tuning.retry_orphaned_trials(study)  # The lock says no other worker is running them.
         with runs.variant_run(variant.name, parent, tags, run_id=trials.shared_variant_run(study)) as variant_run:
             study.set_user_attr(tuning.VARIANT_RUN_ATTRIBUTE, variant_run.info.run_id)
             artifacts.dataset_input(data, context="training")

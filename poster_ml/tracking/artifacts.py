@@ -74,6 +74,22 @@ def epoch_logger(skip_through: int = -1):
     return keras.callbacks.LambdaCallback(on_epoch_end=log)
 
 
+def log_evaluated_row(name: str, row: dict[str, Any], roc: tuple) -> None:
+    """One model's results row and ROC curve on the evaluate run, so an interrupted
+    evaluation resumes without evaluating it again."""
+    false_positive, true_positive, auc = roc
+    mlflow.log_dict({"row": row, "roc": [list(map(float, false_positive)), list(map(float, true_positive)), float(auc)]}, f"evaluated/{name}.json")
+
+
+def evaluated_row(run_id: str, name: str) -> tuple[dict[str, Any], tuple] | None:
+    try:
+        saved = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluated/{name}.json")
+    except Exception:  # MLflow raises several kinds for a missing artifact.
+        return None
+    false_positive, true_positive, auc = saved["roc"]
+    return saved["row"], (np.array(false_positive), np.array(true_positive), auc)
+
+
 def finished_row(run_id: str) -> dict[str, Any] | None:
     """The leaderboard row a finished variant run logged, to resume without training it again."""
     try:
