@@ -91,3 +91,18 @@ def test_verbose_keeps_the_cause(monkeypatch, capsys, socket_port):
     assert main(["evaluate", "--verbose"]) == 1
     error = capsys.readouterr().err
     assert "Traceback" in error and "ConnectionRefusedError" in error and error.strip().splitlines()[-1].startswith("poster-ml evaluate: error: cannot reach")
+
+
+def test_refused_credentials_are_a_third_message_without_the_password(monkeypatch):
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, UNAUTHENTICATED
+
+    from poster_ml.tracking.store_errors import store_error
+
+    monkeypatch.setattr("mlflow.get_tracking_uri", lambda: "http://alice:hunter2@mlflow.example:5000")
+    refused = store_error(MlflowException("API request to endpoint /api/2.0/mlflow/runs/get failed with error code 401", error_code=UNAUTHENTICATED))
+    missing = store_error(MlflowException("Run 'abc' not found", error_code=RESOURCE_DOES_NOT_EXIST))
+    unreachable = store_error(ConnectionRefusedError("[Errno 111] Connection refused"))
+    messages = [str(refused), str(missing), str(unreachable)]
+    assert "refused the credentials" in messages[0] and "not found" in messages[1] and "cannot reach" in messages[2]
+    assert all("http://alice:***@mlflow.example:5000" in message and "hunter2" not in message for message in messages)
