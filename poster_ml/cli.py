@@ -7,7 +7,7 @@ import argparse
 import sys
 import traceback
 
-from poster_ml.config import AugmentConfig, EvaluateConfig, PreprocessConfig, RegisterConfig, TrainConfig, TrainStepConfig, WorkflowConfig, train_config
+from poster_ml.config import AugmentConfig, EvaluateConfig, PredictConfig, PreprocessConfig, RegisterConfig, ServeConfig, TrainConfig, TrainStepConfig, WorkflowConfig, train_config
 from poster_ml.errors import PosterMLError
 from poster_ml.settings import add_config_arguments, config_from_arguments, parse_overrides, split_overrides, with_overrides
 
@@ -42,6 +42,23 @@ def run_register(arguments: argparse.Namespace) -> None:
     register_step(config_from_arguments(arguments, RegisterConfig))
 
 
+def run_serve(arguments: argparse.Namespace) -> None:
+    from poster_ml.steps.serve import serve_step
+
+    code = serve_step(config_from_arguments(arguments, ServeConfig))
+    if code:
+        raise PosterMLError(f"the server stopped with exit code {code}")
+
+
+def run_predict(arguments: argparse.Namespace) -> None:
+    from poster_ml.steps.predict import predict_step
+
+    # Paths may come positionally, as `poster-ml predict --model URI PATHS...`.
+    if arguments.positional_paths:
+        arguments.paths = " ".join([arguments.paths or "", *arguments.positional_paths]).strip()
+    predict_step(config_from_arguments(arguments, PredictConfig))
+
+
 def run_main(arguments: argparse.Namespace) -> None:
     from poster_ml.steps.main import run_workflow
 
@@ -54,6 +71,8 @@ COMMANDS = {
     "train": (TrainStepConfig, run_train, "train the study's variants, one nested MLflow run each"),
     "evaluate": (EvaluateConfig, run_evaluate, "test metrics with intervals, curves, class activation maps, the results table"),
     "register": (RegisterConfig, run_register, "register the best variant (by validation AUC) in the Model Registry"),
+    "predict": (PredictConfig, run_predict, "score poster files and folders with a logged model; bad files go to a rejects CSV"),
+    "serve": (ServeConfig, run_serve, "serve a model with MLflow's scoring server, guarded against oversized and echoed requests"),
     "main": (WorkflowConfig, run_main, "run every step on the embedded default (or your posters), skipping unchanged ones"),
 }
 
@@ -66,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="on an error, print its causes before the one-line message")
         add_config_arguments(command, config_class)
+        if name == "predict":
+            command.add_argument("positional_paths", nargs="*", metavar="PATHS", help="poster files and folders to score")
         command.set_defaults(handler=handler)
     return parser
 

@@ -75,6 +75,24 @@ class RegisterConfig(Checked):
 
 
 @dataclasses.dataclass(frozen=True)
+class ServeConfig(Checked):
+    model: str = setting("models:/poster-ml@champion", "model to serve: a models:/ or runs:/ URI, or a local folder")
+    host: str = setting("127.0.0.1", "address to listen on; 0.0.0.0 for every interface")
+    port: int = setting(5001, "port to listen on", between(1, 65535))
+    workers: int = setting(1, "server processes, each with its own copy of the model", between(1, 64))
+    max_request_mb: int = setting(20, "largest request body in MiB; a larger one is answered 413 unread", between(1, 1024))
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictConfig(Checked):
+    model: str = setting("models:/poster-ml@champion", "model to score with: a models:/ or runs:/ URI, or a local folder")
+    paths: str = setting("", "poster files and folders to score, separated by spaces (positional on the command line)")
+    out: str = setting("predictions.csv", "the predictions CSV; rejects go beside it as <name>.rejects.csv")
+    cam: str = setting("", "folder for one class-activation-map overlay per poster; empty draws none")
+    batch_size: int = setting(64, "posters decoded and scored at a time", between(1, 4096))
+
+
+@dataclasses.dataclass(frozen=True)
 class WorkflowConfig(Checked):
     profile: str = setting("quick", "training profile: 'quick' (a laptop, minutes) or 'full' (the study's settings)", one_of("full", "quick"))
     source: str = setting("synthetic", "as for preprocess: 'synthetic', a labels CSV, or a class folder")

@@ -13,10 +13,10 @@ from sklearn.metrics import roc_auc_score
 
 from poster_ml import predicted_fresh
 from poster_ml.cli import main
-from poster_ml.devices import device_info
 from poster_ml.config import AugmentConfig, PreprocessConfig, TrainConfig
 from poster_ml.data.prepare import prepare
 from poster_ml.data.synthetic import REGION_COLUMNS
+from poster_ml.devices import device_info
 from poster_ml.explain.activations import intermediate_activations
 from poster_ml.explain.cam import class_activation_maps, class_gradients, classic_cam, feature_and_logit_model, grad_cam, layer_cam
 from poster_ml.explain.evaluation import predict_test_split

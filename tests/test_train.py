@@ -15,9 +15,9 @@ from mlflow.pyfunc import scoring_server
 from mlflow.tracking import MlflowClient
 
 from poster_ml.cli import main
-from poster_ml.devices import device_info
 from poster_ml.config import AugmentConfig, TrainConfig, train_config
 from poster_ml.data.prepared import load_prepared
+from poster_ml.devices import device_info
 from poster_ml.errors import ConfigError
 from poster_ml.models.feature_cache import cached_features, feature_cache_dir
 from poster_ml.models.fit import train_variant

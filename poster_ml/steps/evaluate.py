@@ -7,7 +7,7 @@ from poster_ml.config import EvaluateConfig
 from poster_ml.data.prepared import load_prepared
 from poster_ml.errors import DatasetError
 from poster_ml.tables import localisation_table, markdown_table, results_table
-from poster_ml.tracking import artifacts, runs
+from poster_ml.tracking import artifacts, loading, runs
 
 
 def evaluate_step(config: EvaluateConfig):
@@ -36,7 +36,7 @@ def evaluate_step(config: EvaluateConfig):
                 rows.append(row)
                 continue
             print(f"evaluating {target.name}")
-            model = runs.load_keras_model(target.model_uri)
+            model = loading.load_keras_model(target.model_uri)
             result = evaluate_model(model, data, config, with_activations=target.name == config.activations_variant or len(targets) == 1)
             artifacts.log_model_evaluation(result, target.run_id)
             rows.append({"variant": target.name, **target.summary, **result.metrics})

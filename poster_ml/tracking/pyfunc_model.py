@@ -41,32 +41,54 @@ class PosterClassifier(mlflow.pyfunc.PythonModel):
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         self.settings = json.loads(Path(context.artifacts["settings"]).read_text())
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        """Scores a batch of posters: a DataFrame (or the scoring server's dict) with a
+        column `image` of encoded files, as raw bytes or base64 text. Every error it
+        raises is one short line that never repeats the request."""
+        return self.score(model_input)
+
+    def score(self, model_input) -> pd.DataFrame:
         from poster_ml.data.images import PosterError, decode_poster
         from poster_ml.models.predict import predict_probabilities
 
         if "image" not in model_input:
-            raise MlflowException("input needs a column 'image' of encoded poster files", INVALID_PARAMETER_VALUE)
+            raise MlflowException("the input needs a column 'image' of encoded poster files (base64 in JSON)", INVALID_PARAMETER_VALUE)
+        values = list(model_input["image"])
+        if not values:
+            raise MlflowException("the request holds no posters", INVALID_PARAMETER_VALUE)
         size, threshold = self.settings["image_size"], self.settings["threshold"]
         images = []
-        for position, value in enumerate(model_input["image"]):
+        for position, value in enumerate(values):
             try:
                 images.append(decode_poster(as_bytes(value), size))
             except (PosterError, ValueError, binascii.Error) as error:
-                raise MlflowException(f"image {position}: {error}", INVALID_PARAMETER_VALUE) from None
-        probabilities = predict_probabilities(self.model, np.stack(images)) if images else np.empty(0)
+                raise MlflowException(f"image {position}: {str(error).splitlines()[0][:200]}", INVALID_PARAMETER_VALUE) from None
+        probabilities = predict_probabilities(self.model, np.stack(images))
         return pd.DataFrame({
             "probability_fresh": probabilities.astype(np.float64),
             "label": np.where(probabilities >= threshold, "fresh", "rotten"),
         })
 
 
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"RIFF", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+
+
 def as_bytes(value) -> bytes:
-    """Accepts raw bytes or base64 text, as MLflow's JSON input carries binary columns."""
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
+    """The encoded file in either way a request carries it: raw bytes, or base64 text (or
+    the bytes of that text, as MLflow passes the `inputs` and `instances` formats on)."""
+    if isinstance(value, (bytes, bytearray, np.bytes_)):
+        value = bytes(value)
+        if value.startswith(IMAGE_SIGNATURES):
+            return value
+        try:
+            return base64.b64decode(value, validate=True)
+        except binascii.Error:
+            raise ValueError("neither an image file nor base64 text") from None
     if isinstance(value, str):
-        return base64.b64decode(value, validate=True)
+        try:
+            return base64.b64decode(value.strip(), validate=True)
+        except binascii.Error:
+            raise ValueError("invalid base64 text") from None
     raise ValueError(f"expected encoded image bytes or base64 text, got {type(value).__name__}")
 
 

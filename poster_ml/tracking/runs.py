@@ -173,10 +173,6 @@ def evaluation_targets(train: mlflow.entities.Run) -> list[EvaluationTarget]:
     ]
 
 
-def load_keras_model(model_uri: str):
-    """The Keras model inside a logged poster pyfunc."""
-    try:
-        return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model
-    except (MlflowException, OSError) as error:
-        raise DatasetError(f"cannot load model {model_uri}: {str(error).splitlines()[0]}") from None
-
+def log_files(paths: list) -> None:
+    for path in paths:
+        mlflow.log_artifact(str(path))
