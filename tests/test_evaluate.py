@@ -180,16 +180,28 @@ def test_evaluate_step_logs_metrics_figures_and_the_results_table(trained_store,
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     train = next(r for r in runs if r.data.tags.get("poster_ml.step") == "train")
     assert {"results.md", "results.html", "roc_all_variants.png"} <= {a.path for a in client.list_artifacts(train.info.run_id)}
-    for child in (r for r in runs if r.data.tags.get("mlflow.parentRunId") == train.info.run_id):
-        metrics = child.data.metrics
+    evaluation = next(r for r in runs if r.data.tags.get("poster_ml.step") == "evaluate")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == train.info.run_id]
+    # Each variant's logged model carries its test metrics, linked to the test dataset.
+    models = {model.name: model for model in mlflow.search_logged_models(experiment_ids=[train.info.experiment_id], output_format="list")}
+    assert {"basic_cnn", "vgg16_features"} <= set(models)
+    for child in children:
+        model = models[child.data.tags["variant"]]
+        assert model.source_run_id == child.info.run_id and model.params["variant"] == child.data.tags["variant"] and "dropout" in model.params
+        metrics = {metric.key: metric for metric in model.metrics}
         for name in ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "roc_auc", "roc_auc_ci_low", "pr_auc", "log_loss", "brier", "majority_baseline", "precision_fresh", "recall_rotten", "f1_weighted", "layer_cam_localisation_ratio", "cam_uniform_baseline"):
             assert f"test_{name}" in metrics, name
-        assert metrics["test_accuracy_ci_low"] <= metrics["test_accuracy"] <= metrics["test_accuracy_ci_high"]
-        artifacts = {a.path for a in client.list_artifacts(child.info.run_id, "evaluation")}
+            assert metrics[f"test_{name}"].dataset_name.endswith("-test") and metrics[f"test_{name}"].run_id == evaluation.info.run_id
+        assert metrics["best_val_auc"].dataset_name.endswith("-validation")
+        assert metrics["test_accuracy_ci_low"].value <= metrics["test_accuracy"].value <= metrics["test_accuracy_ci_high"].value
+        # The evaluation's files are the evaluate run's; the training run is left as it was.
+        variant = child.data.tags["variant"]
+        artifacts = {a.path for a in client.list_artifacts(evaluation.info.run_id, f"evaluation/{variant}")}
         expected = {"roc_curve.png", "precision_recall_curve.png", "confusion_matrix.png", "reliability_curve.png", "classification_report.txt", "classification_report.json", "predictions.csv", "grad_cam_highest.png", "grad_cam_lowest.png", "layer_cam_highest.png"}
-        assert {f"evaluation/{name}" for name in expected} <= artifacts
-        if child.data.tags["variant"] == "basic_cnn":
-            assert "evaluation/activations_conv1.png" in artifacts
+        assert {f"evaluation/{variant}/{name}" for name in expected} <= artifacts
+        assert not client.list_artifacts(child.info.run_id, "evaluation")
+        if variant == "basic_cnn":
+            assert f"evaluation/{variant}/activations_conv1.png" in artifacts
 
 
 def test_evaluate_one_model_by_uri_logs_to_the_evaluation_run(trained_store, monkeypatch):
@@ -200,9 +212,9 @@ def test_evaluate_one_model_by_uri_logs_to_the_evaluation_run(trained_store, mon
     model_uri = next(r for r in runs if r.data.tags.get("variant") == "basic_cnn").data.tags["model_uri"]
     assert main(["evaluate", "--model-uri", model_uri, "--data", str(data), "--bootstrap-samples", "50", "--cam-posters", "2"]) == 0
     evaluation = client.search_runs([e.experiment_id for e in client.search_experiments()], "tags.`poster_ml.step` = 'evaluate'", order_by=["attributes.start_time DESC"])[0]
-    artifacts = {a.path for a in client.list_artifacts(evaluation.info.run_id, "evaluation")}
-    assert {"evaluation/grad_cam_highest.png", "evaluation/activations_conv1.png", "evaluation/predictions.csv"} <= artifacts
-    predictions = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=evaluation.info.run_id, artifact_path="evaluation/predictions.csv", tracking_uri=store))
+    artifacts = {a.path for a in client.list_artifacts(evaluation.info.run_id, "evaluation/basic_cnn")}
+    assert {"evaluation/basic_cnn/grad_cam_highest.png", "evaluation/basic_cnn/activations_conv1.png", "evaluation/basic_cnn/predictions.csv"} <= artifacts
+    predictions = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=evaluation.info.run_id, artifact_path="evaluation/basic_cnn/predictions.csv", tracking_uri=store))
     expected_auc = roc_auc_score(predictions["true_class"] == "fresh", predictions["probability_fresh"])
     assert evaluation.data.metrics["test_roc_auc"] == pytest.approx(expected_auc)
     # The served model, given a test poster's original file, says what evaluate said for it.

@@ -133,3 +133,53 @@ def test_every_bad_request_is_a_short_4xx_and_the_server_goes_on(server):
         assert "error_code" in json.loads(answer) and "%%%" not in answer.decode(), name
     assert request(port, b"", "/ping", "GET")[0] == 200
     assert request(port, json.dumps(formats(jpeg_base64())["inputs"]).encode())[0] == 200
+
+
+def test_the_signature_and_input_example_validate_in_every_format(model_uri):
+    import mlflow
+
+    store, uri = model_uri
+    mlflow.set_tracking_uri(store)
+    for name, payload in formats(jpeg_base64()).items():
+        predictions = mlflow.models.validate_serving_input(uri, json.dumps(payload))
+        assert 0 <= float(predictions["probability_fresh"][0]) <= 1, name
+    example = mlflow.models.Model.load(uri).load_input_example(mlflow.artifacts.download_artifacts(uri))
+    assert list(example.columns) == ["image"]
+
+
+def test_predict_scores_good_files_and_rejects_bad_ones(model_uri, tmp_path, capsys, monkeypatch):
+    from poster_ml.cli import main
+
+    store, uri = model_uri
+    folder = tmp_path / "posters"
+    (folder / "more").mkdir(parents=True)
+    for index in range(4):
+        (folder / f"good{index}.jpg").write_bytes(encode(Image.new("RGB", (206, 305), (40 * index, 90, 200)), "JPEG"))
+    (folder / "more" / "good.png").write_bytes(encode(Image.new("RGB", (60, 90), (1, 2, 3)), "PNG"))
+    (folder / "notes.txt").write_text("not a poster")
+    (folder / "truncated.jpg").write_bytes(encode(Image.new("RGB", (200, 300), (9, 99, 199)), "JPEG")[:300])
+    (folder / "bomb.png").write_bytes(png_header_only(90_000, 90_000))
+    single = tmp_path / "single.webp"
+    single.write_bytes(encode(Image.new("RGB", (60, 90), (200, 2, 3)), "WEBP"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    out = tmp_path / "out" / "predictions.csv"
+    assert main(["predict", "--model", uri, str(folder), str(single), "--out", str(out), "--cam", str(tmp_path / "cams")]) == 0
+    import pandas as pd
+
+    predictions, rejects = pd.read_csv(out), pd.read_csv(out.with_suffix(".rejects.csv"))
+    assert len(predictions) + len(rejects) == 9 and len(predictions) == 6
+    assert set(rejects["reason"]) == {"not an image", "truncated image", "decompression bomb"}
+    assert predictions["probability_fresh"].between(0, 1).all()
+    assert len(list((tmp_path / "cams").glob("*.cam.png"))) == 6
+    assert "scored 6, rejected 3 of 9 files" in capsys.readouterr().out
+
+
+def test_a_dockerfile_can_be_generated_for_the_model(model_uri, tmp_path):
+    """`mlflow models build-docker` needs a Docker daemon; generating its Dockerfile does not."""
+    store, uri = model_uri
+    environment = os.environ | {"MLFLOW_TRACKING_URI": store}
+    finished = subprocess.run([sys.executable, "-m", "mlflow", "models", "generate-dockerfile", "-m", uri, "-d", str(tmp_path / "docker"), "--env-manager", "local"],
+                              env=environment, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    dockerfile = (tmp_path / "docker" / "Dockerfile").read_text()
+    assert "mlflow" in dockerfile and (tmp_path / "docker" / "model_dir").is_dir()

@@ -28,6 +28,7 @@ class TrainedVariant:
     history: pd.DataFrame  # One row per epoch: loss, accuracy, auc, val_*, learning_rate, timing.
     seconds: float
     pretrained: bool
+    hyperparameters: dict = dataclasses.field(default_factory=dict)  # The values it trained with, for the logged model.
 
     @property
     def best_epoch(self) -> pd.Series:
@@ -117,7 +118,12 @@ def train_variant(
     # CSVLogger's file holds every epoch of every attempt, each with its 0-based number.
     logged = pd.read_csv(backup_dir / "history.csv").drop_duplicates("epoch", keep="last") if backup_dir else pd.DataFrame(history.history).rename_axis("epoch").reset_index()
     table = history_table(logged, config.monitor, first_epoch)
-    return TrainedVariant(variant, model, table, time.perf_counter() - started, config.weights != "none" and variant.pretrained)
+    hyperparameters = {
+        "dropout": dropout, "learning_rate": config.learning_rate or variant.learning_rate, "optimizer": variant.optimizer,
+        "unfreeze_blocks": unfreeze_blocks, "epochs": epochs, "batch_size": config.batch_size, "augment": variant.augment,
+        "weights": config.weights, "image_size": data.image_size, "seed": config.seed,
+    }
+    return TrainedVariant(variant, model, table, time.perf_counter() - started, config.weights != "none" and variant.pretrained, hyperparameters)
 
 
 def resume_callbacks(backup_dir: Path | None) -> tuple[list[keras.callbacks.Callback], int]:

@@ -26,6 +26,7 @@ def evaluate_step(config: EvaluateConfig):
         if train is not None and train.data.tags.get("dataset_digest") != data.digest:
             raise DatasetError(f"the prepared data in {data.path} changed since train run {train.info.run_id}; pass --data")
         artifacts.dataset_input(data, context="evaluation")
+        test_dataset = artifacts.split_dataset(data, "test")
         rows, curves = [], {}
         for target in targets:
             # A resumed evaluate run keeps what it finished before it was interrupted.
@@ -38,7 +39,7 @@ def evaluate_step(config: EvaluateConfig):
             print(f"evaluating {target.name}")
             model = loading.load_keras_model(target.model_uri)
             result = evaluate_model(model, data, config, with_activations=target.name == config.activations_variant or len(targets) == 1)
-            artifacts.log_model_evaluation(result, target.run_id)
+            artifacts.log_model_evaluation(result, model.name, loading.model_id(target.model_uri), test_dataset)
             rows.append({"variant": target.name, **target.summary, **result.metrics})
             curves[target.name] = result.roc
             artifacts.log_evaluated_row(target.name, rows[-1], result.roc)

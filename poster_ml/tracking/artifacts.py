@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from poster_ml import plots
@@ -21,6 +19,23 @@ from poster_ml.tracking.pyfunc_model import log_poster_model
 
 if TYPE_CHECKING:
     from poster_ml.models.fit import TrainedVariant
+
+
+def split_dataset(data: PreparedData, split: str | None = None):
+    """The prepared dataset (or one split of it) as an MLflow dataset, named by its digest."""
+    manifest, digest = (data.manifest, data.info["digest"]) if split is None else (data.split(split), data.info["digest"])
+    with warnings.catch_warnings():
+        # MLflow warns that a local path could be one of two equivalent source kinds, and
+        # that integer columns cannot hold missing values; neither applies to a manifest.
+        warnings.simplefilter("ignore", UserWarning)
+        return mlflow.data.from_pandas(
+            manifest,
+            source=str(data.path.resolve()),
+            targets="label",
+            name=f"posters-{digest[:12]}" + (f"-{split}" if split else ""),
+            # The store keeps at most 36 characters of a digest; the full one travels as a tag.
+            digest=(digest[:28] + (split or "")[:4]) if split else digest[:32],
+        )
 
 
 def dataset_input(data: PreparedData, context: str) -> None:
@@ -118,7 +133,10 @@ def log_trained_variant(trained: TrainedVariant, data: PreparedData, configs: di
     mlflow.log_text(model_summary(trained.model), "model_summary.txt")
     mlflow.log_table(trained.history, "history.json")
     example = encode_jpeg(data.reader("validation").read(np.array([0]))[0])
-    info = log_poster_model(trained.model, data.image_size, {name: dataclasses.asdict(c) for name, c in configs.items()}, example)
+    params = {"variant": trained.variant.name, "pretrained": trained.pretrained, **trained.hyperparameters}
+    info = log_poster_model(trained.model, data.image_size, {name: dataclasses.asdict(c) for name, c in configs.items()}, example, name=trained.variant.name, params=params)
+    # The training metrics belong to the model too, measured on the validation split.
+    mlflow.log_metrics({f"best_{name}": float(row[name]) for name in ("val_accuracy", "val_auc")}, model_id=info.model_id, dataset=split_dataset(data, "validation"))
     row["model_uri"] = info.model_uri
     mlflow.set_tag("model_uri", info.model_uri)
     mlflow.log_dict(row, "leaderboard_row.json")
@@ -138,17 +156,18 @@ def log_leaderboard(board: pd.DataFrame) -> None:
     mlflow.set_tags({"best_variant": best["variant"], "best_model_uri": best["model_uri"]})
     mlflow.log_metric("best_val_auc", float(best["val_auc"]))
 
-def log_model_evaluation(result, run_id: str | None) -> None:
-    """Logs an evaluation to the variant's run (or to the active run) under evaluation/."""
-    client = MlflowClient()
-    run_id = run_id or mlflow.active_run().info.run_id
-    timestamp = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(f"test_{name}", float(value), timestamp, 0) for name, value in result.metrics.items()])
-    for name, figure in result.figures.items():
-        log_figure(figure, f"evaluation/{name}", run_id)
-    for name, text in result.texts.items():
-        client.log_text(run_id, text, f"evaluation/{name}")
-    client.log_text(run_id, result.predictions.to_csv(index=False), "evaluation/predictions.csv")
+def log_model_evaluation(result, name: str, model_id: str | None, test_dataset) -> None:
+    """Logs one model's evaluation from the evaluate run: its test metrics linked to the
+    logged model and the test dataset, its figures, reports and predictions under
+    evaluation/<name>/ (the training runs are left as they were)."""
+    metrics = {f"test_{metric}": float(value) for metric, value in result.metrics.items()}
+    mlflow.log_metrics(metrics, model_id=model_id, dataset=test_dataset)
+    folder = f"evaluation/{name.replace('/', '_').replace(':', '_')}"
+    for file_name, figure in result.figures.items():
+        log_figure(figure, f"{folder}/{file_name}")
+    for file_name, text in result.texts.items():
+        mlflow.log_text(text, f"{folder}/{file_name}")
+    mlflow.log_text(result.predictions.to_csv(index=False), f"{folder}/predictions.csv")
 
 
 def log_results_table(table: pd.DataFrame, localisation: pd.DataFrame, roc_figure, run_ids: list[str]) -> None:

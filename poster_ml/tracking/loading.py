@@ -29,3 +29,11 @@ def load_poster_model(model_uri: str):
 def load_keras_model(model_uri: str):
     """The Keras model inside a logged poster pyfunc."""
     return load_poster_model(model_uri)[0]
+
+
+def model_id(model_uri: str) -> str | None:
+    """The logged model's id behind any model URI (models:/m-..., models:/name@alias, runs:/...)."""
+    try:
+        return mlflow.models.get_model_info(model_uri).model_id
+    except (MlflowException, OSError):
+        return None

@@ -99,8 +99,9 @@ def requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("tensorflow", "keras", "mlflow", "numpy", "pandas", "pillow")]
 
 
-def log_poster_model(model, image_size: int, configs: dict, input_example_jpeg: bytes, name: str = "model"):
-    """Logs `model` as a pyfunc with signature, input example, settings and this package's code."""
+def log_poster_model(model, image_size: int, configs: dict, input_example_jpeg: bytes, name: str = "model", params: dict | None = None):
+    """Logs `model` as a pyfunc named `name` (the variant's) with its hyperparameters as model
+    params, signature, input example, settings and this package's code."""
     with tempfile.TemporaryDirectory() as folder:
         keras_path = os.path.join(folder, "model.keras")
         model.save(keras_path)
@@ -114,4 +115,5 @@ def log_poster_model(model, image_size: int, configs: dict, input_example_jpeg: 
             signature=SIGNATURE,
             input_example=pd.DataFrame({"image": [input_example_jpeg]}),
             pip_requirements=requirements(),
+            params={key: str(value) for key, value in (params or {}).items()},
         )
