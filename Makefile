@@ -32,6 +32,11 @@ test: install
 	$(BIN)/python -m pytest
 
 ui: install
+	@echo "open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI)
 
-.PHONY: install demo test ui
+MODEL ?= models:/poster-ml@champion
+serve: install
+	$(BIN)/poster-ml serve --model $(MODEL)
+
+.PHONY: install demo test ui serve

@@ -68,10 +68,11 @@ class EvaluateConfig(Checked):
 
 @dataclasses.dataclass(frozen=True)
 class RegisterConfig(Checked):
-    train_run: str = setting("latest", "train run whose best variant to register: a run id or 'latest'")
+    train_run: str = setting("latest", "train run whose best variant (by validation AUC) to register: a run id or 'latest'")
     model_name: str = setting("poster-ml", "registered model name")
-    alias: str = setting("champion", "alias pointed at the new version")
-    require_gpu: bool = setting(True, "register only variants trained on a GPU")
+    allow_cpu: bool = setting(False, "register a CPU-trained variant too (by default only GPU-trained ones)")
+    bootstrap_samples: int = setting(1000, "paired bootstrap resamples of the comparison with the current champion", between(10, 1_000_000))
+    seed: int = setting(42, "seed of the paired bootstrap", between(0, 2**32 - 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +103,7 @@ class WorkflowConfig(Checked):
     variants: str = setting("all", "as for train: comma-separated variant names, or 'all'")
     overrides: str = setting("", "as for train: settings as 'name=value ...'")
     trials: int = setting(-1, "as for train: Optuna trials per variant; -1 takes the profile's", between(-1, 10_000))
-    require_gpu: bool = setting(False, "register only GPU-trained variants (the register step's own default is true)")
+    allow_cpu: str = setting("auto", "as for register; 'auto' allows CPU-trained variants on a machine without a GPU and says so", one_of("auto", "true", "false"))
     force: bool = setting(False, "rerun every step even when a finished run had the same inputs")
 
 

@@ -235,10 +235,14 @@ def test_evaluate_a_missing_model_or_run_gives_one_line(trained_store, monkeypat
 def test_register_picks_the_variant_with_the_best_validation_auc(trained_store, monkeypatch):
     store, _ = trained_store
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    assert main(["register", "--require-gpu", "false", "--model-name", "posters-test", "--alias", "candidate"]) == 0
     client = MlflowClient(store)
-    version = client.get_model_version_by_alias("posters-test", "candidate")
-    variants = [run for run in client.search_runs([e.experiment_id for e in client.search_experiments()]) if "variant" in run.data.tags]
+    # The fixture's own train run, the first in the store (other tests add later ones).
+    train = client.search_runs([e.experiment_id for e in client.search_experiments()], "tags.`poster_ml.step` = 'train'", order_by=["attributes.start_time ASC"])[0]
+    assert main(["register", "--train-run", train.info.run_id, "--allow-cpu", "true", "--model-name", "posters-test"]) == 0
+    version = client.get_model_version_by_alias("posters-test", "champion")
+    parent = client.get_run(version.tags["source_run"]).data.tags["mlflow.parentRunId"]
+    variants = client.search_runs([e.experiment_id for e in client.search_experiments()], f"tags.`mlflow.parentRunId` = '{parent}'")
+    assert len(variants) == 2
     best = max(variants, key=lambda run: run.data.metrics["best_val_auc"])
     assert version.tags["variant"] == best.data.tags["variant"] and version.tags["device"] == device_info()["device"]
     assert version.tags["source_run"] == best.info.run_id

@@ -1,4 +1,5 @@
-"""The register step selects on validation only; the test split never picks the winner."""
+"""The register step: selection on validation only, one version per logged model, and a
+champion that must beat the current one on the same test posters."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from poster_ml.cli import main
+from poster_ml.models.variants import VARIANTS, build_model
+from poster_ml.tracking.pyfunc_model import log_poster_model
 
 
 class Constant(mlflow.pyfunc.PythonModel):
@@ -15,42 +18,80 @@ class Constant(mlflow.pyfunc.PythonModel):
         return model_input
 
 
-def fake_train_run(variants: dict[str, dict]) -> str:
-    """A train run whose variant runs carry the given metrics and tags, each with a model."""
+def fake_train_run(variants: dict[str, dict], data_path: str = "") -> str:
+    """A finished train run whose variant runs each log a model carrying the given
+    validation AUC and pretrained flag (a real poster model where one is given)."""
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     mlflow.set_experiment("poster-ml")
     with mlflow.start_run(run_name="train") as parent:
-        mlflow.set_tags({"poster_ml.step": "train"})
+        mlflow.set_tags({"poster_ml.step": "train", "data_path": data_path})
         for name, facts in variants.items():
             with mlflow.start_run(run_name=name, nested=True):
-                mlflow.log_metrics(facts["metrics"])
-                info = mlflow.pyfunc.log_model(name=name, python_model=Constant())
-                mlflow.set_tags({"variant": name, "device": "CPU", "model_uri": info.model_uri, "pretrained": facts.get("pretrained", "false")})
+                params = {"variant": name, "pretrained": facts.get("pretrained", "False")}
+                if "keras" in facts:
+                    info = log_poster_model(facts["keras"], facts["keras"].inputs[0].shape[1], {}, facts["example"], name=name, params=params)
+                else:
+                    info = mlflow.pyfunc.log_model(name=name, python_model=Constant(), params=params)
+                mlflow.log_metrics({"best_val_auc": facts["val_auc"]}, model_id=info.model_id)
+                mlflow.set_tags({"variant": name, "device": "CPU", "model_uri": info.model_uri})
     return parent.info.run_id
 
 
-def test_the_best_test_auc_is_not_registered_when_validation_ranks_another_first(capsys):
-    train = fake_train_run({
-        "best_on_test": {"metrics": {"best_val_auc": 0.70, "test_roc_auc": 0.90}},
-        "best_on_validation": {"metrics": {"best_val_auc": 0.80, "test_roc_auc": 0.60}},
-    })
-    assert main(["register", "--train-run", train, "--require-gpu", "false"]) == 0
+def champion_variant(name: str = "poster-ml") -> str:
+    return MlflowClient().get_model_version_by_alias(name, "champion").tags["variant"]
+
+
+def test_the_best_test_auc_is_not_registered_when_validation_ranks_another_first():
+    train = fake_train_run({"best_on_test": {"val_auc": 0.70}, "best_on_validation": {"val_auc": 0.80}})
+    assert main(["register", "--train-run", train, "--allow-cpu", "true"]) == 0
     version = MlflowClient().get_model_version_by_alias("poster-ml", "champion")
     assert version.tags["variant"] == "best_on_validation" and version.tags["ranked_by"] == "best_val_auc"
 
 
-def test_a_randomly_initialised_winner_over_a_pretrained_run_says_why():
-    train = fake_train_run({
-        "vgg16_from_random_weights": {"metrics": {"best_val_auc": 0.75}, "pretrained": "false"},
-        "vgg16_imagenet": {"metrics": {"best_val_auc": 0.70}, "pretrained": "true"},
-    })
-    assert main(["register", "--train-run", train, "--require-gpu", "false"]) == 0
+def test_a_randomly_initialised_winner_over_a_pretrained_model_says_why():
+    train = fake_train_run({"vgg16_from_random_weights": {"val_auc": 0.75}, "vgg16_imagenet": {"val_auc": 0.70, "pretrained": "True"}})
+    assert main(["register", "--train-run", train, "--allow-cpu", "true"]) == 0
     version = MlflowClient().get_model_version_by_alias("poster-ml", "champion")
     assert version.tags["pretrained"] == "false"
     assert "vgg16_imagenet" in version.description and "0.700" in version.description
 
 
-def test_register_refuses_cpu_trained_runs_unless_told(capsys):
-    train = fake_train_run({"basic_cnn": {"metrics": {"best_val_auc": 0.7}}})
+def test_without_gpu_runs_and_without_allow_cpu_register_fails_with_one_line(capsys):
+    train = fake_train_run({"basic_cnn": {"val_auc": 0.7}})
     assert main(["register", "--train-run", train]) == 1
-    assert "has no GPU-trained variant" in capsys.readouterr().err
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "has no GPU-trained variant" in errors[0] and "--allow-cpu true" in errors[0]
+
+
+def test_registering_the_same_run_twice_makes_no_second_version(capsys):
+    train = fake_train_run({"basic_cnn": {"val_auc": 0.7}})
+    assert main(["register", "--train-run", train, "--allow-cpu", "true"]) == 0
+    assert main(["register", "--train-run", train, "--allow-cpu", "true"]) == 0
+    assert "nothing to register" in capsys.readouterr().out
+    assert len(MlflowClient().search_model_versions("name = 'poster-ml'")) == 1
+
+
+def test_a_worse_model_stays_challenger_and_the_champion_keeps_its_alias(trained_store, monkeypatch, capsys):
+    store, data = trained_store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    mlflow.set_tracking_uri(store)
+    name = "poster-ml-gate"
+    client = MlflowClient(store)
+    first = client.search_runs([e.experiment_id for e in client.search_experiments()], "tags.`poster_ml.step` = 'train'", order_by=["attributes.start_time ASC"])[0]
+    assert main(["register", "--train-run", first.info.run_id, "--allow-cpu", "true", "--model-name", name, "--bootstrap-samples", "200"]) == 0
+    champion = client.get_model_version_by_alias(name, "champion")
+    # A model that never trained, claiming a better validation AUC than any real variant.
+    untrained = build_model(VARIANTS["basic_cnn"], 75)
+    from poster_ml.data.images import encode_jpeg
+    from poster_ml.data.prepared import load_prepared
+
+    example = encode_jpeg(load_prepared(data).reader("validation").read([0])[0])
+    worse = fake_train_run({"basic_cnn": {"val_auc": 0.99, "keras": untrained, "example": example}}, data_path=str(data))
+    capsys.readouterr()
+    assert main(["register", "--train-run", worse, "--allow-cpu", "true", "--model-name", name, "--bootstrap-samples", "200"]) == 0
+    printed = capsys.readouterr().out
+    challenger = client.get_model_version_by_alias(name, "challenger")
+    assert client.get_model_version_by_alias(name, "champion").version == champion.version
+    assert challenger.version != champion.version and "does not beat @champion" in challenger.description
+    assert "stays @challenger" in printed and "95 % interval" in printed
+    assert {"test_auc", "compared_with", "source_run", "dataset_digest", "commit", "device"} <= set(challenger.tags)

@@ -78,3 +78,36 @@ def predictions_table(split: pd.DataFrame, probabilities: np.ndarray) -> pd.Data
         "predicted_class": np.where(predicted, "fresh", "rotten"),
         "correct": predicted == split["label"].astype(bool).to_numpy(),
     })
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedComparison:
+    """Test AUC of a new model minus an old one's, on the same posters, with a paired
+    bootstrap 95 % interval (the same resampled posters score both models)."""
+
+    new_auc: float
+    old_auc: float
+    difference: float
+    low: float
+    high: float
+
+    @property
+    def new_is_better(self) -> bool:
+        """Better beyond resampling noise: the whole interval lies above zero."""
+        return self.low > 0
+
+    def __str__(self) -> str:
+        return f"test AUC {self.new_auc:.3f} against {self.old_auc:.3f}: difference {self.difference:+.3f} (95 % interval {self.low:+.3f} to {self.high:+.3f})"
+
+
+def paired_auc_comparison(labels: np.ndarray, new: np.ndarray, old: np.ndarray, samples: int = 1000, seed: int = 0) -> PairedComparison:
+    labels = labels.astype(int)
+    rng = np.random.default_rng(seed)
+    differences = []
+    for _ in range(samples):
+        chosen = rng.integers(0, len(labels), len(labels))
+        if labels[chosen].min() != labels[chosen].max():
+            differences.append(metrics.roc_auc_score(labels[chosen], new[chosen]) - metrics.roc_auc_score(labels[chosen], old[chosen]))
+    new_auc, old_auc = float(metrics.roc_auc_score(labels, new)), float(metrics.roc_auc_score(labels, old))
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return PairedComparison(new_auc, old_auc, new_auc - old_auc, float(low), float(high))

@@ -52,6 +52,18 @@ def run_step(entry_point: str, parameters: dict[str, object], force: bool, still
     return MlflowClient().get_run(submitted.run_id)
 
 
+def allow_cpu(config: WorkflowConfig) -> str:
+    """'auto' registers a CPU-trained model on a machine without a GPU, and says so."""
+    if config.allow_cpu != "auto":
+        return config.allow_cpu
+    from poster_ml.devices import has_gpu
+
+    if has_gpu():
+        return "false"
+    print("no GPU here: register may pick a CPU-trained variant (allow_cpu=auto)")
+    return "true"
+
+
 def run_workflow(config: WorkflowConfig) -> None:
     from poster_ml.config import AugmentConfig, TrainConfig, train_config
     from poster_ml.data.prepared import load_prepared
@@ -75,6 +87,6 @@ def run_workflow(config: WorkflowConfig) -> None:
         train = run_step("train", {"profile": config.profile, "data": config.data, "variants": config.variants, "overrides": config.overrides, "trials": config.trials}, config.force, same_dataset)
         evaluate = run_step("evaluate", {"train_run": train.info.run_id}, config.force)
         # A laptop has no GPU: by default main registers the best model whatever trained it.
-        register = run_step("register", {"train_run": train.info.run_id, "require_gpu": str(config.require_gpu).lower()}, config.force)
+        register = run_step("register", {"train_run": train.info.run_id, "allow_cpu": allow_cpu(config)}, config.force)
         mlflow.set_tags({"preprocess_run_id": preprocess.info.run_id, "train_run_id": train.info.run_id, "evaluate_run_id": evaluate.info.run_id, "register_run_id": register.info.run_id})
     print(f"main run {parent.info.run_id} finished")

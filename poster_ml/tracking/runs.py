@@ -82,7 +82,30 @@ def step_run(step: str, configs: dict[str, Any], seed: int, resumable: bool = Fa
         if previous is None:
             mlflow.log_params(config_params(configs))
             mlflow.log_dict(flat, "config.json")
+        mark_model_training(run.info.experiment_id)
         yield run
+    print(f"{step} run: {ui_link(run.info.experiment_id, run.info.run_id)}")
+
+
+EXPERIMENT_KIND = "mlflow.experimentKind"
+
+
+def mark_model_training(experiment_id: str) -> None:
+    """Tags the experiment as model training, so the UI shows runs, models and the registry
+    rather than its GenAI views (links add ?workflowType=machine_learning too, since the
+    tag alone does not switch a UI that already chose)."""
+    client = MlflowClient()
+    if client.get_experiment(experiment_id).tags.get(EXPERIMENT_KIND) != "custom_model_development":
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, "custom_model_development")
+
+
+def ui_link(experiment_id: str, run_id: str | None = None) -> str:
+    """The run's page in the MLflow UI (the tracking server, or `make ui` on port 5000)."""
+    parts = urllib.parse.urlsplit(mlflow.get_tracking_uri())
+    port = f":{parts.port}" if parts.port else ""
+    base = f"{parts.scheme}://{parts.hostname}{port}{parts.path.rstrip('/')}" if parts.scheme in ("http", "https") else "http://127.0.0.1:5000"
+    page = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{base}/{page}?workflowType=machine_learning"
 
 
 def child_run(parent_id: str, name: str) -> mlflow.entities.Run | None:
