@@ -34,7 +34,7 @@ def run_study(data, pruner: str, trials: int, epochs: int) -> dict:
 
     variant = VARIANTS["regularized_cnn"]
     config = TrainConfig(max_epochs=epochs, weights="none", patience=epochs, trials=trials)
-    study = tuning.open_study(f"bench-{pruner}", optuna.storages.InMemoryStorage(), 42, pruner, variant)
+    study, _ = tuning.open_study(f"bench-{pruner}", optuna.storages.InMemoryStorage(), 42, pruner, variant)
     peaks: list[float] = []
 
     def objective(trial) -> float:

@@ -54,11 +54,11 @@ def test_the_parity_check_catches_a_default_changed_in_one_place():
     mlproject = yaml.safe_load((ROOT / "MLproject").read_text())
     mlproject_parameters(mlproject, "evaluate")["bootstrap_samples"]["default"] = 999
     mlproject_parameters(mlproject, "train")["profile"]["type"] = "float"
-    del mlproject_parameters(mlproject, "register")["alias"]
+    del mlproject_parameters(mlproject, "register")["model_name"]
     problems = parity_problems(mlproject)
     assert any("evaluate.bootstrap_samples: default 999" in problem for problem in problems)
     assert any("train.profile: type float" in problem for problem in problems)
-    assert any(problem.startswith("register:") and "alias" in problem for problem in problems)
+    assert any(problem.startswith("register:") and "model_name" in problem for problem in problems)
 
 
 def python_modules() -> list[Path]:

@@ -3,6 +3,7 @@ that SQLite ignores (a dataset digest of at most 36 characters, for one)."""
 
 from __future__ import annotations
 
+import mlflow
 import pytest
 from helpers import POSTGRES
 from mlflow.tracking import MlflowClient
@@ -26,5 +27,6 @@ def test_preprocess_train_and_evaluate_against_postgresql(postgres_store, tmp_pa
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert sorted(r.data.tags["poster_ml.step"] for r in runs) == ["evaluate", "preprocess", "train", "train_variant"]
     variant = next(r for r in runs if r.data.tags["poster_ml.step"] == "train_variant")
-    assert "test_roc_auc" in variant.data.metrics
+    models = mlflow.search_logged_models(experiment_ids=[variant.info.experiment_id], output_format="list")
+    assert [model.name for model in models] == ["basic_cnn"] and "test_roc_auc" in {metric.key for metric in models[0].metrics}
     assert len(variant.inputs.dataset_inputs[0].dataset.digest) <= 36

@@ -71,27 +71,29 @@ def test_registering_the_same_run_twice_makes_no_second_version(capsys):
     assert len(MlflowClient().search_model_versions("name = 'poster-ml'")) == 1
 
 
-def test_a_worse_model_stays_challenger_and_the_champion_keeps_its_alias(trained_store, monkeypatch, capsys):
-    store, data = trained_store
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    mlflow.set_tracking_uri(store)
-    name = "poster-ml-gate"
-    client = MlflowClient(store)
-    first = client.search_runs([e.experiment_id for e in client.search_experiments()], "tags.`poster_ml.step` = 'train'", order_by=["attributes.start_time ASC"])[0]
-    assert main(["register", "--train-run", first.info.run_id, "--allow-cpu", "true", "--model-name", name, "--bootstrap-samples", "200"]) == 0
-    champion = client.get_model_version_by_alias(name, "champion")
-    # A model that never trained, claiming a better validation AUC than any real variant.
-    untrained = build_model(VARIANTS["basic_cnn"], 75)
+def test_a_worse_model_stays_challenger_and_the_champion_keeps_its_alias(capsys, tmp_path):
+    from poster_ml.config import AugmentConfig, PreprocessConfig, TrainConfig
     from poster_ml.data.images import encode_jpeg
-    from poster_ml.data.prepared import load_prepared
+    from poster_ml.data.prepare import prepare
+    from poster_ml.models.fit import train_variant
 
-    example = encode_jpeg(load_prepared(data).reader("validation").read([0])[0])
-    worse = fake_train_run({"basic_cnn": {"val_auc": 0.99, "keras": untrained, "example": example}}, data_path=str(data))
+    data = prepare(PreprocessConfig(count=600, size=64, out=str(tmp_path / "data"), seed=3))
+    example = encode_jpeg(data.reader("validation").read([0])[0])
+    trained = train_variant(VARIANTS["basic_cnn"], data, TrainConfig(max_epochs=8, weights="none"), AugmentConfig()).model
+    good = fake_train_run({"basic_cnn": {"val_auc": 0.8, "keras": trained, "example": example}}, data_path=str(data.path))
+    assert main(["register", "--train-run", good, "--allow-cpu", "true", "--bootstrap-samples", "200"]) == 0
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias("poster-ml", "champion")
+    # A model that says 0.5 for every poster, claiming a better validation AUC.
+    constant = build_model(VARIANTS["basic_cnn"], 64)
+    output = constant.get_layer("fresh_probability")
+    output.set_weights([weight * 0 for weight in output.get_weights()])
+    worse = fake_train_run({"constant": {"val_auc": 0.99, "keras": constant, "example": example}}, data_path=str(data.path))
     capsys.readouterr()
-    assert main(["register", "--train-run", worse, "--allow-cpu", "true", "--model-name", name, "--bootstrap-samples", "200"]) == 0
+    assert main(["register", "--train-run", worse, "--allow-cpu", "true", "--bootstrap-samples", "200"]) == 0
     printed = capsys.readouterr().out
-    challenger = client.get_model_version_by_alias(name, "challenger")
-    assert client.get_model_version_by_alias(name, "champion").version == champion.version
+    challenger = client.get_model_version_by_alias("poster-ml", "challenger")
+    assert client.get_model_version_by_alias("poster-ml", "champion").version == champion.version
     assert challenger.version != champion.version and "does not beat @champion" in challenger.description
-    assert "stays @challenger" in printed and "95 % interval" in printed
+    assert "stays @challenger" in printed and "95 % interval" in printed and "test AUC 0.500" in printed
     assert {"test_auc", "compared_with", "source_run", "dataset_digest", "commit", "device"} <= set(challenger.tags)

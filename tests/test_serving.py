@@ -4,7 +4,6 @@ every JSON format with a real JPEG, and every bad request answered 4xx in under 
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import socket

@@ -24,7 +24,7 @@ TINY = ["--variants", "basic_cnn", "--overrides", "max_epochs=2 image_size=40 sy
 
 
 def suggested(seed: int, count: int) -> list[dict]:
-    study = tuning.open_study("seeded", optuna.storages.InMemoryStorage(), seed, "none", VARIANTS["vgg16_finetune_aug"])
+    study, _ = tuning.open_study("seeded", optuna.storages.InMemoryStorage(), seed, "none", VARIANTS["vgg16_finetune_aug"])
     study.optimize(lambda trial: sum(tuning.search_space(trial, VARIANTS["vgg16_finetune_aug"]).values()), n_trials=count)
     return [trial.params for trial in study.trials]
 

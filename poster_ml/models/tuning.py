@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Callable, Iterator
@@ -107,16 +108,28 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
     raise ConfigError(f"pruner must be median, hyperband or none, got {name!r}")
 
 
-def open_study(name: str, storage, seed: int, pruner: str, variant: Variant) -> optuna.Study:
-    """Creates the study, or loads it to resume; a new study starts with the study's values."""
+def open_study(name: str, storage, seed: int, pruner: str, variant: Variant) -> tuple[optuna.Study, bool]:
+    """Creates the study, or loads it to resume or to join other workers; returns it and
+    whether this process created it. A new study starts with the study's values."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed), pruner=make_pruner(pruner),
-    )
-    if not study.trials:
-        study.enqueue_trial(study_values(variant))
-    return study
+    options = {"study_name": name, "storage": storage, "sampler": optuna.samplers.TPESampler(seed=seed), "pruner": make_pruner(pruner)}
+    try:
+        study = optuna.create_study(direction="maximize", **options)
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(**options), False
+    study.enqueue_trial(study_values(variant))
+    return study, True
+
+
+def shared_attribute(study: optuna.Study, key: str, wait_seconds: float = 60.0) -> str | None:
+    """A study user attribute that the worker that created the study sets, once it is
+    there (another worker may be a moment behind); None if it never comes."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        value = study._storage.get_study_user_attrs(study._study_id).get(key)
+        if value is not None or time.monotonic() > deadline:
+            return value
+        time.sleep(0.5)
 
 
 def finished_trials(study: optuna.Study) -> int:

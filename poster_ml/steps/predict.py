@@ -14,7 +14,7 @@ from poster_ml import CLASS_NAMES, predicted_fresh
 from poster_ml.config import PredictConfig
 from poster_ml.data.images import PosterError, decode_poster
 from poster_ml.errors import DatasetError
-from poster_ml.tracking import loading, runs
+from poster_ml.tracking import artifacts, loading, runs
 
 
 def list_files(paths: list[str]) -> list[Path]:
@@ -59,7 +59,7 @@ def predict_step(config: PredictConfig) -> pd.DataFrame:
         out.parent.mkdir(parents=True, exist_ok=True)
         predictions.to_csv(out, index=False)
         rejects.to_csv(out.with_suffix(".rejects.csv"), index=False)
-        runs.log_files([out, out.with_suffix(".rejects.csv")])
+        artifacts.log_files([out, out.with_suffix(".rejects.csv")])
     print(f"scored {len(predictions)}, rejected {len(rejects)} of {len(files)} files: {out} (rejects in {out.with_suffix('.rejects.csv')})")
     return predictions
 

@@ -25,7 +25,10 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
     check_weights([variant.base for variant in variants if variant.pretrained], config.weights)
     data = load_or_prepare_default(step.data, config.image_size, config.synthetic_count, config.seed, is_default=step.data == TrainStepConfig().data)
     configs = {"train": config, "augment": augment, "step": step}
-    with runs.step_run("train", configs, seed=config.seed, resumable=True, restart=step.restart) as parent:
+    # Workers sharing a journal or PostgreSQL study run side by side on purpose, each with
+    # its own train run; their study (and its variant run) is what resumes.
+    shared_study = bool(config.trials and step.storage and not step.storage.startswith("sqlite"))
+    with runs.step_run("train", configs, seed=config.seed, resumable=not shared_study, restart=step.restart) as parent:
         tags = device_info() | {"profile": step.profile}
         runs.set_tags(tags)
         artifacts.dataset_input(data, context="training")
@@ -79,11 +82,12 @@ def tune_variant(variant, data: PreparedData, config: TrainConfig, augment, step
     name = step.study_name or f"{runs.experiment_name()}.{variant.name}.{data.digest[:12]}"
     best: dict = {"value": float("-inf")}
     with tuning.single_worker_lock(url), tempfile.TemporaryDirectory() as folder:
-        study = tuning.open_study(name, tuning.make_storage(url, step.heartbeat), config.seed, config.pruner, variant)
+        study, created = tuning.open_study(name, tuning.make_storage(url, step.heartbeat), config.seed, config.pruner, variant)
         if url.startswith("sqlite:"):
             tuning.retry_orphaned_trials(study)  # The lock says no other worker is running them.
-        with runs.variant_run(variant.name, parent, tags, run_id=trials.shared_variant_run(study)) as variant_run:
-            study.set_user_attr(tuning.VARIANT_RUN_ATTRIBUTE, variant_run.info.run_id)
+        with runs.variant_run(variant.name, parent, tags, run_id=(shared := trials.shared_variant_run(study, created))) as variant_run:
+            if shared is None:
+                study.set_user_attr(tuning.VARIANT_RUN_ATTRIBUTE, variant_run.info.run_id)
             artifacts.dataset_input(data, context="training")
 
             def objective(trial) -> float:

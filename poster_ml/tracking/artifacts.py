@@ -181,3 +181,8 @@ def log_results_table(table: pd.DataFrame, localisation: pd.DataFrame, roc_figur
         client.log_text(run_id, table.to_html(index=False, float_format=lambda value: f"{value:.3f}", na_rep="-"), "results.html")
         client.log_figure(run_id, roc_figure, "roc_all_variants.png")
     plots.close(roc_figure)
+
+
+def log_files(paths: list) -> None:
+    for path in paths:
+        mlflow.log_artifact(str(path))

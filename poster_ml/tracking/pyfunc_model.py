@@ -83,7 +83,7 @@ def as_bytes(value) -> bytes:
         try:
             return base64.b64decode(value, validate=True)
         except binascii.Error:
-            raise ValueError("neither an image file nor base64 text") from None
+            return value  # Not base64: the decoder says what it is not.
     if isinstance(value, str):
         try:
             return base64.b64decode(value.strip(), validate=True)

@@ -194,8 +194,3 @@ def evaluation_targets(train: mlflow.entities.Run) -> list[EvaluationTarget]:
         for child in children
         if "model_uri" in child.data.tags
     ]
-
-
-def log_files(paths: list) -> None:
-    for path in paths:
-        mlflow.log_artifact(str(path))

@@ -17,7 +17,7 @@ import mlflow
 import optuna
 from mlflow.entities import RunStatus
 
-from poster_ml.models.tuning import TRIAL_RUN_ATTRIBUTE, VARIANT_RUN_ATTRIBUTE
+from poster_ml.models.tuning import TRIAL_RUN_ATTRIBUTE, VARIANT_RUN_ATTRIBUTE, shared_attribute
 
 
 @contextlib.contextmanager
@@ -44,9 +44,12 @@ def log_trial_value(value: float) -> None:
     mlflow.log_metric("objective_val_auc", value)
 
 
-def shared_variant_run(study: optuna.Study) -> str | None:
-    """The variant run that earlier workers on this study log their trials under, if any."""
-    run_id = study.user_attrs.get(VARIANT_RUN_ATTRIBUTE)
+def shared_variant_run(study: optuna.Study, created: bool) -> str | None:
+    """The variant run that every worker on this study logs its trials under: none yet if
+    this process created the study, else the one its creator made."""
+    if created:
+        return None
+    run_id = shared_attribute(study, VARIANT_RUN_ATTRIBUTE)
     if run_id is None:
         return None
     try:
