@@ -137,7 +137,10 @@ class TrainConfig(Checked):
     synthetic_count: int = setting(2000, "posters of the synthetic default when train must prepare it", at_least(20))
     steps_per_epoch: int | None = setting(None, "batches per epoch; none is the whole training split", at_least(1))
     seed: int = setting(42, "seed of weights, shuffling and augmentation", between(0, 2**32 - 1))
-    mixed_precision: bool = setting(True, "float16 compute on GPUs (never on the CPU)")
+    precision: str = setting("auto", "Keras dtype policy: auto (mixed_float16 on a GPU, float32 on a CPU), float32, mixed_float16 or mixed_bfloat16",
+                             one_of("auto", "float32", "mixed_float16", "mixed_bfloat16"))
+    augment_on: str = setting("auto", "where augmentation warps: auto (device when a GPU is visible), host (OpenCV on every core) or device (in the training step)",
+                              one_of("auto", "host", "device"))
     feature_cache: str = setting("", "folder of cached base features; empty means <data>/features")
     trials: int = setting(20, "Optuna trials per variant; 0 trains the study's values once", between(0, 10_000))
     pruner: str = setting("median", "Optuna pruner of unpromising trials: median, hyperband or none", one_of("median", "hyperband", "none"))

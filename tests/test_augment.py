@@ -102,3 +102,21 @@ def test_each_transform_changes_the_matrix(field):
     transforms = random_transforms(np.random.default_rng(0), 4, 20, 20, config)
     identity = random_transforms(np.random.default_rng(0), 4, 20, 20, IDENTITY)
     assert not np.allclose(transforms, identity)
+
+
+def test_host_and_device_paths_give_the_same_images_for_the_same_seed(synthetic_dataset):
+    """The host warps with OpenCV in uint8, the device with Keras in float32: the same
+    transforms, within interpolation round-off."""
+    host = image_batches(synthetic_dataset, "train", 16, seed=5, augment=AugmentConfig(), shuffle=True, augment_on="host")
+    device = image_batches(synthetic_dataset, "train", 16, seed=5, augment=AugmentConfig(), shuffle=True, augment_on="device")
+    for (host_images, host_labels), (inputs, device_labels) in zip(host.take(3), device.take(3)):
+        warped = keras.ops.convert_to_numpy(warp(keras.ops.cast(inputs["image"], "float32"), inputs["transform"]))
+        difference = np.abs(keras.ops.convert_to_numpy(host_images) - warped)
+        assert difference.mean() < 0.5 and np.percentile(difference, 99.9) <= 2.0, (difference.mean(), difference.max())
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(host_labels), keras.ops.convert_to_numpy(device_labels))
+
+
+def test_validation_batches_on_the_device_path_carry_identity_transforms(synthetic_dataset):
+    inputs, _ = next(iter(image_batches(synthetic_dataset, "validation", 8, seed=0, augment_on="device")))
+    warped = keras.ops.convert_to_numpy(warp(keras.ops.cast(inputs["image"], "float32"), inputs["transform"]))
+    np.testing.assert_allclose(warped, keras.ops.convert_to_numpy(inputs["image"]).astype("float32"), atol=1e-3)

@@ -20,7 +20,12 @@ def float32_copy(model: keras.Model) -> keras.Model:
     if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
         return model
     config = _float32_policies(model.get_config())
-    copy = model.__class__.from_config(config)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")  # For layers without a policy of their own.
+    try:
+        copy = model.__class__.from_config(config)
+    finally:
+        keras.config.set_dtype_policy(previous)
     copy.set_weights(model.get_weights())
     return copy
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import keras
 import pandas as pd
-import tensorflow as tf
 
 from poster_ml.config import AugmentConfig, TrainConfig
 from poster_ml.data.batches import image_batches, streamed_batches
@@ -18,6 +17,7 @@ from poster_ml.data.prepared import PreparedData
 from poster_ml.devices import has_gpu
 from poster_ml.errors import ConfigError
 from poster_ml.models.feature_cache import cached_features, feature_cache_dir
+from poster_ml.models.placement import augment_place, distribution_strategy, dtype_policy, with_device_warp
 from poster_ml.models.variants import Variant, build_model
 
 
@@ -34,11 +34,6 @@ class TrainedVariant:
     def best_epoch(self) -> pd.Series:
         """The epoch whose weights the model kept: the best of the monitored metric."""
         return self.history.loc[self.history["restored"]].iloc[0]
-
-
-def distribution_strategy() -> tf.distribute.Strategy:
-    """A MirroredStrategy over every visible GPU; the default strategy on a CPU."""
-    return tf.distribute.MirroredStrategy() if has_gpu() else tf.distribute.get_strategy()
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -97,7 +92,7 @@ def train_variant(
         raise ConfigError(f"unfreeze_blocks={config.unfreeze_blocks} cannot apply to {variant.name}: it trains its head on cached features of a frozen base")
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
-    keras.config.set_dtype_policy("mixed_float16" if has_gpu() and config.mixed_precision else "float32")
+    keras.config.set_dtype_policy(dtype_policy(config.precision))
     dropout, unfreeze_blocks = variant.resolve(config.dropout, config.unfreeze_blocks)
     with distribution_strategy().scope():
         model = build_model(variant, data.image_size, dropout, unfreeze_blocks, config.weights)
@@ -111,10 +106,15 @@ def train_variant(
         if variant.cached_features:
             history = fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint, extra_callbacks, dropout, first_epoch)
         else:
-            train = image_batches(data, "train", config.batch_size, config.seed, augment if variant.augment else None, shuffle=True, first_epoch=first_epoch)
-            validation = image_batches(data, "validation", config.batch_size, config.seed)
+            on_device = variant.augment and augment_place(config.augment_on) == "device"
+            train = image_batches(data, "train", config.batch_size, config.seed, augment if variant.augment else None, shuffle=True, first_epoch=first_epoch,
+                                  augment_on="device" if on_device else "host")
+            validation = image_batches(data, "validation", config.batch_size, config.seed, augment_on="device" if on_device else "host")
+            fitted = with_device_warp(model) if on_device else model
+            if on_device:
+                compile_model(fitted, variant, config.learning_rate)
             callbacks = training_callbacks(config, checkpoint, len(data.split("train"))) + extra_callbacks
-            history = model.fit(train, validation_data=validation, epochs=epochs, steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, shuffle=False, verbose=2)
+            history = fitted.fit(train, validation_data=validation, epochs=epochs, steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, shuffle=False, verbose=2)
     # CSVLogger's file holds every epoch of every attempt, each with its 0-based number.
     logged = pd.read_csv(backup_dir / "history.csv").drop_duplicates("epoch", keep="last") if backup_dir else pd.DataFrame(history.history).rename_axis("epoch").reset_index()
     table = history_table(logged, config.monitor, first_epoch)
