@@ -129,7 +129,7 @@ class TrainConfig(Checked):
     monitor: str = setting("val_loss", "validation metric that early stopping and checkpointing watch", one_of("val_loss", "val_auc", "val_accuracy"))
     lr_patience: int = setting(3, "epochs without improvement of val_loss before the learning rate drops", at_least(1))
     lr_factor: float = setting(0.1, "factor of each learning-rate drop", between(0, 1, low_open=True, high_open=True))
-    weights: str = setting("imagenet", "pretrained bases: 'imagenet', 'none', or a path to a weights file")
+    weights: str = setting("imagenet", "pretrained bases: 'imagenet', 'auto' (ImageNet where it can be had, else random), 'none', or a weights file")
     dropout: float | None = setting(None, "dropout rate of every head; none keeps each variant's own", between(0, 1, high_open=True))
     learning_rate: float | None = setting(None, "learning rate; none keeps each variant's own", between(0, 1, low_open=True))
     unfreeze_blocks: int | None = setting(None, "top blocks of a pretrained base that train; none keeps each variant's own", between(0, 100))
@@ -149,7 +149,7 @@ class TrainConfig(Checked):
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {},
     # A 2-core laptop trains all eight variants in minutes, offline.
-    "quick": {"image_size": 96, "synthetic_count": 1000, "max_epochs": 8, "weights": "none", "patience": 3, "lr_patience": 2, "trials": 3},
+    "quick": {"image_size": 96, "synthetic_count": 1000, "max_epochs": 8, "weights": "auto", "patience": 3, "lr_patience": 2, "trials": 3},
 }
 
 

@@ -100,11 +100,16 @@ def warp(images, transforms):
 
 
 @functools.cache
-def _host_pool() -> concurrent.futures.ThreadPoolExecutor:
+def _host_pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
     import cv2
 
     cv2.setNumThreads(1)  # One image per thread; OpenCV releases the GIL while it warps.
-    return concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="warp")
+    return concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="warp")
+
+
+def host_threads() -> int:
+    """Warping threads: every core, unless POSTER_ML_WARP_THREADS says otherwise."""
+    return int(os.environ.get("POSTER_ML_WARP_THREADS") or os.cpu_count() or 1)
 
 
 def warp_on_host(images: np.ndarray, transforms: np.ndarray) -> np.ndarray:
@@ -120,5 +125,5 @@ def warp_on_host(images: np.ndarray, transforms: np.ndarray) -> np.ndarray:
         matrix = transforms[index, :6].reshape(2, 3).astype(np.float64)
         cv2.warpAffine(images[index], matrix, (width, height), dst=warped[index], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
-    list(_host_pool().map(one, range(len(images))))
+    list(_host_pool(host_threads()).map(one, range(len(images))))
     return warped

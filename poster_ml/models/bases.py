@@ -72,12 +72,22 @@ def pretrained_base(name: str, inputs, unfreeze_blocks: int, weights: str):
     return base.output
 
 
-def check_weights(bases: list[str], weights: str) -> None:
+def check_weights(bases: list[str], weights: str) -> dict[str, str]:
     """Loads each named pretrained base's weights once up front (and so into Keras's cache),
-    so a missing download stops the run in seconds rather than after the CNN variants trained."""
+    so a missing download stops the run in seconds rather than after the CNN variants
+    trained. Returns the weights each base will get: with 'auto', ImageNet's where they
+    are in Keras's cache or can be downloaded, else 'none' (random weights)."""
+    resolved = {}
     for base in dict.fromkeys(bases):
-        load_application(PRETRAINED_BASES[base].application, keras.Input((75, 75, 3)), weights)
+        try:
+            load_application(PRETRAINED_BASES[base].application, keras.Input((75, 75, 3)), "imagenet" if weights == "auto" else weights)
+            resolved[base] = "imagenet" if weights == "auto" else weights
+        except WeightsUnavailableError:
+            if weights != "auto":
+                raise
+            resolved[base] = "none"
     keras.backend.clear_session()
+    return resolved
 
 
 def load_application(application: Callable[..., keras.Model], input_tensor, weights: str) -> keras.Model:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,4 +30,8 @@ def serve_step(config: ServeConfig) -> int:
         command = [sys.executable, "-m", "uvicorn", "--host", config.host, "--port", str(config.port), "--workers", str(config.workers), "poster_ml.tracking.serving_app:app"]
         print(f"serving {config.model} at http://{config.host}:{config.port}/invocations")
         print(f"running: {shlex.join(command)}", flush=True)
-        return subprocess.run(command, env=environment).returncode
+        server = subprocess.Popen(command, env=environment)
+        # Stopping this process stops the server too, rather than orphaning it.
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, lambda received, frame: server.send_signal(received))
+        return server.wait()

@@ -22,7 +22,9 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
     from poster_ml.models.variants import get_variants
 
     variants = get_variants(step.variants)
-    check_weights([variant.base for variant in variants if variant.pretrained], config.weights)
+    weights = check_weights([variant.base for variant in variants if variant.pretrained], config.weights)
+    if config.weights == "auto" and weights:
+        print("weights=auto: " + ", ".join(f"{base} {'ImageNet' if value == 'imagenet' else 'random (no ImageNet weights here)'}" for base, value in weights.items()))
     data = load_or_prepare_default(step.data, config.image_size, config.synthetic_count, config.seed, is_default=step.data == TrainStepConfig().data)
     configs = {"train": config, "augment": augment, "step": step}
     # Workers sharing a journal or PostgreSQL study run side by side on purpose, each with
@@ -34,9 +36,10 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
         artifacts.dataset_input(data, context="training")
         rows = []
         for variant in variants:
+            variant, variant_config, variant_tags = with_resolved_weights(variant, config, weights)
             print(f"training {variant.name}: {variant.description}" + (f", {config.trials} Optuna trials" if config.trials else ""))
             train = tune_variant if config.trials else train_once
-            rows.append(train(variant, data, config, augment, step, parent, tags, configs))
+            rows.append(train(variant, data, variant_config, augment, step, parent, tags | variant_tags, configs))
         rows = [row for row in rows if row is not None]
         if not rows:
             print("no variant model was logged by this worker")
@@ -45,6 +48,25 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
         artifacts.log_leaderboard(board)
     print(markdown_table(board.drop(columns="model_uri")))
     return board
+
+
+CNN_LEARNING_RATE = 1e-3
+"""The study's rate for its CNNs trained from scratch; a pretrained architecture that
+starts from random weights gets it, since the fine-tuning rates (1e-6 to 2e-5) cannot move
+random weights in a few epochs."""
+
+
+def with_resolved_weights(variant, config: TrainConfig, weights: dict[str, str]):
+    """The variant and config to train with, given the weights its base really gets."""
+    if not variant.pretrained:
+        return variant, config, {}
+    resolved = weights[variant.base]
+    tags = {"weights": resolved}
+    if resolved == "none" and config.learning_rate is None and variant.learning_rate < CNN_LEARNING_RATE:
+        print(f"{variant.name} starts from random weights: it trains at the CNN learning rate {CNN_LEARNING_RATE:g}, not the fine-tuning rate {variant.learning_rate:g}")
+        variant = dataclasses.replace(variant, learning_rate=CNN_LEARNING_RATE)
+        tags["learning_rate_source"] = "cnn_rate_for_random_weights"
+    return variant, dataclasses.replace(config, weights=resolved), tags
 
 
 def train_once(variant, data: PreparedData, config: TrainConfig, augment, step, parent, tags, configs) -> dict:

@@ -96,7 +96,8 @@ def mark_model_training(experiment_id: str) -> None:
     tag alone does not switch a UI that already chose)."""
     client = MlflowClient()
     if client.get_experiment(experiment_id).tags.get(EXPERIMENT_KIND) != "custom_model_development":
-        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, "custom_model_development")
+        with contextlib.suppress(MlflowException):  # Another worker may set it at the same moment.
+            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, "custom_model_development")
 
 
 def ui_link(experiment_id: str, run_id: str | None = None) -> str:
