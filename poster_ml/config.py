@@ -98,7 +98,7 @@ class WorkflowConfig(Checked):
     profile: str = setting("quick", "training profile: 'quick' (a laptop, minutes) or 'full' (the study's settings)", one_of("full", "quick"))
     source: str = setting("synthetic", "as for preprocess: 'synthetic', a labels CSV, or a class folder")
     images: str = setting("", "as for preprocess: the folder of posters named in a labels CSV")
-    count: int = setting(1000, "as for preprocess: number of synthetic posters", at_least(1))
+    count: int = setting(600, "as for preprocess: number of synthetic posters", at_least(1))
     data: str = setting("data/prepared", "folder of the prepared dataset")
     variants: str = setting("all", "as for train: comma-separated variant names, or 'all'")
     overrides: str = setting("", "as for train: settings as 'name=value ...'")
@@ -149,7 +149,7 @@ class TrainConfig(Checked):
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {},
     # A 2-core laptop trains all eight variants in minutes, offline.
-    "quick": {"image_size": 96, "synthetic_count": 1000, "max_epochs": 8, "weights": "auto", "patience": 3, "lr_patience": 2, "trials": 3},
+    "quick": {"image_size": 75, "synthetic_count": 600, "max_epochs": 5, "weights": "auto", "patience": 2, "lr_patience": 2, "trials": 3},
 }
 
 
