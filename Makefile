@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN = $(VENV)/bin
 # uv installs in seconds; it comes from PATH, else from a bootstrap venv made here.
+# INSTALLER=pip installs with pip instead (and is the fallback when uv cannot be had).
+INSTALLER ?= uv
 BOOTSTRAP = .bootstrap
 UV = $(shell command -v uv 2>/dev/null || echo $(abspath $(BOOTSTRAP))/bin/uv)
 export MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
@@ -11,13 +13,13 @@ export MLFLOW_EXPERIMENT_NAME ?= poster-ml
 export PATH := $(abspath $(BIN)):$(PATH)
 
 $(BIN)/poster-ml: pyproject.toml
-	@test -x "$(UV)" || { $(PYTHON) -m venv $(BOOTSTRAP) && $(BOOTSTRAP)/bin/pip install --quiet uv; } || true
-	@if test -x "$(UV)"; then \
+	@test "$(INSTALLER)" != uv || test -x "$(UV)" || { $(PYTHON) -m venv $(BOOTSTRAP) && $(BOOTSTRAP)/bin/pip install --quiet uv; } || true
+	@if test "$(INSTALLER)" = uv && test -x "$(UV)"; then \
 		echo "installing with uv"; \
 		"$(UV)" venv --quiet --seed --allow-existing --python $(PYTHON) $(VENV) && \
 		"$(UV)" pip install --quiet --python $(BIN)/python -e ".[test,benchmark]"; \
 	else \
-		echo "uv unavailable: installing with pip"; \
+		echo "installing with pip"; \
 		$(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet --upgrade pip && \
 		$(BIN)/pip install --quiet -e ".[test,benchmark]"; \
 	fi
@@ -39,4 +41,8 @@ MODEL ?= models:/poster-ml@champion
 serve: install
 	$(BIN)/poster-ml serve --model $(MODEL)
 
-.PHONY: install demo test ui serve
+# The team server (README, "Running as a team"); POSTER_ML_ADMIN_PASSWORD must be set.
+server: install
+	$(BIN)/poster-ml server
+
+.PHONY: install demo test ui serve server

@@ -7,7 +7,7 @@ import argparse
 import sys
 import traceback
 
-from poster_ml.config import AugmentConfig, EvaluateConfig, PredictConfig, PreprocessConfig, RegisterConfig, ServeConfig, TrainConfig, TrainStepConfig, WorkflowConfig, train_config
+from poster_ml.config import AugmentConfig, EvaluateConfig, PredictConfig, PreprocessConfig, RegisterConfig, ServeConfig, ServerConfig, TrainConfig, TrainStepConfig, WorkflowConfig, train_config
 from poster_ml.errors import PosterMLError
 from poster_ml.settings import add_config_arguments, config_from_arguments, parse_overrides, split_overrides, with_overrides
 
@@ -50,6 +50,14 @@ def run_serve(arguments: argparse.Namespace) -> None:
         raise PosterMLError(f"the server stopped with exit code {code}")
 
 
+def run_server(arguments: argparse.Namespace) -> None:
+    from poster_ml.steps.server import server_step
+
+    code = server_step(config_from_arguments(arguments, ServerConfig))
+    if code:
+        raise PosterMLError(f"the tracking server stopped with exit code {code}")
+
+
 def run_predict(arguments: argparse.Namespace) -> None:
     from poster_ml.steps.predict import predict_step
 
@@ -73,6 +81,7 @@ COMMANDS = {
     "register": (RegisterConfig, run_register, "register the best variant (by validation AUC) in the Model Registry"),
     "predict": (PredictConfig, run_predict, "score poster files and folders with a logged model; bad files go to a rejects CSV"),
     "serve": (ServeConfig, run_serve, "serve a model with MLflow's scoring server, guarded against oversized and echoed requests"),
+    "server": (ServerConfig, run_server, "run the team's MLflow tracking server: PostgreSQL, served artifacts, basic authentication"),
     "main": (WorkflowConfig, run_main, "run every step on the embedded default (or your posters), skipping unchanged ones"),
 }
 

@@ -85,6 +85,17 @@ class ServeConfig(Checked):
 
 
 @dataclasses.dataclass(frozen=True)
+class ServerConfig(Checked):
+    backend_store_uri: str = setting("postgresql://mlflow@127.0.0.1:5432/mlflow", "the runs database (PostgreSQL), which only the server reaches")
+    auth_database_uri: str = setting("postgresql://mlflow@127.0.0.1:5432/mlflow_auth", "the users and permissions database, apart from the runs")
+    artifacts_destination: str = setting("./mlartifacts", "where the server keeps artifacts: a folder, or s3://bucket/path and the like")
+    host: str = setting("127.0.0.1", "address to listen on; behind a TLS proxy for a team")
+    port: int = setting(5000, "port to listen on", between(1, 65535))
+    default_permission: str = setting("NO_PERMISSIONS", "what a user may do with what no one granted them", one_of("NO_PERMISSIONS", "READ", "EDIT", "MANAGE"))
+    workers: int = setting(2, "server processes", between(1, 64))
+
+
+@dataclasses.dataclass(frozen=True)
 class PredictConfig(Checked):
     model: str = setting("models:/poster-ml@champion", "model to score with: a models:/ or runs:/ URI, or a local folder")
     paths: str = setting("", "poster files and folders to score, separated by spaces (positional on the command line)")
@@ -98,7 +109,7 @@ class WorkflowConfig(Checked):
     profile: str = setting("quick", "training profile: 'quick' (a laptop, minutes) or 'full' (the study's settings)", one_of("full", "quick"))
     source: str = setting("synthetic", "as for preprocess: 'synthetic', a labels CSV, or a class folder")
     images: str = setting("", "as for preprocess: the folder of posters named in a labels CSV")
-    count: int = setting(600, "as for preprocess: number of synthetic posters", at_least(1))
+    count: int = setting(400, "as for preprocess: number of synthetic posters", at_least(1))
     data: str = setting("data/prepared", "folder of the prepared dataset")
     variants: str = setting("all", "as for train: comma-separated variant names, or 'all'")
     overrides: str = setting("", "as for train: settings as 'name=value ...'")
@@ -149,7 +160,7 @@ class TrainConfig(Checked):
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {},
     # A 2-core laptop trains all eight variants in minutes, offline.
-    "quick": {"image_size": 75, "synthetic_count": 600, "max_epochs": 5, "weights": "auto", "patience": 2, "lr_patience": 2, "trials": 3},
+    "quick": {"image_size": 75, "synthetic_count": 400, "max_epochs": 4, "weights": "auto", "patience": 2, "lr_patience": 2, "trials": 3},
 }
 
 

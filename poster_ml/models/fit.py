@@ -94,7 +94,12 @@ def train_variant(
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy(dtype_policy(config.precision))
     dropout, unfreeze_blocks = variant.resolve(config.dropout, config.unfreeze_blocks)
-    with distribution_strategy().scope():
+    strategy = distribution_strategy()
+    # Each replica takes a batch of batch_size; the learning rate grows with the global batch.
+    replicas = strategy.num_replicas_in_sync
+    learning_rate = (config.learning_rate or variant.learning_rate) * replicas
+    config = dataclasses.replace(config, batch_size=config.batch_size * replicas, learning_rate=learning_rate)
+    with strategy.scope():
         model = build_model(variant, data.image_size, dropout, unfreeze_blocks, config.weights)
         compile_model(model, variant, config.learning_rate)
     epochs = min(variant.epochs, config.max_epochs) if config.max_epochs else variant.epochs
@@ -119,8 +124,8 @@ def train_variant(
     logged = pd.read_csv(backup_dir / "history.csv").drop_duplicates("epoch", keep="last") if backup_dir else pd.DataFrame(history.history).rename_axis("epoch").reset_index()
     table = history_table(logged, config.monitor, first_epoch)
     hyperparameters = {
-        "dropout": dropout, "learning_rate": config.learning_rate or variant.learning_rate, "optimizer": variant.optimizer,
-        "unfreeze_blocks": unfreeze_blocks, "epochs": epochs, "batch_size": config.batch_size, "augment": variant.augment,
+        "dropout": dropout, "learning_rate": config.learning_rate, "optimizer": variant.optimizer, "replicas": replicas,
+        "unfreeze_blocks": unfreeze_blocks, "epochs": epochs, "global_batch_size": config.batch_size, "augment": variant.augment,
         "weights": config.weights, "image_size": data.image_size, "seed": config.seed,
     }
     return TrainedVariant(variant, model, table, time.perf_counter() - started, config.weights != "none" and variant.pretrained, hyperparameters)

@@ -3,6 +3,8 @@ policy, and whether augmentation warps on the host or on the device."""
 
 from __future__ import annotations
 
+import os
+
 import keras
 import tensorflow as tf
 
@@ -10,8 +12,27 @@ from poster_ml.data.augment import warp
 from poster_ml.devices import has_gpu
 
 
+def cpu_replicas() -> int:
+    return int(os.environ.get("POSTER_ML_CPU_REPLICAS") or 0)
+
+
+def configure_cpu_replicas() -> None:
+    """POSTER_ML_CPU_REPLICAS=N splits the CPU into N logical devices, a stand-in for N GPUs
+    (as TensorFlow's own tests do), so the MirroredStrategy path runs on a CPU machine. It
+    must happen before TensorFlow starts its runtime: the train step does it first."""
+    if cpu_replicas() > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas())
+        except RuntimeError:
+            pass  # Already configured (or started) in this process.
+
+
 def distribution_strategy() -> tf.distribute.Strategy:
-    """A MirroredStrategy over every visible GPU; the default strategy on a CPU."""
+    """A MirroredStrategy over every visible GPU (or the logical CPUs standing in for them);
+    the default strategy on a CPU."""
+    if cpu_replicas() > 1:
+        return tf.distribute.MirroredStrategy([device.name for device in tf.config.list_logical_devices("CPU")])
     return tf.distribute.MirroredStrategy() if has_gpu() else tf.distribute.get_strategy()
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from poster_ml.config import ServeConfig
+from poster_ml.processes import run_in_foreground
 from poster_ml.tracking import loading, runs
 
 
@@ -30,8 +29,4 @@ def serve_step(config: ServeConfig) -> int:
         command = [sys.executable, "-m", "uvicorn", "--host", config.host, "--port", str(config.port), "--workers", str(config.workers), "poster_ml.tracking.serving_app:app"]
         print(f"serving {config.model} at http://{config.host}:{config.port}/invocations")
         print(f"running: {shlex.join(command)}", flush=True)
-        server = subprocess.Popen(command, env=environment)
-        # Stopping this process stops the server too, rather than orphaning it.
-        for number in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(number, lambda received, frame: server.send_signal(received))
-        return server.wait()
+        return run_in_foreground(command, environment)

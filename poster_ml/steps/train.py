@@ -19,8 +19,10 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
     """Trains (or tunes) the variants, one nested run each, and returns the leaderboard."""
     from poster_ml.devices import device_info
     from poster_ml.models.bases import check_weights
+    from poster_ml.models.placement import configure_cpu_replicas
     from poster_ml.models.variants import get_variants
 
+    configure_cpu_replicas()  # Before anything starts TensorFlow's runtime.
     variants = get_variants(step.variants)
     weights = check_weights([variant.base for variant in variants if variant.pretrained], config.weights)
     if config.weights == "auto" and weights:

@@ -128,7 +128,7 @@ def log_trained_variant(trained: TrainedVariant, data: PreparedData, configs: di
         "pretrained": trained.pretrained,
     }
     mlflow.log_metrics({f"best_{name}": float(row[name]) for name in ("train_accuracy", "val_accuracy", "val_auc")} | {"train_seconds": trained.seconds})
-    mlflow.set_tag("pretrained", str(trained.pretrained).lower())
+    mlflow.set_tags({"pretrained": str(trained.pretrained).lower(), "replicas": str(trained.hyperparameters.get("replicas", 1))})
     log_figure(plots.training_curves(trained.history, trained.variant.name), f"curves_{trained.variant.name}.png")
     mlflow.log_text(model_summary(trained.model), "model_summary.txt")
     mlflow.log_table(trained.history, "history.json")

@@ -1,0 +1,117 @@
+"""Running as a team: the MLflow tracking server on PostgreSQL with served artifacts and
+basic authentication, users with read permission, tuning workers on one study against
+it, and training over two replicas (two logical CPU devices standing in for two GPUs)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import mlflow
+import optuna
+import pytest
+import requests
+from helpers import POSTGRES
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from poster_ml.cli import main
+
+PASSWORD = "correct-horse-battery-staple"
+TINY = ["--variants", "basic_cnn", "--overrides", "max_epochs=2 image_size=40 synthetic_count=120 batch_size=16"]
+
+
+def test_the_server_refuses_to_start_without_an_admin_password(monkeypatch, capsys):
+    monkeypatch.delenv("POSTER_ML_ADMIN_PASSWORD", raising=False)
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD", raising=False)
+    assert main(["server"]) == 1
+    assert "no admin password" in capsys.readouterr().err
+
+
+@pytest.fixture
+def team_server(postgres_database, tmp_path):
+    runs_db, users_db = postgres_database("mlflow"), postgres_database("auth")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "poster_ml.cli", "server", "--backend-store-uri", f"{POSTGRES}/{runs_db}", "--auth-database-uri", f"{POSTGRES}/{users_db}",
+               "--artifacts-destination", str(tmp_path / "artifacts"), "--port", str(port), "--workers", "1"]
+    server = subprocess.Popen(command, env=os.environ | {"POSTER_ML_ADMIN_PASSWORD": PASSWORD}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{uri}/health", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail("the team server did not come up")
+    yield uri
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def as_user(monkeypatch, uri: str, user: str, password: str) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    mlflow.set_tracking_uri(uri)
+
+
+def test_a_team_trains_registers_and_serves_through_the_server(team_server, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    as_user(monkeypatch, team_server, "admin", PASSWORD)
+    assert main(["train", "--profile", "quick", "--trials", "0", *TINY]) == 0
+    assert main(["register", "--allow-cpu", "true"]) == 0
+    experiment = MlflowClient().get_experiment_by_name("poster-ml")
+    auth = mlflow.server.get_app_client("basic-auth", tracking_uri=team_server)
+    auth.create_user("reader", "reader-password-1")
+    auth.create_experiment_permission(experiment.experiment_id, "reader", "READ")
+    auth.create_registered_model_permission("poster-ml", "reader", "READ")
+
+    assert requests.get(f"{team_server}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=10).status_code == 401
+    as_user(monkeypatch, team_server, "reader", "reader-password-1")
+    champion = mlflow.pyfunc.load_model("models:/poster-ml@champion")  # Through the server, artifacts too.
+    assert champion.metadata.signature is not None
+    with pytest.raises(MlflowException) as refused:
+        MlflowClient().create_run(experiment.experiment_id)
+    assert "403" in str(refused.value) or refused.value.error_code == "PERMISSION_DENIED"
+    with pytest.raises(MlflowException):
+        MlflowClient().set_registered_model_alias("poster-ml", "champion", "1")
+
+
+def test_two_tuning_workers_log_exactly_n_trials_under_one_variant_run_on_the_server(team_server, postgres_database, tmp_path):
+    storage = f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres_database('optuna')}"
+    optuna.storages.RDBStorage(storage)
+    environment = os.environ | {"MLFLOW_TRACKING_URI": team_server, "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": PASSWORD}
+    subprocess.run([sys.executable, "-m", "poster_ml.cli", "preprocess", "--count", "120", "--size", "40", "--out", str(tmp_path / "data")], env=environment, cwd=tmp_path, check=True, capture_output=True)
+    command = [sys.executable, "-m", "poster_ml.cli", "train", "--profile", "quick", "--data", str(tmp_path / "data"), "--trials", "4",
+               "--storage", storage, "--study-name", "team", *TINY]
+    workers = [subprocess.Popen(command, env=environment, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [worker.communicate(timeout=600)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], [output[-2000:] for output in outputs]
+    client = MlflowClient(team_server)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        patch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
+        experiment = client.get_experiment_by_name("poster-ml")
+        trials = [run for run in client.search_runs([experiment.experiment_id], "tags.`poster_ml.step` = 'trial'") if run.info.status in ("FINISHED", "KILLED")]
+    assert len(trials) == 4 and len({run.data.tags["mlflow.parentRunId"] for run in trials}) == 1
+
+
+def test_training_over_two_replicas_scales_batch_and_learning_rate_and_logs_them(tmp_path):
+    """Two logical CPU devices stand in for two GPUs: the MirroredStrategy path runs."""
+    environment = os.environ | {"POSTER_ML_CPU_REPLICAS": "2"}
+    finished = subprocess.run([sys.executable, "-m", "poster_ml.cli", "train", "--profile", "quick", "--trials", "0", *TINY], env=environment, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    variant = next(run for run in client.search_runs([e.experiment_id for e in client.search_experiments()]) if run.data.tags.get("poster_ml.step") == "train_variant")
+    assert variant.data.tags["replicas"] == "2"
+    model = mlflow.search_logged_models(experiment_ids=[variant.info.experiment_id], output_format="list")[0]
+    assert model.params["global_batch_size"] == "32" and float(model.params["learning_rate"]) == pytest.approx(2e-3)
