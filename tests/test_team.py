@@ -69,10 +69,12 @@ def test_a_team_trains_registers_and_serves_through_the_server(team_server, monk
     assert main(["train", "--profile", "quick", "--trials", "0", *TINY]) == 0
     assert main(["register", "--allow-cpu", "true"]) == 0
     experiment = MlflowClient().get_experiment_by_name("poster-ml")
-    auth = mlflow.server.get_app_client("basic-auth", tracking_uri=team_server)
+    from mlflow.server import get_app_client
+
+    auth = get_app_client("basic-auth", tracking_uri=team_server)
     auth.create_user("reader", "reader-password-1")
-    auth.create_experiment_permission(experiment.experiment_id, "reader", "READ")
-    auth.create_registered_model_permission("poster-ml", "reader", "READ")
+    auth.grant_user_permission("reader", "experiment", experiment.experiment_id, "READ")
+    auth.grant_user_permission("reader", "registered_model", "poster-ml", "READ")
 
     assert requests.get(f"{team_server}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=10).status_code == 401
     as_user(monkeypatch, team_server, "reader", "reader-password-1")

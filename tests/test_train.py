@@ -160,3 +160,9 @@ def test_an_explicit_data_folder_without_a_prepared_dataset_is_an_error_not_synt
 def test_unknown_override_exits_with_one_line(capsys, tmp_path):
     assert main(["train", "--profile", "quick", "--data", str(tmp_path), "--overrides", "rotation=5"]) == 1
     assert "unknown setting 'rotation'" in capsys.readouterr().err
+
+
+def test_an_unfreeze_override_on_the_cached_features_variant_is_an_error_not_ignored(synthetic_dataset):
+    config = TrainConfig(max_epochs=1, weights="none", unfreeze_blocks=2)
+    with pytest.raises(ConfigError, match="unfreeze_blocks=2 cannot apply to vgg16_features"):
+        train_variant(VARIANTS["vgg16_features"], synthetic_dataset, config, AugmentConfig())

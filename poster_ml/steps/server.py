@@ -11,6 +11,7 @@ MLFLOW_TRACKING_PASSWORD, never the database URIs.
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import sys
 import tempfile
@@ -53,4 +54,8 @@ def server_step(config: ServerConfig) -> int:
         ]
         print(f"running: MLFLOW_AUTH_CONFIG_PATH={settings} {shlex.join(command)}", flush=True)
         environment = os.environ | {"MLFLOW_AUTH_CONFIG_PATH": str(settings), "MLFLOW_AUTH_ADMIN_PASSWORD": password}
+        if not os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY"):
+            # The CSRF key of the UI's forms; several servers behind one proxy need one shared key.
+            print("MLFLOW_FLASK_SERVER_SECRET_KEY is not set: using a random key for this start (set one for several servers)")
+            environment["MLFLOW_FLASK_SERVER_SECRET_KEY"] = secrets.token_hex(32)
         return run_in_foreground(command, environment)
