@@ -109,7 +109,7 @@ class WorkflowConfig(Checked):
     profile: str = setting("quick", "training profile: 'quick' (a laptop, minutes) or 'full' (the study's settings)", one_of("full", "quick"))
     source: str = setting("synthetic", "as for preprocess: 'synthetic', a labels CSV, or a class folder")
     images: str = setting("", "as for preprocess: the folder of posters named in a labels CSV")
-    count: int = setting(320, "as for preprocess: number of synthetic posters", at_least(1))
+    count: int = setting(400, "as for preprocess: number of synthetic posters", at_least(1))
     data: str = setting("data/prepared", "folder of the prepared dataset")
     variants: str = setting("all", "as for train: comma-separated variant names, or 'all'")
     overrides: str = setting("", "as for train: settings as 'name=value ...'")
@@ -160,7 +160,7 @@ class TrainConfig(Checked):
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {},
     # A 2-core laptop trains all eight variants in minutes, offline.
-    "quick": {"image_size": 75, "synthetic_count": 320, "max_epochs": 4, "weights": "auto", "patience": 2, "lr_patience": 2, "trials": 3},
+    "quick": {"image_size": 75, "synthetic_count": 400, "max_epochs": 4, "weights": "auto", "patience": 2, "lr_patience": 2, "trials": 3},
 }
 
 
