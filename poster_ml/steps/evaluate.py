@@ -17,10 +17,10 @@ def evaluate_step(config: EvaluateConfig):
     with runs.step_run("evaluate", {"evaluate": config}, seed=config.seed, resumable=True, restart=config.restart) as run:
         if config.model_uri:
             train = None
-            targets = [runs.EvaluationTarget(config.model_uri, config.model_uri, None, {})]
+            targets = [loading.EvaluationTarget(config.model_uri, config.model_uri, None, {})]
         else:
             train = runs.find_train_run(config.train_run)
-            targets = runs.evaluation_targets(train)
+            targets = loading.evaluation_targets(train)
             runs.set_tags({"train_run_id": train.info.run_id})
         data = load_prepared(config.data or (train.data.tags.get("data_path", "data/prepared") if train else "data/prepared"))
         if train is not None and train.data.tags.get("dataset_digest") != data.digest:

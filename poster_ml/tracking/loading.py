@@ -1,10 +1,14 @@
-"""Loading logged poster models back: their files for a server, or the Keras model and its
-settings inside the pyfunc for evaluation and batch prediction."""
+"""Finding and loading logged poster models: the variants of a train run to evaluate,
+their files for a server, or the Keras model and its settings inside the pyfunc."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import mlflow
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from poster_ml.errors import DatasetError
 
@@ -37,3 +41,40 @@ def model_id(model_uri: str) -> str | None:
         return mlflow.models.get_model_info(model_uri).model_id
     except (MlflowException, OSError):
         return None
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationTarget:
+    """One model to evaluate, and the variant run (if any) its results belong to."""
+
+    name: str
+    model_uri: str
+    run_id: str | None
+    summary: dict[str, Any]
+
+
+def evaluation_targets(train: mlflow.entities.Run) -> list[EvaluationTarget]:
+    """The variant runs under a train run, in training order."""
+    client = MlflowClient()
+    children = client.search_runs([train.info.experiment_id], f"tags.`mlflow.parentRunId` = '{train.info.run_id}'", order_by=["attributes.start_time ASC"])
+    return [
+        EvaluationTarget(
+            child.data.tags["variant"],
+            child.data.tags["model_uri"],
+            child.info.run_id,
+            {"train_accuracy": child.data.metrics.get("best_train_accuracy"), "val_accuracy": child.data.metrics.get("best_val_accuracy"),
+             "val_auc": child.data.metrics.get("best_val_auc"), "pretrained": child.data.tags.get("pretrained"),
+             "epochs": trained_epochs(client, child.info.run_id), "seconds": child.data.metrics.get("train_seconds")},
+        )
+        for child in children
+        if "model_uri" in child.data.tags
+    ]
+
+
+def trained_epochs(client: MlflowClient, run_id: str) -> int:
+    """Epochs the variant's model trained: its leaderboard row's (a tuned variant's epochs
+    are logged by its trials), else the length of its loss history."""
+    try:
+        return int(mlflow.artifacts.load_dict(f"runs:/{run_id}/leaderboard_row.json")["epochs"])
+    except Exception:  # No row (an older run): count the epochs it logged.
+        return len(client.get_metric_history(run_id, "loss"))

@@ -147,16 +147,6 @@ def variant_run(name: str, parent: mlflow.ActiveRun, tags: dict[str, str], run_i
 
 
 
-@dataclasses.dataclass(frozen=True)
-class EvaluationTarget:
-    """One model to evaluate, and the variant run (if any) its results belong to."""
-
-    name: str
-    model_uri: str
-    run_id: str | None
-    summary: dict[str, Any]
-
-
 def all_experiment_ids(client: MlflowClient) -> list[str]:
     return [experiment.experiment_id for experiment in client.search_experiments()]
 
@@ -177,21 +167,3 @@ def find_train_run(train_run: str) -> mlflow.entities.Run:
     if not runs:
         raise DatasetError("no finished train run in the tracking store; run `poster-ml train` first or pass --model-uri")
     return runs[0]
-
-
-def evaluation_targets(train: mlflow.entities.Run) -> list[EvaluationTarget]:
-    """The variant runs under a train run, in training order."""
-    client = MlflowClient()
-    children = client.search_runs([train.info.experiment_id], f"tags.`mlflow.parentRunId` = '{train.info.run_id}'", order_by=["attributes.start_time ASC"])
-    return [
-        EvaluationTarget(
-            child.data.tags["variant"],
-            child.data.tags["model_uri"],
-            child.info.run_id,
-            {"train_accuracy": child.data.metrics.get("best_train_accuracy"), "val_accuracy": child.data.metrics.get("best_val_accuracy"),
-             "val_auc": child.data.metrics.get("best_val_auc"), "pretrained": child.data.tags.get("pretrained"),
-             "epochs": len(client.get_metric_history(child.info.run_id, "loss")), "seconds": child.data.metrics.get("train_seconds")},
-        )
-        for child in children
-        if "model_uri" in child.data.tags
-    ]
