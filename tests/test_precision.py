@@ -46,6 +46,7 @@ def test_a_variant_trains_under_mixed_precision_and_serves_float32(policy, synth
     maps = class_activation_maps(feature_and_logit_model(copy, VARIANTS["regularized_cnn_aug"].cam_layer), images)
     assert all(np.isfinite(value).all() and value.dtype == np.float32 for value in maps.values())
     # The logged model serves float32 probabilities.
+    mlflow.set_experiment("poster-ml")  # In this test's own store (the fixture's).
     with mlflow.start_run():
         jpeg = encode(Image.fromarray(images[0]), "JPEG")
         info = log_poster_model(model, synthetic_dataset.image_size, {}, jpeg, name="mixed")
