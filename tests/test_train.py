@@ -131,7 +131,7 @@ def test_training_is_reproducible_under_a_seed(synthetic_dataset):
 
 def test_profiles_and_overrides_are_strict():
     quick = train_config("quick", {"max_epochs": "3"})
-    assert quick.weights == "none" and quick.max_epochs == 3
+    assert quick.weights == "auto" and quick.trials == 3 and quick.max_epochs == 3
     assert train_config("full", {}).weights == "imagenet"
     with pytest.raises(ConfigError, match="unknown profile"):
         train_config("fast", {})
