@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 def split_dataset(data: PreparedData, split: str | None = None):
     """The prepared dataset (or one split of it) as an MLflow dataset, named by its digest."""
-    manifest, digest = (data.manifest, data.info["digest"]) if split is None else (data.split(split), data.info["digest"])
+    manifest, digest = data.manifest if split is None else data.split(split), data.info["digest"]
     with warnings.catch_warnings():
         # MLflow warns that a local path could be one of two equivalent source kinds, and
         # that integer columns cannot hold missing values; neither applies to a manifest.
@@ -40,20 +40,10 @@ def split_dataset(data: PreparedData, split: str | None = None):
 
 def dataset_input(data: PreparedData, context: str) -> None:
     """Logs the prepared dataset as the run's MLflow dataset input, carrying our full digest."""
-    manifest, digest = data.manifest, data.info["digest"]
+    digest = data.info["digest"]
     with warnings.catch_warnings():
-        # MLflow warns that a local path could be one of two equivalent source kinds, and
-        # that integer columns cannot hold missing values; neither applies to a manifest.
-        warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(
-            manifest,
-            source=str(data.path.resolve()),
-            targets="label",
-            name=f"posters-{digest[:12]}",
-            # The store keeps at most 36 characters of a digest; the full one travels as a tag.
-            digest=digest[:32],
-        )
-        mlflow.log_input(dataset, context=context, tags={"sha256": digest})
+        warnings.simplefilter("ignore", UserWarning)  # As in split_dataset.
+        mlflow.log_input(split_dataset(data), context=context, tags={"sha256": digest})
     mlflow.set_tags({"dataset_digest": digest, "data_path": str(data.path.resolve())})
 
 
