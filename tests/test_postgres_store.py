@@ -3,12 +3,15 @@ that SQLite ignores (a dataset digest of at most 36 characters, for one)."""
 
 from __future__ import annotations
 
+import threading
+
 import mlflow
 import pytest
 from helpers import POSTGRES
 from mlflow.tracking import MlflowClient
 
 from poster_ml.cli import main
+from poster_ml.tracking import artifacts
 
 
 @pytest.fixture
@@ -30,3 +33,31 @@ def test_preprocess_train_and_evaluate_against_postgresql(postgres_store, tmp_pa
     models = mlflow.search_logged_models(experiment_ids=[variant.info.experiment_id], output_format="list")
     assert [model.name for model in models] == ["basic_cnn"] and "test_roc_auc" in {metric.key for metric in models[0].metrics}
     assert len(variant.inputs.dataset_inputs[0].dataset.digest) <= 36
+
+
+def test_two_workers_logging_one_new_dataset_at_once_both_succeed(postgres_store, synthetic_dataset, monkeypatch):
+    # MLflow's store looks for a dataset and then inserts it, so two workers starting on one
+    # new dataset race on its unique key (a parallel tuning study hit this in CI). Each round
+    # uses a new experiment, so the dataset is new to it again.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", postgres_store)
+    mlflow.set_tracking_uri(postgres_store)
+    client, errors = MlflowClient(postgres_store), []
+
+    def worker(experiment_id: str, barrier: threading.Barrier) -> None:
+        with mlflow.start_run(experiment_id=experiment_id):
+            barrier.wait()
+            try:
+                artifacts.dataset_input(synthetic_dataset, context="training")
+            except Exception as error:  # noqa: BLE001 - collected, the assertion shows it.
+                errors.append(error)
+
+    for round_number in range(5):
+        experiment_id, barrier = client.create_experiment(f"race-{round_number}"), threading.Barrier(2)
+        threads = [threading.Thread(target=worker, args=(experiment_id, barrier)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        runs = client.search_runs([experiment_id])
+        assert [len(run.inputs.dataset_inputs) for run in runs] == [1, 1]
+    assert errors == []

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from poster_ml import plots
@@ -40,10 +41,19 @@ def split_dataset(data: PreparedData, split: str | None = None):
 
 def dataset_input(data: PreparedData, context: str) -> None:
     """Logs the prepared dataset as the run's MLflow dataset input, carrying our full digest."""
-    digest = data.info["digest"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # As in split_dataset.
-        mlflow.log_input(split_dataset(data), context=context, tags={"sha256": digest})
+    digest, dataset = data.info["digest"], split_dataset(data)
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # As in split_dataset.
+                mlflow.log_input(dataset, context=context, tags={"sha256": digest})
+            break
+        except MlflowException as error:
+            # MLflow's SQL store looks for the dataset, then inserts it: two workers that log
+            # the same new dataset at once both insert, and the slower one breaks the unique
+            # key. Its retry finds the row the faster one wrote.
+            if "unique constraint" not in str(error).lower() or attempt == 2:
+                raise
     mlflow.set_tags({"dataset_digest": digest, "data_path": str(data.path.resolve())})
 
 
