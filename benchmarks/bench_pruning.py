@@ -30,6 +30,7 @@ def run_study(data, pruner: str, trials: int, epochs: int) -> dict:
     from poster_ml.config import AugmentConfig, TrainConfig
     from poster_ml.models import tuning
     from poster_ml.models.fit import train_variant
+    from poster_ml.models.session import releasing_memory
     from poster_ml.models.variants import VARIANTS
 
     variant = VARIANTS["regularized_cnn"]
@@ -42,7 +43,7 @@ def run_study(data, pruner: str, trials: int, epochs: int) -> dict:
         trained = train_variant(variant, data, dataclasses.replace(config, **values), AugmentConfig(), [KerasPruningCallback(trial, "val_auc")])
         return float(trained.best_epoch["val_auc"])
 
-    study.optimize(objective, n_trials=trials, callbacks=[lambda study, trial: peaks.append(peak_mib())], gc_after_trial=True)
+    study.optimize(releasing_memory(objective), n_trials=trials, callbacks=[lambda study, trial: peaks.append(peak_mib())])
     epochs_spent = sum(len(trial.intermediate_values) for trial in study.trials)
     pruned = sum(trial.state == optuna.trial.TrialState.PRUNED for trial in study.trials)
     return {"epochs": epochs_spent, "best": study.best_value, "pruned": pruned, "peaks": peaks}

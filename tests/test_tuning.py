@@ -140,3 +140,28 @@ def test_a_killed_worker_s_trial_is_failed_and_retried_and_the_study_resumes_to_
     assert states.count(optuna.trial.TrialState.FAIL) == 1 and len(study.get_trials(states=tuning.FINISHED)) == 3
     retried = [trial for trial in study.trials if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial) == 1]
     assert len(retried) == 1 and retried[0].state in tuning.FINISHED
+
+
+def test_trials_leave_no_traced_graphs_behind():
+    # TensorFlow keeps every graph that tf.custom_gradient traced unless the trial's
+    # registrations are released; without that, 18 graphs a trial (about 15 MiB) pile up.
+    import gc
+
+    import keras
+    import numpy as np
+    from tensorflow.python.framework.func_graph import FuncGraph
+
+    images, labels = np.random.default_rng(0).random((32, 16, 16, 3), "float32"), np.arange(32) % 2
+
+    def objective(trial) -> float:
+        graphs_at_start.append(sum(isinstance(item, FuncGraph) for item in gc.get_objects()))
+        inputs = keras.Input((16, 16, 3))
+        features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(inputs))
+        model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(features))
+        model.compile("adam", "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+        history = model.fit(images, labels, validation_data=(images, labels), epochs=1, batch_size=16, verbose=0)
+        return float(history.history["val_auc"][-1])
+
+    graphs_at_start: list[int] = []
+    tuning.run_trials(optuna.create_study(direction="maximize"), 4, objective)
+    assert len(graphs_at_start) == 4 and graphs_at_start[1] == graphs_at_start[2] == graphs_at_start[3], graphs_at_start

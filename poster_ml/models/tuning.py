@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from poster_ml.errors import ConfigError
 from poster_ml.locks import exclusive
 from poster_ml.models.bases import PRETRAINED_BASES
+from poster_ml.models.session import releasing_memory
 from poster_ml.models.variants import Variant
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -161,4 +162,4 @@ def run_trials(study: optuna.Study, total: int, objective: Callable[[optuna.Tria
     if remaining > 0:
         cap = MaxTrialsCallback(total, states=(*FINISHED, TrialState.RUNNING, TrialState.WAITING))
         # A failed trial (one bad setting, say) is recorded and tuning goes on.
-        study.optimize(objective, n_trials=remaining, callbacks=[cap], catch=(Exception,), gc_after_trial=True)
+        study.optimize(releasing_memory(objective), n_trials=remaining, callbacks=[cap], catch=(Exception,))

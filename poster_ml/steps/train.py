@@ -4,7 +4,6 @@ run per trial) or trained once with the study's values, and the leaderboard."""
 from __future__ import annotations
 
 import dataclasses
-import gc
 import tempfile
 from pathlib import Path
 
@@ -126,8 +125,6 @@ def tune_variant(variant, data: PreparedData, config: TrainConfig, augment, step
                         # not grow from trial to trial.
                         trained.model.save(Path(folder) / "best.keras")
                         best.update(value=value, number=trial.number, trained=dataclasses.replace(trained, model=None))
-                    del trained
-                    gc.collect()
                     return value
 
             tuning.run_trials(study, config.trials, objective)
