@@ -166,3 +166,15 @@ def test_an_unfreeze_override_on_the_cached_features_variant_is_an_error_not_ign
     config = TrainConfig(max_epochs=1, weights="none", unfreeze_blocks=2)
     with pytest.raises(ConfigError, match="unfreeze_blocks=2 cannot apply to vgg16_features"):
         train_variant(VARIANTS["vgg16_features"], synthetic_dataset, config, AugmentConfig())
+
+
+def test_each_trained_variant_leaves_no_custom_gradient_graphs_behind(synthetic_dataset):
+    from poster_ml.models.session import CUSTOM_GRADIENT_PREFIX, gradient_registry
+
+    def registered() -> set[str]:
+        return {name for name in gradient_registry() if name.startswith(CUSTOM_GRADIENT_PREFIX)}
+
+    before = registered()
+    assert main(["train", "--profile", "quick", "--data", str(synthetic_dataset.path), "--variants", "basic_cnn,regularized_cnn",
+                 "--trials", "0", "--overrides", "max_epochs=1 batch_size=32"]) == 0
+    assert registered() == before

@@ -19,6 +19,7 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
     from poster_ml.devices import device_info
     from poster_ml.models.bases import check_weights
     from poster_ml.models.placement import configure_cpu_replicas
+    from poster_ml.models.session import releasing_memory
     from poster_ml.models.variants import get_variants
 
     configure_cpu_replicas()  # Before anything starts TensorFlow's runtime.
@@ -39,7 +40,8 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
         for variant in variants:
             variant, variant_config, variant_tags = with_resolved_weights(variant, config, weights)
             print(f"training {variant.name}: {variant.description}" + (f", {config.trials} Optuna trials" if config.trials else ""))
-            train = tune_variant if config.trials else train_once
+            # Each variant's traced graphs are released once it is logged (see models/session.py).
+            train = releasing_memory(tune_variant if config.trials else train_once)
             rows.append(train(variant, data, variant_config, augment, step, parent, tags | variant_tags, configs))
         rows = [row for row in rows if row is not None]
         if not rows:
