@@ -100,14 +100,14 @@ class PairedComparison:
         return f"test AUC {self.new_auc:.3f} against {self.old_auc:.3f}: difference {self.difference:+.3f} (95 % interval {self.low:+.3f} to {self.high:+.3f})"
 
 
+def auc_difference(labels: np.ndarray, pair: np.ndarray) -> float:
+    """Test AUC of the first column of scores minus the second's."""
+    return metrics.roc_auc_score(labels, pair[:, 0]) - metrics.roc_auc_score(labels, pair[:, 1])
+
+
 def paired_auc_comparison(labels: np.ndarray, new: np.ndarray, old: np.ndarray, samples: int = 1000, seed: int = 0) -> PairedComparison:
     labels = labels.astype(int)
-    rng = np.random.default_rng(seed)
-    differences = []
-    for _ in range(samples):
-        chosen = rng.integers(0, len(labels), len(labels))
-        if labels[chosen].min() != labels[chosen].max():
-            differences.append(metrics.roc_auc_score(labels[chosen], new[chosen]) - metrics.roc_auc_score(labels[chosen], old[chosen]))
+    # Both models' scores resample together, row by row: that is what makes it paired.
+    interval = bootstrap_interval(labels, np.column_stack([new, old]), auc_difference, samples, seed)
     new_auc, old_auc = float(metrics.roc_auc_score(labels, new)), float(metrics.roc_auc_score(labels, old))
-    low, high = np.percentile(differences, [2.5, 97.5])
-    return PairedComparison(new_auc, old_auc, new_auc - old_auc, float(low), float(high))
+    return PairedComparison(new_auc, old_auc, new_auc - old_auc, interval.low, interval.high)
