@@ -111,12 +111,11 @@ def train_variant(
         if variant.cached_features:
             history = fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint, extra_callbacks, dropout, first_epoch)
         else:
-            on_device = variant.augment and augment_place(config.augment_on) == "device"
-            train = image_batches(data, "train", config.batch_size, config.seed, augment if variant.augment else None, shuffle=True, first_epoch=first_epoch,
-                                  augment_on="device" if on_device else "host")
-            validation = image_batches(data, "validation", config.batch_size, config.seed, augment_on="device" if on_device else "host")
-            fitted = with_device_warp(model) if on_device else model
-            if on_device:
+            place = augment_place(config.augment_on) if variant.augment else "host"
+            train = image_batches(data, "train", config.batch_size, config.seed, augment if variant.augment else None, shuffle=True, first_epoch=first_epoch, augment_on=place)
+            validation = image_batches(data, "validation", config.batch_size, config.seed, augment_on=place)
+            fitted = with_device_warp(model) if place == "device" else model
+            if fitted is not model:
                 compile_model(fitted, variant, config.learning_rate)
             callbacks = training_callbacks(config, checkpoint, len(data.split("train"))) + extra_callbacks
             history = fitted.fit(train, validation_data=validation, epochs=epochs, steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, shuffle=False, verbose=2)
