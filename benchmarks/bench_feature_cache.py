@@ -46,7 +46,7 @@ def main() -> None:
 
         extractor = keras.Model(model.input, model.get_layer("flatten").input)
         start = time.perf_counter()
-        reader = cached_features(extractor, data, "train", feature_cache_dir(data, extractor, variant.base, config.weights, config.feature_cache), config.batch_size)
+        reader = cached_features(extractor, data, "train", feature_cache_dir(data, extractor, variant.base, config.weights, config.seed, config.feature_cache), config.batch_size)
         cache_seconds = time.perf_counter() - start
         features = keras.Input(reader.shape[1:])
         head = keras.Model(features, variant.head(features, variant.dropout))

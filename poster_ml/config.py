@@ -71,6 +71,7 @@ class RegisterConfig(Checked):
     train_run: str = setting("latest", "train run whose best variant (by validation AUC) to register: a run id or 'latest'")
     model_name: str = setting("poster-ml", "registered model name")
     allow_cpu: bool = setting(False, "register a CPU-trained variant too (by default only GPU-trained ones)")
+    data: str = setting("", "prepared dataset whose test split gates the model; empty means the one the train run used")
     bootstrap_samples: int = setting(1000, "paired bootstrap resamples of the comparison with the current champion", between(10, 1_000_000))
     seed: int = setting(42, "seed of the paired bootstrap", between(0, 2**32 - 1))
 

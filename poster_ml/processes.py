@@ -1,9 +1,25 @@
-"""Running a long-lived child process (a server) in the foreground."""
+"""Processes: this host's name, whether a process still exists, and running a long-lived
+child process (a server) in the foreground."""
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import subprocess
+
+HOST = socket.gethostname()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host with that id exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # Alive, another user's.
+    return True
 
 
 def run_in_foreground(command: list[str], environment: dict[str, str]) -> int:

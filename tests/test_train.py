@@ -101,21 +101,31 @@ def test_feature_cache_is_computed_once_and_keyed(synthetic_dataset, tmp_path):
     variant = VARIANTS["vgg16_features"]
     model = build_model(variant, synthetic_dataset.image_size, weights="none")
     extractor = keras.Model(model.input, model.get_layer("flatten").input)
-    cache = feature_cache_dir(synthetic_dataset, extractor, variant.base, "none", str(tmp_path))
+    cache = feature_cache_dir(synthetic_dataset, extractor, variant.base, "none", 42, str(tmp_path))
     first = cached_features(extractor, synthetic_dataset, "validation", cache, 32)
     stamp = first.path.stat().st_mtime_ns
     again = cached_features(extractor, synthetic_dataset, "validation", cache, 32)
     assert again.path.stat().st_mtime_ns == stamp and len(again) == len(synthetic_dataset.split("validation"))
     expected = keras.ops.convert_to_numpy(extractor(synthetic_dataset.reader("validation").read(np.arange(4)).astype("float32")))
     np.testing.assert_allclose(again.read(np.arange(4)), expected, rtol=1e-4, atol=1e-4)
-    assert feature_cache_dir(synthetic_dataset, extractor, variant.base, "imagenet", str(tmp_path)) != cache
+    assert feature_cache_dir(synthetic_dataset, extractor, variant.base, "imagenet", 42, str(tmp_path)) != cache
+    # Random weights depend on the seed; ImageNet weights do not.
+    assert feature_cache_dir(synthetic_dataset, extractor, variant.base, "none", 7, str(tmp_path)) != cache
+    imagenet = feature_cache_dir(synthetic_dataset, extractor, variant.base, "imagenet", 42, str(tmp_path))
+    assert feature_cache_dir(synthetic_dataset, extractor, variant.base, "imagenet", 7, str(tmp_path)) == imagenet
+    # A weights file is known by its content.
+    weights_file = tmp_path / "base.weights.h5"
+    weights_file.write_bytes(b"one")
+    from_file = feature_cache_dir(synthetic_dataset, extractor, variant.base, str(weights_file), 42, str(tmp_path))
+    weights_file.write_bytes(b"two")
+    assert feature_cache_dir(synthetic_dataset, extractor, variant.base, str(weights_file), 42, str(tmp_path)) != from_file
     # A base with trainable layers computes other features than the frozen one.
     extractor.layers[-2].trainable = True
-    assert feature_cache_dir(synthetic_dataset, extractor, variant.base, "none", str(tmp_path)) != cache
+    assert feature_cache_dir(synthetic_dataset, extractor, variant.base, "none", 42, str(tmp_path)) != cache
     extractor.layers[-2].trainable = False
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        assert feature_cache_dir(synthetic_dataset, extractor, variant.base, "none", str(tmp_path)) != cache
+        assert feature_cache_dir(synthetic_dataset, extractor, variant.base, "none", 42, str(tmp_path)) != cache
     finally:
         keras.config.set_dtype_policy("float32")
 

@@ -2,8 +2,9 @@
 
 The base runs once per poster instead of once per poster per epoch, as the study did by
 hand. A cache is keyed by everything that changes the features: the dataset's identity
-(which covers the image size and decode settings), the base, its weights, the dtype
-policy it ran under and which of its layers were trainable.
+(which covers the image size and decode settings), the base, its weights (the file's
+digest for a weights file; the seed for random weights, which the seed initialises), the
+dtype policy it ran under and which of its layers were trainable.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from poster_ml.data.prepared import PreparedData, ShardReader
 from poster_ml.locks import exclusive
 
 
-def feature_cache_dir(data: PreparedData, extractor: keras.Model, base: str, weights: str, root: str = "") -> Path:
+def feature_cache_dir(data: PreparedData, extractor: keras.Model, base: str, weights: str, seed: int, root: str = "") -> Path:
     """The cache folder for these features; any change to what they depend on gives a new one."""
     if Path(weights).is_file():
         weights = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
@@ -29,6 +30,7 @@ def feature_cache_dir(data: PreparedData, extractor: keras.Model, base: str, wei
         "dataset": data.digest,
         "base": base,
         "weights": weights,
+        "seed": seed if weights == "none" else None,
         "size": data.image_size,
         "dtype_policy": keras.config.dtype_policy().name,
         "trainable": [layer.name for layer in extractor.layers if layer.trainable and layer.weights],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -63,12 +62,12 @@ def compile_model(model: keras.Model, variant: Variant, learning_rate: float | N
     )
 
 
-def training_callbacks(config: TrainConfig, checkpoint: Path, images_per_epoch: int) -> list[keras.callbacks.Callback]:
-    """The study's callbacks, fixed to watch validation metrics rather than training accuracy."""
+def training_callbacks(config: TrainConfig, images_per_epoch: int) -> list[keras.callbacks.Callback]:
+    """The study's callbacks, fixed to watch validation metrics rather than training accuracy.
+    Early stopping restores the best epoch's weights, so no checkpoint file is needed."""
     return [
         EpochTimer(images_per_epoch),
         keras.callbacks.EarlyStopping(monitor=config.monitor, patience=config.patience, restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=config.monitor, save_best_only=True, save_weights_only=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.lr_factor, patience=config.lr_patience),
     ]
 
@@ -105,20 +104,18 @@ def train_variant(
     epochs = min(variant.epochs, config.max_epochs) if config.max_epochs else variant.epochs
     started = time.perf_counter()
     resuming, first_epoch = resume_callbacks(backup_dir)
-    with tempfile.TemporaryDirectory() as folder:
-        checkpoint = Path(folder) / f"{variant.name}.weights.h5"
-        extra_callbacks = resuming + list(extra_callbacks)
-        if variant.cached_features:
-            history = fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint, extra_callbacks, dropout, first_epoch)
-        else:
-            place = augment_place(config.augment_on) if variant.augment else "host"
-            train = image_batches(data, "train", config.batch_size, config.seed, augment if variant.augment else None, shuffle=True, first_epoch=first_epoch, augment_on=place)
-            validation = image_batches(data, "validation", config.batch_size, config.seed, augment_on=place)
-            fitted = with_device_warp(model) if place == "device" else model
-            if fitted is not model:
-                compile_model(fitted, variant, config.learning_rate)
-            callbacks = training_callbacks(config, checkpoint, len(data.split("train"))) + extra_callbacks
-            history = fitted.fit(train, validation_data=validation, epochs=epochs, steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, shuffle=False, verbose=2)
+    extra_callbacks = resuming + list(extra_callbacks)
+    if variant.cached_features:
+        history = fit_head_on_cached_features(model, variant, data, config, epochs, extra_callbacks, dropout, first_epoch)
+    else:
+        place = augment_place(config.augment_on) if variant.augment else "host"
+        train = image_batches(data, "train", config.batch_size, config.seed, augment if variant.augment else None, shuffle=True, first_epoch=first_epoch, augment_on=place)
+        validation = image_batches(data, "validation", config.batch_size, config.seed, augment_on=place)
+        fitted = with_device_warp(model) if place == "device" else model
+        if fitted is not model:
+            compile_model(fitted, variant, config.learning_rate)
+        callbacks = training_callbacks(config, len(data.split("train"))) + extra_callbacks
+        history = fitted.fit(train, validation_data=validation, epochs=epochs, steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, shuffle=False, verbose=2)
     # CSVLogger's file holds every epoch of every attempt, each with its 0-based number.
     logged = pd.read_csv(backup_dir / "history.csv").drop_duplicates("epoch", keep="last") if backup_dir else pd.DataFrame(history.history).rename_axis("epoch").reset_index()
     table = history_table(logged, config.monitor, first_epoch)
@@ -153,21 +150,21 @@ def history_table(table: pd.DataFrame, monitor: str, first_epoch: int = 0) -> pd
     return table
 
 
-def fit_head_on_cached_features(model, variant, data, config, epochs, checkpoint, extra_callbacks, dropout, first_epoch=0) -> keras.callbacks.History:
+def fit_head_on_cached_features(model, variant, data, config, epochs, extra_callbacks, dropout, first_epoch=0) -> keras.callbacks.History:
     """Trains the head on the frozen base's features, then copies its weights into `model`.
 
     The base runs once per poster instead of once per poster per epoch (feature_cache.py).
     """
     head_layer = model.get_layer("flatten")
     extractor = keras.Model(model.input, head_layer.input, name=f"{variant.base}_features")
-    cache = feature_cache_dir(data, extractor, variant.base, config.weights, config.feature_cache)
+    cache = feature_cache_dir(data, extractor, variant.base, config.weights, config.seed, config.feature_cache)
     readers = {split: cached_features(extractor, data, split, cache, config.batch_size) for split in ("train", "validation")}
     features = keras.Input(readers["train"].shape[1:], name="features")
     head = keras.Model(features, variant.head(features, dropout), name=f"{variant.name}_head")
     compile_model(head, variant, config.learning_rate)
     train = streamed_batches(readers["train"], data.labels("train"), config.batch_size, config.seed, shuffle=True, first_epoch=first_epoch)
     validation = streamed_batches(readers["validation"], data.labels("validation"), config.batch_size, config.seed)
-    callbacks = training_callbacks(config, checkpoint, len(readers["train"])) + list(extra_callbacks)
+    callbacks = training_callbacks(config, len(readers["train"])) + list(extra_callbacks)
     history = head.fit(train, validation_data=validation, epochs=epochs, steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, shuffle=False, verbose=2)
     for layer in head.layers:
         if layer.weights:

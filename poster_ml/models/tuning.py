@@ -4,8 +4,10 @@ The search space is one function. The objective is the best-epoch validation AUC
 test split never takes part. The study's own values are enqueued as the first trial, so
 tuning can only match or beat them on validation. Storage is an SQLite file for one
 process, a journal file for several processes on one machine, or PostgreSQL for workers
-on many machines; the latter two use heartbeats so that a killed worker's trial is
-marked failed and retried.
+on many machines. PostgreSQL uses heartbeats so that a killed worker's trial is marked
+failed and retried; the journal has none, so each trial records its host and process id
+and a start on the same host fails the trials of processes that are gone (a dead worker
+on another host is noticed only by a start on that host).
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from poster_ml.locks import exclusive
 from poster_ml.models.bases import PRETRAINED_BASES
 from poster_ml.models.session import releasing_memory
 from poster_ml.models.variants import Variant
+from poster_ml.processes import HOST, process_alive
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-VARIANT_RUN_ATTRIBUTE = "mlflow_variant_run_id"
 TRIAL_RUN_ATTRIBUTE = "mlflow_run_id"
+MODEL_ATTRIBUTE = "model_uri"
+HOST_ATTRIBUTE, PID_ATTRIBUTE, FAILURE_ATTRIBUTE = "host", "pid", "failure_reason"
 
 
 def search_space(trial: optuna.Trial, variant: Variant) -> dict[str, float | int]:
@@ -109,46 +113,62 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
     raise ConfigError(f"pruner must be median, hyperband or none, got {name!r}")
 
 
-def open_study(name: str, storage, seed: int, pruner: str, variant: Variant) -> tuple[optuna.Study, bool]:
-    """Creates the study, or loads it to resume or to join other workers; returns it and
-    whether this process created it. A new study starts with the study's values."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    options = {"study_name": name, "storage": storage, "sampler": optuna.samplers.TPESampler(seed=seed), "pruner": make_pruner(pruner)}
-    try:
-        study = optuna.create_study(direction="maximize", **options)
-    except optuna.exceptions.DuplicatedStudyError:
-        return optuna.load_study(**options), False
-    study.enqueue_trial(study_values(variant))
-    return study, True
-
-
-def shared_attribute(study: optuna.Study, key: str, wait_seconds: float = 60.0) -> str | None:
-    """A study user attribute that the worker that created the study sets, once it is
-    there (another worker may be a moment behind); None if it never comes."""
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        value = study._storage.get_study_user_attrs(study._study_id).get(key)
-        if value is not None or time.monotonic() > deadline:
-            return value
-        time.sleep(0.5)
-
-
 def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
-def retry_orphaned_trials(study: optuna.Study) -> None:
-    """With the single-worker lock held, a RUNNING trial belongs to a process that died:
-    it is failed and queued again at once, as a heartbeat would after its grace period."""
+def fail_dead_trials(study: optuna.Study, every_running: bool = False) -> int:
+    """Fails and queues again each RUNNING trial whose process is gone: one of this host
+    whose process id no longer exists, or every running one when `every_running` (the
+    SQLite lock says no other worker is alive). Returns how many it failed."""
     retry = RetryHeartbeatStaleTrialCallback(max_retry=3)
+    failed = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study.tell(trial.number, state=TrialState.FAIL)
-        retry(study, study.get_trials(deepcopy=False)[trial.number])
+        attributes = trial.user_attrs
+        mine = attributes.get(HOST_ATTRIBUTE) == HOST and PID_ATTRIBUTE in attributes
+        if every_running or (mine and not process_alive(int(attributes[PID_ATTRIBUTE]))):
+            study.tell(trial.number, state=TrialState.FAIL)
+            retry(study, study.get_trials(deepcopy=False)[trial.number])
+            failed += 1
+    return failed
+
+
+def beats_finished(study: optuna.Study, value: float) -> bool:
+    """Whether `value` beats every completed trial of the study (or none has completed)."""
+    values = [trial.value for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    return not values or value > max(values)
 
 
 def still_running(study: optuna.Study) -> bool:
-    """Whether another worker has trials under way or queued on this study."""
-    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)))
+    """Whether another worker has trials under way on this study."""
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+def wait_for_other_workers(study: optuna.Study, limit_seconds: float) -> bool:
+    """Waits until no trial of the study is running, so that every worker links the same
+    best trial; a trial whose process died (heartbeat, or this host's process table) is
+    failed meanwhile. Returns False if trials still ran after `limit_seconds`."""
+    deadline, told = time.monotonic() + limit_seconds, False
+    while still_running(study):
+        optuna.storages.fail_stale_trials(study)
+        fail_dead_trials(study)
+        if time.monotonic() > deadline:
+            return False
+        if not told:
+            print(f"{study.study_name}: waiting for the trials other workers are running")
+            told = True
+        time.sleep(1.0)
+    return True
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The study's best trial, or one line on why there is none."""
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if completed:
+        return study.best_trial
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    reason = failed[0].user_attrs.get(FAILURE_ATTRIBUTE, "no reason recorded") if failed else "none finished"
+    raise ConfigError(f"every trial of study {study.study_name} failed or was pruned ({len(study.trials)} trials); the first failure: {reason}")
 
 
 def run_trials(study: optuna.Study, total: int, objective: Callable[[optuna.Trial], float]) -> None:

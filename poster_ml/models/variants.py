@@ -124,6 +124,30 @@ def get_variants(names: str) -> list[Variant]:
     return [VARIANTS[name] for name in chosen]
 
 
+SMALLEST_BASE_INPUT = {"vgg16": 32, "inception_v3": 75, "inception_resnet_v2": 75}
+"""The smallest input each Keras application accepts without its top."""
+
+CONV_FILTERS = {"cnn3": (16, 64, 128), "cnn4": (16, 64, 128, 128)}
+
+
+def smallest_image_size(variant: Variant) -> int:
+    """The smallest poster side a variant can be built at: each conv block of a CNN takes
+    two pixels (a 3 x 3 valid convolution) and halves the rest (2 x 2 pooling)."""
+    if variant.pretrained:
+        return SMALLEST_BASE_INPUT[variant.base]
+    size = 1
+    for _ in CONV_FILTERS[variant.base]:
+        size = 2 * size + 2
+    return size
+
+
+def check_image_size(variants: list[Variant], image_size: int) -> None:
+    """Refuses, before any work, a variant that cannot be built at the prepared size."""
+    too_small = [f"{variant.name} needs at least {smallest_image_size(variant)} px" for variant in variants if image_size < smallest_image_size(variant)]
+    if too_small:
+        raise ConfigError(f"the prepared posters are {image_size} px: {'; '.join(too_small)}; prepare them larger (preprocess --size) or leave those variants out")
+
+
 def build_model(variant: Variant, image_size: int, dropout: float | None = None, unfreeze_blocks: int | None = None, weights: str = "none") -> keras.Model:
     """Builds the full model, images in, probability of fresh out.
 
@@ -137,10 +161,8 @@ def build_model(variant: Variant, image_size: int, dropout: float | None = None,
 
 def build_base(variant: Variant, inputs, unfreeze_blocks: int, weights: str):
     """The convolutional part, built inline so its layers stay reachable from `inputs`."""
-    if variant.base == "cnn3":
-        return conv_stack(inputs, (16, 64, 128))
-    if variant.base == "cnn4":
-        return conv_stack(inputs, (16, 64, 128, 128))
+    if variant.base in CONV_FILTERS:
+        return conv_stack(inputs, CONV_FILTERS[variant.base])
     return pretrained_base(variant.base, inputs, unfreeze_blocks, weights)
 
 

@@ -24,7 +24,8 @@ def evaluate_step(config: EvaluateConfig):
             runs.set_tags({"train_run_id": train.info.run_id})
         data = load_prepared(config.data or (train.data.tags.get("data_path", "data/prepared") if train else "data/prepared"))
         if train is not None and train.data.tags.get("dataset_digest") != data.digest:
-            raise DatasetError(f"the prepared data in {data.path} changed since train run {train.info.run_id}; pass --data")
+            raise DatasetError(f"{data.path} holds dataset {data.digest[:12]}, but train run {train.info.run_id} trained on "
+                               f"{train.data.tags.get('dataset_digest', '(unknown)')[:12]}; pass --data with the prepared data it trained on")
         artifacts.dataset_input(data, context="evaluation")
         test_dataset = artifacts.split_dataset(data, "test")
         rows, curves = [], {}

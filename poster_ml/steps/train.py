@@ -1,17 +1,19 @@
 """The train step: the study's variants, one nested run each, tuned by Optuna (one nested
-run per trial) or trained once with the study's values, and the leaderboard."""
+run per trial) or trained once with the study's values, and the leaderboard.
+
+Every train run owns its variant runs. A variant finished by the interrupted run this one
+resumes or continues is linked again, not retrained; a tuned variant's model is its
+study's best trial's own model, wherever that trial ran."""
 
 from __future__ import annotations
 
 import dataclasses
-import tempfile
-from pathlib import Path
 
 from poster_ml.config import AugmentConfig, TrainConfig, TrainStepConfig
 from poster_ml.data.prepare import load_or_prepare_default
 from poster_ml.data.prepared import PreparedData
 from poster_ml.tables import leaderboard, markdown_table
-from poster_ml.tracking import artifacts, resume, runs, trials
+from poster_ml.tracking import artifacts, resume, runs, trials, variant_models
 
 
 def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfig):
@@ -20,7 +22,7 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
     from poster_ml.models.bases import check_weights
     from poster_ml.models.placement import configure_cpu_replicas
     from poster_ml.models.session import releasing_memory
-    from poster_ml.models.variants import get_variants
+    from poster_ml.models.variants import check_image_size, get_variants
 
     configure_cpu_replicas()  # Before anything starts TensorFlow's runtime.
     variants = get_variants(step.variants)
@@ -28,6 +30,7 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
     if config.weights == "auto" and weights:
         print("weights=auto: " + ", ".join(f"{base} {'ImageNet' if value == 'imagenet' else 'random (no ImageNet weights here)'}" for base, value in weights.items()))
     data = load_or_prepare_default(step.data, config.image_size, config.synthetic_count, config.seed, is_default=step.data == TrainStepConfig().data)
+    check_image_size(variants, data.image_size)
     configs = {"train": config, "augment": augment, "step": step}
     # Workers sharing a journal or PostgreSQL study run side by side on purpose, each with
     # its own train run; their study (and its variant run) is what resumes.
@@ -36,13 +39,19 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
         tags = device_info() | {"profile": step.profile}
         runs.set_tags(tags)
         artifacts.dataset_input(data, context="training")
+        predecessor = runs.predecessor(parent)
         rows = []
         for variant in variants:
             variant, variant_config, variant_tags = with_resolved_weights(variant, config, weights)
+            previous = runs.child_run(parent.info.run_id, variant.name) or (predecessor and runs.child_run(predecessor, variant.name))
+            if previous is not None and previous.info.status == "FINISHED" and (row := variant_models.finished_row(previous.info.run_id)) is not None:
+                if (reused := reuse_finished(previous, row, data, parent, tags | variant_tags)) is not None:
+                    rows.append(reused)
+                    continue
             print(f"training {variant.name}: {variant.description}" + (f", {config.trials} Optuna trials" if config.trials else ""))
             # Each variant's traced graphs are released once it is logged (see models/session.py).
             train = releasing_memory(tune_variant if config.trials else train_once)
-            rows.append(train(variant, data, variant_config, augment, step, parent, tags | variant_tags, configs))
+            rows.append(train(variant, data, variant_config, augment, step, parent, tags | variant_tags, configs, previous))
         rows = [row for row in rows if row is not None]
         if not rows:
             print("no variant model was logged by this worker")
@@ -72,48 +81,66 @@ def with_resolved_weights(variant, config: TrainConfig, weights: dict[str, str])
     return variant, dataclasses.replace(config, weights=resolved), tags
 
 
-def train_once(variant, data: PreparedData, config: TrainConfig, augment, step, parent, tags, configs) -> dict:
-    """The study's values, one training, in one variant run. In a resumed train run a
-    finished variant is not trained again, and an interrupted one continues from its last
-    finished epoch, in the same run."""
+def reuse_finished(previous, row: dict, data: PreparedData, parent, tags: dict[str, str]) -> dict | None:
+    """A variant an interrupted run finished: not trained again. In that same run it is
+    already there; a run that continues another links the same model in a run of its own."""
+    name = row["variant"]
+    if runs.parent_id(previous) == parent.info.run_id:
+        print(f"{name} finished in run {previous.info.run_id}: not trained again")
+        return row
+    facts = variant_models.trial_facts(previous.data.tags.get("best_trial_run") or previous.info.run_id)
+    if facts is None:
+        return None  # Logged by an older poster-ml, without what a link needs: trained again.
+    print(f"{name} finished in the interrupted run {runs.parent_id(previous)}: its model is linked, not trained again")
+    with runs.variant_run(name, parent, tags | {"reused_from": previous.info.run_id}):
+        artifacts.dataset_input(data, context="training")
+        return variant_models.link_variant_model(facts, row["model_uri"], data)
+
+
+def train_once(variant, data: PreparedData, config: TrainConfig, augment, step, parent, tags, configs, previous) -> dict:
+    """The study's values, one training, in one variant run. An interrupted variant
+    continues from its last finished epoch: in its own run when this train run resumes it,
+    in a new run (with the epochs so far) when this train run continues another."""
     from poster_ml.models.fit import train_variant
 
-    previous = runs.child_run(parent.info.run_id, variant.name)
-    if previous is not None and previous.info.status == "FINISHED" and (row := artifacts.finished_row(previous.info.run_id)) is not None:
-        print(f"{variant.name} finished in run {previous.info.run_id}: not trained again")
-        return row
-    with runs.variant_run(variant.name, parent, tags, run_id=previous.info.run_id if previous else None) as run:
-        if previous is None:
+    own = previous if previous is not None and runs.parent_id(previous) == parent.info.run_id else None
+    with runs.variant_run(variant.name, parent, tags, run_id=own.info.run_id if own else None) as run:
+        if own is None:
             artifacts.dataset_input(data, context="training")
+            if previous is not None:
+                resume.adopt_variant_run(previous.info.run_id, run.info.run_id)
         logged = resume.last_logged_epoch(run.info.run_id)
         if logged >= 0:
             print(f"{variant.name}: resuming after epoch {logged + 1}")
         trained = train_variant(variant, data, config, augment, [artifacts.epoch_logger(skip_through=logged)], backup_dir=resume.checkpoint_dir(run.info.run_id))
-        row = artifacts.log_trained_variant(trained, data, configs)
+        row = variant_models.log_trained_variant(trained, data, configs)
         resume.discard_checkpoints(run.info.run_id)
         return row
 
 
-def tune_variant(variant, data: PreparedData, config: TrainConfig, augment, step, parent, tags, configs) -> dict | None:
-    """Optuna trials, each a nested run under the variant's run; the best trial's model is
-    the variant's (logged once, by the worker that trained it)."""
-    import keras
+def tune_variant(variant, data: PreparedData, config: TrainConfig, augment, step, parent, tags, configs, previous) -> dict:
+    """Optuna trials, each a nested run under this train run's variant run; the variant's
+    model is the study's best trial's own model (the study may span runs and workers)."""
     from optuna_integration import KerasPruningCallback
 
-    from poster_ml.models import tuning
+    from poster_ml.models import studies, tuning
     from poster_ml.models.fit import train_variant
 
+    settings = studies.study_settings(variant, config, augment, data.digest)
     url = step.storage or tuning.default_storage()
-    name = step.study_name or f"{runs.experiment_name()}.{variant.name}.{data.digest[:12]}"
-    best: dict = {"value": float("-inf")}
-    with tuning.single_worker_lock(url), tempfile.TemporaryDirectory() as folder:
-        study, created = tuning.open_study(name, tuning.make_storage(url, step.heartbeat), config.seed, config.pruner, variant)
-        if url.startswith("sqlite:"):
-            tuning.retry_orphaned_trials(study)  # The lock says no other worker is running them.
-        with runs.variant_run(variant.name, parent, tags, run_id=(shared := trials.shared_variant_run(study, created))) as variant_run:
-            if shared is None:
-                study.set_user_attr(tuning.VARIANT_RUN_ATTRIBUTE, variant_run.info.run_id)
-            artifacts.dataset_input(data, context="training")
+    storage = tuning.make_storage(url, step.heartbeat)
+    name = step.study_name or studies.study_name(runs.experiment_name(), variant.name, settings)
+    with tuning.single_worker_lock(url):
+        study, created = studies.open_study(name, storage, config.seed, config.pruner, variant, settings)
+        print(studies.opening_line(study, created, storage, settings))
+        # Under the SQLite lock no other worker is alive: every running trial is orphaned.
+        if failed := tuning.fail_dead_trials(study, every_running=url.startswith("sqlite:")):
+            print(f"{variant.name}: {failed} trial(s) left running by a dead worker marked failed and queued again")
+        own = previous if previous is not None and runs.parent_id(previous) == parent.info.run_id else None
+        study_tags = {"optuna_study": study.study_name, "study_settings_hash": studies.settings_hash(settings)}
+        with runs.variant_run(variant.name, parent, tags | study_tags, run_id=own.info.run_id if own else None) as variant_run:
+            if own is None:
+                artifacts.dataset_input(data, context="training")
 
             def objective(trial) -> float:
                 values = tuning.search_space(trial, variant)
@@ -122,23 +149,34 @@ def tune_variant(variant, data: PreparedData, config: TrainConfig, augment, step
                     trained = train_variant(variant, data, dataclasses.replace(config, **values), augment, callbacks)
                     value = float(trained.best_epoch["val_auc"])
                     trials.log_trial_value(value)
-                    if value > best["value"]:
-                        # Keep the best trial's model on disk, not in memory, so memory does
-                        # not grow from trial to trial.
-                        trained.model.save(Path(folder) / "best.keras")
-                        best.update(value=value, number=trial.number, trained=dataclasses.replace(trained, model=None))
+                    # Only a trial that beats every finished one can end up the best: it
+                    # keeps its model, so the variant's model is never a retraining.
+                    if tuning.beats_finished(study, value):
+                        trials.keep_trial_model(trial, variant_models.log_model(trained, data, configs))
                     return value
 
             tuning.run_trials(study, config.trials, objective)
-            trials.log_study(study)
-            if best.get("number") == study.best_trial.number:
-                model = keras.saving.load_model(Path(folder) / "best.keras", compile=False)
-                return artifacts.log_trained_variant(dataclasses.replace(best["trained"], model=model), data, configs)
-            if tuning.still_running(study):
-                print(f"{variant.name}: another worker is still tuning; the last to finish logs the variant's model")
-                return None
-            # The best trial ran in another process (an earlier, interrupted run, or a worker
-            # that has finished): training is seeded, so its parameters give its model again.
-            print(f"{variant.name}: training the best trial's parameters once more for the variant's model: {study.best_params}")
-            trained = train_variant(variant, data, dataclasses.replace(config, **study.best_params), augment, [])
-            return artifacts.log_trained_variant(trained, data, configs)
+            if not tuning.wait_for_other_workers(study, limit_seconds=10 * step.heartbeat):
+                print(f"{variant.name}: other workers' trials still run; linking the best trial finished so far")
+            best = tuning.best_trial(study)
+            trials.log_study(study, best)
+            return link_best_trial(variant, best, data, config, augment, configs)
+
+
+def link_best_trial(variant, best, data: PreparedData, config: TrainConfig, augment, configs) -> dict:
+    """Makes the best trial's own model the variant run's model. A best trial that kept no
+    model (a study from before trials kept theirs) is trained again, and tagged so."""
+    from poster_ml.models import tuning
+    from poster_ml.models.fit import train_variant
+
+    trial_run = best.user_attrs.get(tuning.TRIAL_RUN_ATTRIBUTE, "")
+    runs.set_tags({"best_trial_run": trial_run, "best_trial_number": str(best.number)})
+    model_uri = best.user_attrs.get(tuning.MODEL_ATTRIBUTE)
+    facts = variant_models.trial_facts(trial_run) if model_uri and trial_run else None
+    if facts is not None:
+        return variant_models.link_variant_model(facts, model_uri, data)
+    reason = f"best trial {best.number} kept no model"
+    print(f"{variant.name}: {reason}; training its parameters again: {best.params}")
+    runs.set_tags({"retrained": "true", "retrain_reason": reason})
+    trained = train_variant(variant, data, dataclasses.replace(config, **best.params), augment, [])
+    return variant_models.log_trained_variant(trained, data, configs)

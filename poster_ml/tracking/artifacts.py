@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -13,13 +12,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from poster_ml import plots
-from poster_ml.data.images import encode_jpeg
 from poster_ml.data.prepared import PreparedData, sample_posters
 from poster_ml.tables import markdown_table
-from poster_ml.tracking.pyfunc_model import log_poster_model
-
-if TYPE_CHECKING:
-    from poster_ml.models.fit import TrainedVariant
 
 
 def split_dataset(data: PreparedData, split: str | None = None):
@@ -99,54 +93,10 @@ def log_evaluated_row(name: str, row: dict[str, Any], roc: tuple) -> None:
 def evaluated_row(run_id: str, name: str) -> tuple[dict[str, Any], tuple] | None:
     try:
         saved = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluated/{name}.json")
-    except Exception:  # MLflow raises several kinds for a missing artifact.
+    except (MlflowException, OSError):  # Not logged: MLflow says so with either, by store.
         return None
     false_positive, true_positive, auc = saved["roc"]
     return saved["row"], (np.array(false_positive), np.array(true_positive), auc)
-
-
-def finished_row(run_id: str) -> dict[str, Any] | None:
-    """The leaderboard row a finished variant run logged, to resume without training it again."""
-    try:
-        return mlflow.artifacts.load_dict(f"runs:/{run_id}/leaderboard_row.json")
-    except Exception:  # MLflow raises several kinds for a missing artifact.
-        return None
-
-
-def log_trained_variant(trained: TrainedVariant, data: PreparedData, configs: dict[str, Any]) -> dict[str, Any]:
-    """Logs one variant's summary metrics, curves, model summary and model; returns its leaderboard row."""
-    best = trained.best_epoch
-    row = {
-        "variant": trained.variant.name,
-        "train_accuracy": float(best["accuracy"]),
-        "val_accuracy": float(best["val_accuracy"]),
-        "val_auc": float(best["val_auc"]),
-        "epochs": len(trained.history),
-        "best_epoch": int(best["epoch"]),
-        "seconds": round(trained.seconds, 1),
-        "images_per_second": round(float(trained.history["images_per_second"].median()), 1),
-        "pretrained": trained.pretrained,
-    }
-    mlflow.log_metrics({"best_train_accuracy": row["train_accuracy"], "train_seconds": trained.seconds})
-    mlflow.set_tags({"pretrained": str(trained.pretrained).lower(), "replicas": str(trained.hyperparameters.get("replicas", 1))})
-    log_figure(plots.training_curves(trained.history, trained.variant.name), f"curves_{trained.variant.name}.png")
-    mlflow.log_text(model_summary(trained.model), "model_summary.txt")
-    mlflow.log_table(trained.history, "history.json")
-    example = encode_jpeg(data.reader("validation").read(np.array([0]))[0])
-    params = {"variant": trained.variant.name, "pretrained": trained.pretrained, **trained.hyperparameters}
-    info = log_poster_model(trained.model, data.image_size, {name: dataclasses.asdict(c) for name, c in configs.items()}, example, name=trained.variant.name, params=params)
-    # Logged once, to the run and to the model, linked to the validation split they measure.
-    mlflow.log_metrics({f"best_{name}": float(row[name]) for name in ("val_accuracy", "val_auc")}, model_id=info.model_id, dataset=split_dataset(data, "validation"))
-    row["model_uri"] = info.model_uri
-    mlflow.set_tag("model_uri", info.model_uri)
-    mlflow.log_dict(row, "leaderboard_row.json")
-    return row
-
-
-def model_summary(model) -> str:
-    lines: list[str] = []
-    model.summary(print_fn=lambda line, **_: lines.append(line))
-    return "\n".join(lines)
 
 
 def log_leaderboard(board: pd.DataFrame) -> None:

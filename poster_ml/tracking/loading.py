@@ -53,10 +53,21 @@ class EvaluationTarget:
     summary: dict[str, Any]
 
 
-def evaluation_targets(train: mlflow.entities.Run) -> list[EvaluationTarget]:
-    """The variant runs under a train run, in training order."""
+def variant_runs(train: mlflow.entities.Run) -> list[mlflow.entities.Run]:
+    """The variant runs under a train run that have a model, in training order."""
     client = MlflowClient()
     children = client.search_runs([train.info.experiment_id], f"tags.`mlflow.parentRunId` = '{train.info.run_id}'", order_by=["attributes.start_time ASC"])
+    return [child for child in children if "model_uri" in child.data.tags]
+
+
+def evaluation_targets(train: mlflow.entities.Run) -> list[EvaluationTarget]:
+    """The variant runs under a train run that have a model, in training order; one line
+    of error when there are none."""
+    client = MlflowClient()
+    children = variant_runs(train)
+    if not children:
+        raise DatasetError(f"train run {train.info.run_id} has no variant with a model to evaluate (it trained nothing, or every variant failed); "
+                           "train again, or pass --train-run with a run that has one")
     return [
         EvaluationTarget(
             child.data.tags["variant"],
@@ -67,7 +78,6 @@ def evaluation_targets(train: mlflow.entities.Run) -> list[EvaluationTarget]:
              "epochs": trained_epochs(client, child.info.run_id), "seconds": child.data.metrics.get("train_seconds")},
         )
         for child in children
-        if "model_uri" in child.data.tags
     ]
 
 
@@ -76,5 +86,5 @@ def trained_epochs(client: MlflowClient, run_id: str) -> int:
     are logged by its trials), else the length of its loss history."""
     try:
         return int(mlflow.artifacts.load_dict(f"runs:/{run_id}/leaderboard_row.json")["epochs"])
-    except Exception:  # No row (an older run): count the epochs it logged.
+    except (MlflowException, OSError, KeyError):  # No row (an older run): count the epochs it logged.
         return len(client.get_metric_history(run_id, "loss"))

@@ -12,33 +12,32 @@ from mlflow.tracking import MlflowClient
 from poster_ml.errors import DatasetError
 
 RANKED_BY = "best_val_auc"
-
-
-def model_metric(model: LoggedModel, key: str) -> float:
-    values = [metric.value for metric in model.metrics or [] if metric.key == key]
-    return values[-1] if values else float("-inf")
+GATE = "gate"  # The version tag the gate sets last: champion or challenger.
 
 
 def best_candidate(train: mlflow.entities.Run, allow_cpu: bool) -> tuple[LoggedModel, mlflow.entities.Run, str]:
-    """The train run's logged model with the best validation AUC, its variant run, and a
-    note when a variant trained from random weights wins over one with pretrained weights.
-
-    The test split never takes part in choosing.
+    """The model of the train run's variant run with the best validation AUC, that run,
+    and a note when a variant trained from random weights wins over one with pretrained
+    weights. A variant run's model is the one its `model_uri` tag names (a tuned variant's
+    lives on its best trial's run). The test split never takes part in choosing.
     """
-    client = MlflowClient()
-    children = {run.info.run_id: run for run in client.search_runs([train.info.experiment_id], f"tags.`mlflow.parentRunId` = '{train.info.run_id}'")}
-    models = [model for model in mlflow.search_logged_models(experiment_ids=[train.info.experiment_id], output_format="list") if model.source_run_id in children]
-    eligible = [model for model in models if allow_cpu or children[model.source_run_id].data.tags.get("device") == "GPU"]
+    from poster_ml.tracking.loading import variant_runs
+
+    children = variant_runs(train)
+    if not children:
+        raise DatasetError(f"train run {train.info.run_id} has no variant with a model (it trained nothing, or every variant failed); "
+                           "train again, or pass --train-run with a run that has one")
+    eligible = [run for run in children if allow_cpu or run.data.tags.get("device") == "GPU"]
     if not eligible:
         raise DatasetError(f"train run {train.info.run_id} has no GPU-trained variant to register; train on a GPU, or pass --allow-cpu true")
-    ranked = sorted(eligible, key=lambda model: model_metric(model, RANKED_BY), reverse=True)
+    ranked = sorted(eligible, key=lambda run: run.data.metrics.get(RANKED_BY, float("-inf")), reverse=True)
     best, note = ranked[0], ""
-    pretrained = [model for model in ranked if model.params.get("pretrained") == "True"]
-    if best.params.get("pretrained") != "True" and pretrained:
+    pretrained = [run for run in ranked if run.data.tags.get("pretrained") == "true"]
+    if best.data.tags.get("pretrained") != "true" and pretrained:
         rival = pretrained[0]
-        note = (f"chosen over the best variant with pretrained weights, {rival.name} (validation AUC "
-                f"{model_metric(rival, RANKED_BY):.3f}), because its validation AUC is higher ({model_metric(best, RANKED_BY):.3f})")
-    return best, children[best.source_run_id], note
+        note = (f"chosen over the best variant with pretrained weights, {rival.data.tags['variant']} (validation AUC "
+                f"{rival.data.metrics[RANKED_BY]:.3f}), because its validation AUC is higher ({best.data.metrics[RANKED_BY]:.3f})")
+    return mlflow.get_logged_model(best.data.tags["model_uri"].removeprefix("models:/")), best, note
 
 
 def existing_version(name: str, model_id: str):
@@ -56,7 +55,7 @@ def register(model: LoggedModel, run: mlflow.entities.Run, name: str) -> mlflow.
         "source_model_id": model.model_id,
         "source_run": run.info.run_id,
         "ranked_by": RANKED_BY,
-        "val_auc": f"{model_metric(model, RANKED_BY):.4f}",
+        "val_auc": f"{run.data.metrics.get(RANKED_BY, float('nan')):.4f}",
         "device": run.data.tags.get("device", ""),
         "pretrained": str(model.params.get("pretrained") == "True").lower(),
         "dataset_digest": run.data.tags.get("dataset_digest", ""),
@@ -80,10 +79,14 @@ def promote(name: str, version: str, previous: str | None) -> None:
     client.set_registered_model_alias(name, "champion", version)
 
 
-def keep_as_challenger(name: str, version: str, reason: str) -> None:
-    client = MlflowClient()
-    client.set_registered_model_alias(name, "challenger", version)
-    client.update_model_version(name, version, description=reason)
+def set_alias(name: str, version: str, alias: str) -> None:
+    MlflowClient().set_registered_model_alias(name, alias, version)
+
+
+def finish_gate(name: str, version: str, decision: str, verdict: str) -> str:
+    """Marks the version gated (the last thing the gate writes) and returns the verdict."""
+    MlflowClient().set_model_version_tag(name, version, GATE, decision)
+    return verdict
 
 
 def describe(name: str, version: str, text: str, tags: dict[str, str]) -> None:

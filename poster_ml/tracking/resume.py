@@ -21,26 +21,22 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 from poster_ml.errors import TrackingStoreError
+from poster_ml.processes import process_alive
 
 HOST, PID, KEY = "poster_ml.host", "poster_ml.pid", "poster_ml.resume_key"
 
 
+def owner_tags() -> dict[str, str]:
+    """The host and process that run a run, so that a later start can tell it died."""
+    return {HOST: socket.gethostname(), PID: str(os.getpid())}
+
+
 def process_tags(key: str) -> dict[str, str]:
-    return {HOST: socket.gethostname(), PID: str(os.getpid()), KEY: key}
+    return owner_tags() | {KEY: key}
 
 
 def config_key(step: str, configs: dict) -> str:
     return hashlib.sha256(json.dumps({"step": step, **configs}, sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # Alive, another user's.
-    return True
 
 
 def dead(run: mlflow.entities.Run) -> bool:
@@ -49,10 +45,12 @@ def dead(run: mlflow.entities.Run) -> bool:
     return run.info.status == "RUNNING" and tags.get(HOST) == socket.gethostname() and PID in tags and not process_alive(int(tags[PID]))
 
 
-def interrupted_run(experiment_id: str, step: str, key: str) -> mlflow.entities.Run | None:
-    """The latest run of this step and config that did not finish, if its process is gone."""
+def interrupted_run(experiment_id: str, step: str, key: str, exclude: str | None = None) -> mlflow.entities.Run | None:
+    """The latest run of this step and config (other than `exclude`) that did not finish,
+    if its process is gone."""
     client = MlflowClient()
-    runs = client.search_runs([experiment_id], f"tags.`{KEY}` = '{key}' and tags.`poster_ml.step` = '{step}'", order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs([experiment_id], f"tags.`{KEY}` = '{key}' and tags.`poster_ml.step` = '{step}'", order_by=["attributes.start_time DESC"], max_results=2)
+    runs = [run for run in runs if run.info.run_id != exclude][:1]
     if not runs or runs[0].info.status == "FINISHED":
         return None
     run = runs[0]
@@ -94,6 +92,18 @@ def checkpoint_dir(run_id: str) -> Path:
 
 def discard_checkpoints(run_id: str) -> None:
     shutil.rmtree(checkpoint_dir(run_id), ignore_errors=True)
+
+
+def adopt_variant_run(old_run_id: str, new_run_id: str) -> None:
+    """Carries an interrupted variant run's work into the run that continues it: its
+    checkpoints (so training goes on from its last finished epoch) and its epoch metrics."""
+    client = MlflowClient()
+    if checkpoint_dir(old_run_id).is_dir() and not checkpoint_dir(new_run_id).exists():
+        checkpoint_dir(old_run_id).rename(checkpoint_dir(new_run_id))
+    metrics = [metric for key in client.get_run(old_run_id).data.metrics for metric in client.get_metric_history(old_run_id, key)]
+    for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics a call.
+        client.log_batch(new_run_id, metrics=metrics[start : start + 1000])
+    client.set_tag(new_run_id, "continues", old_run_id)
 
 
 def last_logged_epoch(run_id: str) -> int:

@@ -25,15 +25,16 @@ DEFAULT_EXPERIMENT = "poster-ml"
 
 
 def configure_tracking() -> str:
-    """Uses MLFLOW_TRACKING_URI when set, else a SQLite store mlflow.db in the working directory."""
+    """Uses MLFLOW_TRACKING_URI when set, else a SQLite store mlflow.db in the working
+    directory; returns the id of the experiment runs go to."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     mlflow.set_tracking_uri(uri)
     check_reachable(uri)
     # Under `mlflow run` the run and its experiment already exist; elsewhere pick ours.
     # (MLFLOW_EXPERIMENT_ID is no sign of that: mlflow.set_experiment itself sets it.)
-    if "MLFLOW_RUN_ID" not in os.environ:
-        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT)
-    return uri
+    if "MLFLOW_RUN_ID" in os.environ:
+        return MlflowClient().get_run(os.environ["MLFLOW_RUN_ID"]).info.experiment_id
+    return mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT).experiment_id
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
@@ -62,29 +63,45 @@ def config_params(configs: dict[str, Any]) -> dict[str, Any]:
 def step_run(step: str, configs: dict[str, Any], seed: int, resumable: bool = False, restart: bool = False) -> Iterator[mlflow.ActiveRun]:
     """Starts (or, under `mlflow run`, continues) the run of one step, logging its whole config.
 
-    A resumable step run started again with the same config resumes the run that a dead
-    process left unfinished, unless `restart`; runs left RUNNING by other dead processes
-    of this host are marked FAILED (resume.py).
+    A resumable step started again with the same config (and no `restart`) takes up the
+    run that a dead process left unfinished: `poster-ml` reopens that run; under `mlflow
+    run`, which has made a new run already, the new run continues it (tag
+    poster_ml.continues; see `predecessor`). Runs left RUNNING by other dead processes
+    of this host, nested ones included, are marked FAILED (resume.py).
     """
-    configure_tracking()
+    experiment_id = configure_tracking()
     flat = {concern: dataclasses.asdict(config) for concern, config in configs.items()}
     key = resume.config_key(step, {concern: {k: v for k, v in values.items() if k != "restart"} for concern, values in flat.items()})
-    previous = None
-    if resumable and "MLFLOW_RUN_ID" not in os.environ:
-        experiment_id = mlflow.tracking.fluent._get_experiment_id()
-        previous = None if restart else resume.interrupted_run(experiment_id, step, key)
-        resume.fail_dead_runs(experiment_id, keep=previous.info.run_id if previous else None)
-        if previous is not None:
-            print(f"resuming the interrupted {step} run {previous.info.run_id} (--restart starts afresh)")
-    with mlflow.start_run(run_id=previous.info.run_id if previous else None) as run:
+    current = os.environ.get("MLFLOW_RUN_ID")
+    previous = resume.interrupted_run(experiment_id, step, key, exclude=current) if resumable and not restart else None
+    resume.fail_dead_runs(experiment_id, keep=current if current else previous.info.run_id if previous else None)
+    if previous is not None:
+        print(f"resuming the interrupted {step} run {previous.info.run_id} (--restart starts afresh)" if current is None
+              else f"continuing the interrupted {step} run {previous.info.run_id} in this run (restart=true starts afresh)")
+    with mlflow.start_run(run_id=previous.info.run_id if previous and current is None else None) as run:
         # Runs are named after their step, so the runs table says which is which.
         mlflow.set_tags({"mlflow.runName": step, "poster_ml.step": step, "poster_ml.version": poster_ml.__version__, "seed": str(seed), "python": platform.python_version()} | resume.process_tags(key))
-        if previous is None:
+        if previous is not None and current is not None:
+            mlflow.set_tag(CONTINUES, previous.info.run_id)
+            MlflowClient().set_tag(previous.info.run_id, "poster_ml.continued_in", run.info.run_id)
+        if previous is None or current is not None:
             mlflow.log_params(config_params(configs))
             mlflow.log_dict(flat, "config.json")
         mark_model_training(run.info.experiment_id)
         yield run
     print(f"{step} run: {ui_link(run.info.experiment_id, run.info.run_id)}")
+
+
+CONTINUES = "poster_ml.continues"
+
+
+def predecessor(run: mlflow.ActiveRun) -> str | None:
+    """The interrupted run whose work this run continues (under `mlflow run`), if any."""
+    return MlflowClient().get_run(run.info.run_id).data.tags.get(CONTINUES)
+
+
+def parent_id(run: mlflow.entities.Run) -> str | None:
+    return run.data.tags.get("mlflow.parentRunId")
 
 
 EXPERIMENT_KIND = "mlflow.experimentKind"
@@ -136,13 +153,13 @@ def set_tags(tags: dict[str, str]) -> None:
 @contextlib.contextmanager
 def variant_run(name: str, parent: mlflow.ActiveRun, tags: dict[str, str], run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
     """A nested run for one variant under the train step's run; with `run_id`, that run
-    again (another tuning worker's variant run, which every worker's trials share)."""
+    again (the variant run of an interrupted train run that this process resumes)."""
     if run_id is not None:
         with mlflow.start_run(run_id=run_id, nested=True) as run:
             yield run
         return
     with mlflow.start_run(run_name=name, nested=True, parent_run_id=parent.info.run_id) as run:
-        mlflow.set_tags(tags | {"variant": name, "poster_ml.step": "train_variant"})
+        mlflow.set_tags(tags | {"variant": name, "poster_ml.step": "train_variant"} | resume.owner_tags())
         yield run
 
 

@@ -1,30 +1,35 @@
 """Optuna trials as nested MLflow runs, opened by hand (not optuna-integration's
 deprecated MLflowCallback, which loses the parent run in workers).
 
-Each trial is a run `trial-<n>` under its variant's run, with the trial's parameters,
-per-epoch metrics, final value and Optuna trial number. The trial keeps its run's id as
-a user attribute, and the study keeps the variant run's, so either side finds the other.
-A pruned trial ends KILLED with the tag `pruned=true`; a failed one FAILED with a
-one-line reason.
+Each trial is a run `trial-<n>` under the variant run of the train run that ran it, with
+the trial's parameters, per-epoch metrics, final value, Optuna trial number and the
+host and process running it. The trial keeps its run's id, host and process id as user
+attributes, so a later start can find its run and tell whether its process died. A
+pruned trial ends KILLED with the tag `pruned=true`; a failed one FAILED with a one-line
+reason, on the run and on the trial.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator
 
 import mlflow
 import optuna
 from mlflow.entities import RunStatus
 
-from poster_ml.models.tuning import TRIAL_RUN_ATTRIBUTE, VARIANT_RUN_ATTRIBUTE, shared_attribute
+from poster_ml.models.tuning import FAILURE_ATTRIBUTE, HOST_ATTRIBUTE, MODEL_ATTRIBUTE, PID_ATTRIBUTE, TRIAL_RUN_ATTRIBUTE
+from poster_ml.processes import HOST
+from poster_ml.tracking.resume import owner_tags
 
 
 @contextlib.contextmanager
 def trial_run(trial: optuna.Trial, variant_run_id: str, parameters: dict) -> Iterator[mlflow.ActiveRun]:
     run = mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, parent_run_id=variant_run_id)
-    trial.set_user_attr(TRIAL_RUN_ATTRIBUTE, run.info.run_id)
-    mlflow.set_tags({"poster_ml.step": "trial", "optuna_trial_number": str(trial.number), "optuna_study": trial.study.study_name})
+    for key, value in ((TRIAL_RUN_ATTRIBUTE, run.info.run_id), (HOST_ATTRIBUTE, HOST), (PID_ATTRIBUTE, os.getpid())):
+        trial.set_user_attr(key, value)
+    mlflow.set_tags({"poster_ml.step": "trial", "optuna_trial_number": str(trial.number), "optuna_study": trial.study.study_name} | owner_tags())
     mlflow.log_params(parameters)
     try:
         yield run
@@ -32,8 +37,10 @@ def trial_run(trial: optuna.Trial, variant_run_id: str, parameters: dict) -> Ite
         mlflow.set_tag("pruned", "true")
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
-    except Exception as error:
-        mlflow.set_tag("failure_reason", (str(error).splitlines() or [type(error).__name__])[0][:250])
+    except Exception as error:  # Any failure of one trial is recorded; study.optimize goes on.
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:250]
+        mlflow.set_tag("failure_reason", reason)
+        trial.set_user_attr(FAILURE_ATTRIBUTE, f"{type(error).__name__}: {reason}")
         mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
         raise
     else:
@@ -44,29 +51,14 @@ def log_trial_value(value: float) -> None:
     mlflow.log_metric("objective_val_auc", value)
 
 
-def shared_variant_run(study: optuna.Study, created: bool) -> str | None:
-    """The variant run that every worker on this study logs its trials under: none yet if
-    this process created the study, else the one its creator made."""
-    if created:
-        return None
-    run_id = shared_attribute(study, VARIANT_RUN_ATTRIBUTE)
-    if run_id is None:
-        return None
-    try:
-        mlflow.tracking.MlflowClient().get_run(run_id)
-    except mlflow.exceptions.MlflowException:
-        return None  # A study moved to a new tracking store: start a new variant run.
-    return run_id
+def keep_trial_model(trial: optuna.Trial, model_uri: str) -> None:
+    trial.set_user_attr(MODEL_ATTRIBUTE, model_uri)
 
 
-def log_study(study: optuna.Study) -> None:
-    """On the variant's run: the best trial's parameters and value, and Optuna's plots."""
+def log_study(study: optuna.Study, best: optuna.trial.FrozenTrial) -> None:
+    """On the variant's run: the study, its best trial's parameters and value, and Optuna's plots."""
     from poster_ml import plots
 
-    completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if not completed:
-        return
-    best = study.best_trial
     mlflow.log_params({f"best.{name}": value for name, value in best.params.items()} | {"optuna_study": study.study_name})
     mlflow.log_metrics({"best_trial_val_auc": best.value, "best_trial_number": best.number, "finished_trials": len(study.trials)})
     for name, figure in plots.study_figures(study).items():
