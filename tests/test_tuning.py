@@ -15,16 +15,21 @@ import pytest
 from helpers import POSTGRES
 from mlflow.tracking import MlflowClient
 
+import keras
+import numpy as np
+
 from poster_ml.cli import main
-from poster_ml.models import tuning
+from poster_ml.data.prepared import load_prepared
+from poster_ml.models import studies, tuning
+from poster_ml.models.predict import predict_probabilities
 from poster_ml.models.variants import VARIANTS
-from poster_ml.tracking import trials
+from poster_ml.tracking import loading, trials
 
 TINY = ["--variants", "basic_cnn", "--overrides", "max_epochs=2 image_size=40 synthetic_count=120 batch_size=16"]
 
 
 def suggested(seed: int, count: int) -> list[dict]:
-    study, _ = tuning.open_study("seeded", optuna.storages.InMemoryStorage(), seed, "none", VARIANTS["vgg16_finetune_aug"])
+    study, _ = studies.open_study("seeded", optuna.storages.InMemoryStorage(), seed, "none", VARIANTS["vgg16_finetune_aug"], {})
     study.optimize(lambda trial: sum(tuning.search_space(trial, VARIANTS["vgg16_finetune_aug"]).values()), n_trials=count)
     return [trial.params for trial in study.trials]
 
@@ -74,11 +79,39 @@ def test_train_with_trials_logs_each_trial_under_its_variant_run(tmp_path):
         assert run.info.status == "KILLED" or "objective_val_auc" in run.data.metrics
     assert "best.dropout" in variant.data.params and "model_uri" in variant.data.tags
     study = optuna.load_study(study_name=variant.data.params["optuna_study"], storage=tuning.default_storage())
-    assert study.user_attrs[tuning.VARIANT_RUN_ATTRIBUTE] == variant.info.run_id
-    assert variant.data.metrics["best_trial_val_auc"] == pytest.approx(study.best_value)
+    assert variant.data.tags["study_settings_hash"] == study.user_attrs["settings_hash"] and study.study_name.endswith(study.user_attrs["settings_hash"])
+    # The variant's model is the best trial's own: it scores the best trial's validation
+    # AUC (a retraining would give other weights without op determinism).
+    assert variant.data.tags["best_trial_run"] == study.best_trial.user_attrs[tuning.TRIAL_RUN_ATTRIBUTE] and "retrained" not in variant.data.tags
+    data = load_prepared("data/prepared")
+    probabilities = predict_probabilities(loading.load_keras_model(variant.data.tags["model_uri"]), data.reader("validation").read(np.arange(len(data.split("validation")))))
+    auc = keras.metrics.AUC()
+    auc.update_state(data.labels("validation"), probabilities)
+    assert float(auc.result()) == pytest.approx(study.best_value, abs=1e-4)
     # Running again resumes the study: it already has its three trials.
     assert main(["train", "--profile", "quick", "--trials", "3", *TINY]) == 0
     assert len(optuna.load_study(study_name=study.study_name, storage=tuning.default_storage()).trials) == 3
+
+
+def test_a_variant_too_large_for_the_posters_is_refused_before_any_work(tmp_path, capsys):
+    assert main(["preprocess", "--count", "60", "--size", "32", "--out", "small"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--data", "small", "--profile", "quick", "--variants", "basic_cnn,regularized_cnn", "--trials", "2"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "regularized_cnn needs at least 46 px" in errors[0] and "basic_cnn" not in errors[0]
+    assert optuna.get_all_study_names(tuning.default_storage()) == []
+
+
+def test_a_study_whose_trials_all_failed_says_so_in_one_line(tmp_path, capsys, monkeypatch):
+    from poster_ml.models import fit
+
+    def fails(*arguments, **keywords):
+        raise RuntimeError("the loss became NaN")
+
+    monkeypatch.setattr(fit, "train_variant", fails)
+    assert main(["train", "--profile", "quick", "--trials", "2", *TINY]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "every trial of study" in errors[0] and "RuntimeError: the loss became NaN" in errors[0]
 
 
 def test_a_second_worker_on_one_sqlite_study_is_refused_with_the_alternatives(tmp_path, capsys):
@@ -112,34 +145,52 @@ def test_two_postgresql_workers_finish_exactly_n_trials_between_them(tmp_path, p
     client = MlflowClient(tracking)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     trial_runs = [run for run in runs if run.data.tags.get("poster_ml.step") == "trial" and run.info.status in ("FINISHED", "KILLED")]
-    assert len(trial_runs) == 5 and len({run.data.tags["mlflow.parentRunId"] for run in trial_runs}) == 1
+    assert len(trial_runs) == 5 and not [run for run in runs if run.info.status == "RUNNING"]
+    # Each worker's train run owns its variant run, and both link the study's best trial's model.
+    train_runs = [run for run in runs if run.data.tags.get("poster_ml.step") == "train"]
+    variants = [run for run in runs if run.data.tags.get("poster_ml.step") == "train_variant"]
+    assert len(train_runs) == 2 and sorted(run.data.tags["mlflow.parentRunId"] for run in variants) == sorted(run.info.run_id for run in train_runs)
+    assert {run.data.tags["model_uri"] for run in variants} == {study.best_trial.user_attrs[tuning.MODEL_ATTRIBUTE]}
+    # Evaluate and register work on either worker's train run, and on the latest.
+    os.environ["MLFLOW_TRACKING_URI"] = tracking
+    assert main(["evaluate", "--bootstrap-samples", "20", "--cam-posters", "2", "--activations-variant", "none"]) == 0
+    assert main(["register", "--train-run", train_runs[0].info.run_id, "--allow-cpu", "true", "--bootstrap-samples", "20"]) == 0
+    assert main(["register", "--train-run", train_runs[1].info.run_id, "--allow-cpu", "true", "--bootstrap-samples", "20"]) == 0
+    assert len(client.search_model_versions("name = 'poster-ml'")) == 1  # One model: one version.
 
 
-def test_a_killed_worker_s_trial_is_failed_and_retried_and_the_study_resumes_to_n(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_killed_worker_s_trial_is_failed_and_retried_and_the_study_resumes_to_n(tmp_path, kind):
+    # SQLite: the single-worker lock says every running trial is orphaned. The journal has
+    # no heartbeat: the trial's host and process id say its worker is gone.
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'optuna.journal'}"
     tracking = os.environ["MLFLOW_TRACKING_URI"]
     assert main(["preprocess", "--count", "120", "--size", "40", "--out", str(tmp_path / "data")]) == 0
     process = worker(tmp_path, storage, tracking, trials_count=3, heartbeat=1)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # Kill it in the middle of its second trial.
         try:
-            study = optuna.load_study(study_name="shared", storage=storage)
-            if any(t.state == optuna.trial.TrialState.RUNNING and t.number == 1 for t in study.trials):
+            study = optuna.load_study(study_name="shared", storage=tuning.make_storage(storage, 1))
+            if any(t.state == optuna.trial.TrialState.RUNNING and t.number == 1 and tuning.TRIAL_RUN_ATTRIBUTE in t.user_attrs for t in study.trials):
                 break
         except KeyError:
             pass  # The study does not exist yet.
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    time.sleep(3)  # Longer than the grace period of two heartbeats.
     resumed = worker(tmp_path, storage, tracking, trials_count=3, heartbeat=1)
     output = resumed.communicate(timeout=600)[0]
     assert resumed.returncode == 0, output
-    study = optuna.load_study(study_name="shared", storage=storage)
+    study = optuna.load_study(study_name="shared", storage=tuning.make_storage(storage, 1))
     states = [trial.state for trial in study.trials]
     assert states.count(optuna.trial.TrialState.FAIL) == 1 and len(study.get_trials(states=tuning.FINISHED)) == 3
     retried = [trial for trial in study.trials if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial) == 1]
     assert len(retried) == 1 and retried[0].state in tuning.FINISHED
+    # The killed trial's MLflow run (a grandchild of the dead train run) ended FAILED too.
+    client = MlflowClient(tracking)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    killed = client.get_run(next(trial for trial in study.trials if trial.state == optuna.trial.TrialState.FAIL).user_attrs[tuning.TRIAL_RUN_ATTRIBUTE])
+    assert killed.info.status == "FAILED" and not [run.info.run_name for run in runs if run.info.status == "RUNNING"]
 
 
 def test_trials_leave_no_traced_graphs_behind():
