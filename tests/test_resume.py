@@ -8,9 +8,14 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
+import pytest
 from mlflow.tracking import MlflowClient
 
 from poster_ml.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TRAIN = ["train", "--profile", "quick", "--variants", "basic_cnn,regularized_cnn", "--trials", "0",
          "--overrides", "max_epochs=6 patience=6 lr_patience=6 image_size=64 synthetic_count=600 batch_size=16"]
@@ -28,7 +33,7 @@ def epochs_logged(client: MlflowClient, run_id: str) -> list[int]:
     return sorted(metric.step for metric in client.get_metric_history(run_id, "loss"))
 
 
-def test_a_killed_training_resumes_where_it_stopped(tmp_path):
+def test_a_killed_training_resumes_where_it_stopped(tmp_path, capsys):
     store = os.environ["MLFLOW_TRACKING_URI"]
     client = MlflowClient(store)
     assert main(["preprocess", "--count", "600", "--size", "64", "--out", "data/prepared"]) == 0
@@ -46,7 +51,12 @@ def test_a_killed_training_resumes_where_it_stopped(tmp_path):
     first = runs_by_name(client)["basic_cnn"][0]
     assert first.info.status == "FINISHED"
 
+    capsys.readouterr()
     assert main(TRAIN) == 0
+    # Keras continues at the third epoch: training did not start again from the first.
+    printed = capsys.readouterr().out
+    resumed = printed[printed.index("regularized_cnn: resuming after epoch 2"):]
+    assert "Epoch 3/6" in resumed and "Epoch 1/6" not in resumed and "Epoch 2/6" not in resumed
     named = runs_by_name(client)
     assert len(named["train"]) == 1 and len(named["basic_cnn"]) == 1 and len(named["regularized_cnn"]) == 1
     # The first variant was not trained again; the second continued in its own run.
@@ -59,6 +69,52 @@ def test_a_killed_training_resumes_where_it_stopped(tmp_path):
     assert sorted(board["variant"]) == ["basic_cnn", "regularized_cnn"]
     assert set(board.columns) >= {"variant", "train_accuracy", "val_accuracy", "val_auc", "epochs", "best_epoch", "model_uri", "pretrained"}
     assert int(board.set_index("variant").loc["regularized_cnn", "epochs"]) == 6
+
+
+def kill_in_second_variant(process: subprocess.Popen, client: MlflowClient, epochs: int = 2):
+    """Kills a training process group once its second variant has logged `epochs` epochs."""
+    deadline = time.monotonic() + 600
+    second = None
+    while time.monotonic() < deadline and process.poll() is None:
+        second = next(iter(runs_by_name(client).get("regularized_cnn", [])), None)
+        if second is not None and len(epochs_logged(client, second.info.run_id)) >= epochs:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return second
+
+
+@pytest.mark.slow
+def test_a_killed_mlflow_run_is_continued_by_the_next_mlflow_run(tmp_path):
+    store = os.environ["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(store)
+    assert main(["preprocess", "--count", "600", "--size", "64", "--out", "data/prepared"]) == 0
+    overrides = "max_epochs=6 patience=6 lr_patience=6 image_size=64 synthetic_count=600 batch_size=16"
+    command = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "train", "--env-manager", "local", "--experiment-name", "poster-ml",
+               "-P", "profile=quick", "-P", "variants=basic_cnn,regularized_cnn", "-P", "trials=0", "-P", f"overrides={overrides}",
+               "-P", f"data={Path('data/prepared').resolve()}"]
+    environment = os.environ | {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    environment.pop("MLFLOW_EXPERIMENT_ID", None)  # Set by this process's own runs; the command names the experiment.
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    second = kill_in_second_variant(process, client)
+    assert second is not None and epochs_logged(client, second.info.run_id) == [0, 1]
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=900)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "continuing the interrupted train run" in finished.stdout
+    named = runs_by_name(client)
+    killed, continuing = named["train"]
+    assert client.get_run(killed.info.run_id).info.status == "FAILED"
+    assert continuing.data.tags["poster_ml.continues"] == killed.info.run_id
+    basic_runs, second_runs = named["basic_cnn"], named["regularized_cnn"]
+    # The finished variant is linked, not trained again; the interrupted one goes on from
+    # its last epoch in the new train run, which holds every epoch once.
+    assert basic_runs[1].data.tags["reused_from"] == basic_runs[0].info.run_id
+    assert basic_runs[1].data.tags["model_uri"] == basic_runs[0].data.tags["model_uri"]
+    assert "Epoch 3/6" in finished.stdout and "Epoch 1/6" not in finished.stdout.split("regularized_cnn")[-1]
+    assert second_runs[1].data.tags["mlflow.parentRunId"] == continuing.info.run_id and second_runs[1].data.tags["continues"] == second_runs[0].info.run_id
+    assert epochs_logged(client, second_runs[1].info.run_id) == list(range(6))
+    assert not [run for runs in named.values() for run in runs if run.info.status == "RUNNING"]
 
 
 def test_restart_starts_afresh_and_a_dead_run_is_marked_failed(tmp_path):
