@@ -12,20 +12,28 @@ export MLFLOW_EXPERIMENT_NAME ?= poster-ml
 # MLflow runs each entry point with `python`: the environment's own must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-$(BIN)/poster-ml: pyproject.toml
+# Installs the tested versions from requirements.lock, then the project itself.
+$(BIN)/poster-ml: pyproject.toml requirements.lock
 	@test "$(INSTALLER)" != uv || test -x "$(UV)" || { $(PYTHON) -m venv $(BOOTSTRAP) && $(BOOTSTRAP)/bin/pip install --quiet uv; } || true
 	@if test "$(INSTALLER)" = uv && test -x "$(UV)"; then \
 		echo "installing with uv"; \
 		"$(UV)" venv --quiet --seed --allow-existing --python $(PYTHON) $(VENV) && \
-		"$(UV)" pip install --quiet --python $(BIN)/python -e ".[test,benchmark]"; \
+		"$(UV)" pip install --quiet --python $(BIN)/python -r requirements.lock && \
+		"$(UV)" pip install --quiet --python $(BIN)/python --no-deps -e .; \
 	else \
 		echo "installing with pip"; \
 		$(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet --upgrade pip && \
-		$(BIN)/pip install --quiet -e ".[test,benchmark]"; \
+		$(BIN)/pip install --quiet -r requirements.lock && \
+		$(BIN)/pip install --quiet --no-deps -e .; \
 	fi
 	touch $@
 
 install: $(BIN)/poster-ml
+
+# Refresh the lock after changing a dependency in pyproject.toml (needs PyPI), then run the tests.
+lock:
+	"$(UV)" pip compile pyproject.toml --extra test --extra server --extra benchmark --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --upgrade -o requirements.lock
 
 # The demo tunes seven variants in under ten minutes on two cores; InceptionResNetV2, the
 # slowest to build, adds about two more (make demo DEMO_VARIANTS=all).
@@ -48,4 +56,4 @@ serve: install
 server: install
 	$(BIN)/poster-ml server
 
-.PHONY: install demo test ui serve server
+.PHONY: install lock demo test ui serve server

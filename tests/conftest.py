@@ -46,6 +46,7 @@ def trained_store(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         patch.setenv("MLFLOW_TRACKING_URI", store)
+        patch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # A short run still gets samples.
         exit_code = main([
             "train", "--profile", "quick", "--variants", "basic_cnn,vgg16_features", "--trials", "0",
             "--overrides", "max_epochs=2 batch_size=16 image_size=75 synthetic_count=160",

@@ -48,5 +48,7 @@ def test_an_entry_point_runs_in_a_uv_environment_built_from_conda_yaml(tmp_path)
     client = MlflowClient(store)
     run = client.search_runs([client.get_experiment_by_name("poster-ml").experiment_id])[0]
     assert run.info.status == "FINISHED" and run.data.tags["poster_ml.step"] == "preprocess"
+    # Each parameter once: MLflow logs the entry point's, the step does not repeat them.
+    assert run.data.params["count"] == "40" and not [name for name in run.data.params if name.startswith("preprocess.")]
     # MLflow tags the run with the environment manager that built its environment.
     assert run.data.tags["mlflow.project.env"] == "uv"

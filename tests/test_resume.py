@@ -106,6 +106,9 @@ def test_a_killed_mlflow_run_is_continued_by_the_next_mlflow_run(tmp_path):
     killed, continuing = named["train"]
     assert client.get_run(killed.info.run_id).info.status == "FAILED"
     assert continuing.data.tags["poster_ml.continues"] == killed.info.run_id
+    # Each setting once: MLflow's own entry-point parameters, and the resolved config's others.
+    assert continuing.data.params["variants"] == "basic_cnn,regularized_cnn" and "step.variants" not in continuing.data.params
+    assert continuing.data.params["train.max_epochs"] == "6" and "augment.zoom" in continuing.data.params
     basic_runs, second_runs = named["basic_cnn"], named["regularized_cnn"]
     # The finished variant is linked, not trained again; the interrupted one goes on from
     # its last epoch in the new train run, which holds every epoch once.

@@ -46,6 +46,18 @@ def test_train_logs_one_parent_and_a_nested_run_per_variant(trained_store):
         assert child.data.tags["pretrained"] == "false" and child.data.tags["keras_version"] == keras.__version__
 
 
+def test_a_train_run_logs_system_metrics_unless_switched_off(trained_store, monkeypatch):
+    from poster_ml.tracking.runs import system_metrics
+
+    store, _ = trained_store
+    client = MlflowClient(store)
+    parent = next(r for r in client.search_runs([e.experiment_id for e in client.search_experiments()]) if r.data.tags.get("poster_ml.step") == "train")
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(parent.data.metrics)
+    assert system_metrics("train") and system_metrics("evaluate") and not system_metrics("preprocess")
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    assert not system_metrics("train")
+
+
 def test_parent_run_has_the_prepared_dataset_as_input(trained_store):
     store, data = trained_store
     client = MlflowClient(store)

@@ -216,3 +216,21 @@ def test_trials_leave_no_traced_graphs_behind():
     graphs_at_start: list[int] = []
     tuning.run_trials(optuna.create_study(direction="maximize"), 4, objective)
     assert len(graphs_at_start) == 4 and graphs_at_start[1] == graphs_at_start[2] == graphs_at_start[3], graphs_at_start
+
+
+def test_tensorflow_s_gradient_registry_is_where_the_memory_release_looks():
+    # A private TensorFlow name: if a release moves it, this fails instead of the trials'
+    # memory growing again unnoticed.
+    from poster_ml.models.session import CUSTOM_GRADIENT_PREFIX, gradient_registry
+
+    registry = gradient_registry()
+    assert isinstance(registry, dict) and registry
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def identity(x):
+        return tf.identity(x), lambda upstream: upstream
+
+    before = set(registry)
+    tf.function(lambda x: identity(x)).get_concrete_function(tf.TensorSpec([1]))
+    assert any(name.startswith(CUSTOM_GRADIENT_PREFIX) for name in set(registry) - before)

@@ -22,16 +22,14 @@ Result = TypeVar("Result")
 
 
 def gradient_registry() -> dict | None:
-    """TensorFlow's registry of graph-mode gradient functions; None on another backend or
-    if a TensorFlow release keeps it elsewhere (then there is nothing this can release)."""
+    """TensorFlow's registry of graph-mode gradient functions, a private name with no
+    public equivalent; None on another backend. If a TensorFlow release moves it, this
+    fails loudly (and `tests/test_tuning.py` with it) rather than letting memory grow."""
     if keras.backend.backend() != "tensorflow":
         return None
-    try:
-        from tensorflow.python.framework import ops
+    from tensorflow.python.framework import ops
 
-        return ops._gradient_registry._registry
-    except (ImportError, AttributeError):
-        return None
+    return ops._gradient_registry._registry  # noqa: SLF001  No public API; tested.
 
 
 def releasing_memory(train: Callable[..., Result]) -> Callable[..., Result]:

@@ -16,13 +16,11 @@ from poster_ml.tracking import loading, runs
 
 def serve_step(config: ServeConfig) -> int:
     """Downloads the model and runs uvicorn on the guarded scoring app until stopped."""
-    from mlflow.pyfunc import scoring_server
-
     runs.configure_tracking()
     with tempfile.TemporaryDirectory() as folder:
         local = loading.download_model(config.model, folder)
         environment = os.environ | {
-            scoring_server._SERVER_MODEL_PATH: local,
+            "POSTER_ML_MODEL_PATH": local,
             "POSTER_ML_MAX_REQUEST_BYTES": str(config.max_request_mb * 2**20),
             "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]),
         }

@@ -50,13 +50,17 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         raise TrackingStoreError(f"cannot reach the tracking store {redacted(uri)}; is the server or database running? --verbose shows the cause") from error
 
 
-def config_params(configs: dict[str, Any]) -> dict[str, Any]:
+def config_params(configs: dict[str, Any], step: str, logged: dict[str, str]) -> dict[str, Any]:
     """Flat run parameters named '<concern>.<setting>', e.g. 'preprocess.seed'.
 
     The prefix keeps them apart from the raw strings `mlflow run` logs for MLproject
-    parameters, which MLflow would refuse to overwrite with the typed values.
+    parameters, which MLflow would refuse to overwrite with the typed values. A setting of
+    the entry point's own concern that `mlflow run` already logged (`logged`) is not
+    logged a second time.
     """
-    return {f"{concern}.{name}": value for concern, config in configs.items() for name, value in flatten(config).items()}
+    own = (step, "step")  # The train entry point's options are its "step" concern.
+    return {f"{concern}.{name}": value for concern, config in configs.items() for name, value in flatten(config).items()
+            if not (concern in own and name in logged)}
 
 
 @contextlib.contextmanager
@@ -78,14 +82,15 @@ def step_run(step: str, configs: dict[str, Any], seed: int, resumable: bool = Fa
     if previous is not None:
         print(f"resuming the interrupted {step} run {previous.info.run_id} (--restart starts afresh)" if current is None
               else f"continuing the interrupted {step} run {previous.info.run_id} in this run (restart=true starts afresh)")
-    with mlflow.start_run(run_id=previous.info.run_id if previous and current is None else None) as run:
+    run_id = previous.info.run_id if previous and current is None else None
+    with mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics(step)) as run:
         # Runs are named after their step, so the runs table says which is which.
         mlflow.set_tags({"mlflow.runName": step, "poster_ml.step": step, "poster_ml.version": poster_ml.__version__, "seed": str(seed), "python": platform.python_version()} | resume.process_tags(key))
         if previous is not None and current is not None:
             mlflow.set_tag(CONTINUES, previous.info.run_id)
             MlflowClient().set_tag(previous.info.run_id, "poster_ml.continued_in", run.info.run_id)
         if previous is None or current is not None:
-            mlflow.log_params(config_params(configs))
+            mlflow.log_params(config_params(configs, step, MlflowClient().get_run(run.info.run_id).data.params))
             mlflow.log_dict(flat, "config.json")
         mark_model_training(run.info.experiment_id)
         yield run
@@ -93,6 +98,14 @@ def step_run(step: str, configs: dict[str, Any], seed: int, resumable: bool = Fa
 
 
 CONTINUES = "poster_ml.continues"
+SYSTEM_METRICS_STEPS = ("train", "evaluate")
+
+
+def system_metrics(step: str) -> bool:
+    """Whether the run logs MLflow's system metrics (CPU, memory, disk, network; GPU
+    through nvidia-ml-py where one exists): on for the long steps, off with MLflow's own
+    switch MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false."""
+    return step in SYSTEM_METRICS_STEPS and os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "true").lower() not in ("false", "0")
 
 
 def predecessor(run: mlflow.ActiveRun) -> str | None:

@@ -13,10 +13,14 @@ import json
 import os
 import re
 
+import mlflow
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from mlflow.pyfunc.scoring_server.app import app
+from mlflow.pyfunc import scoring_server
 
+MODEL_PATH_VARIABLE = "POSTER_ML_MODEL_PATH"  # Set by `poster-ml serve` to the downloaded model.
+# The scoring server's public entry point, on that model.
+app = scoring_server.init(mlflow.pyfunc.load_model(os.environ[MODEL_PATH_VARIABLE]))
 MAX_REQUEST_BYTES = int(os.environ.get("POSTER_ML_MAX_REQUEST_BYTES", 20 * 2**20))
 MAX_MESSAGE = 300
 

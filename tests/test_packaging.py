@@ -1,0 +1,74 @@
+"""Packaging: pyproject.toml, conda.yaml and requirements.lock agree; every package the
+code, tests and benchmarks import is declared; one version string."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+import poster_ml
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def locked() -> dict[str, str]:
+    lines = (ROOT / "requirements.lock").read_text().splitlines()
+    return {canonicalize_name(name): version for name, version in (line.split("==") for line in lines if "==" in line and not line.startswith("#"))}
+
+
+def declared() -> list[Requirement]:
+    extras = PROJECT["optional-dependencies"]
+    return [Requirement(text) for text in PROJECT["dependencies"] + [text for name in ("test", "server", "benchmark") for text in extras[name]]]
+
+
+def test_conda_yaml_asks_for_what_pyproject_asks_for():
+    conda = yaml.safe_load((ROOT / "conda.yaml").read_text())
+    pip = next(item["pip"] for item in conda["dependencies"] if isinstance(item, dict))
+    assert sorted(pip) == sorted(PROJECT["dependencies"])
+
+
+def test_the_lock_pins_a_version_every_requirement_accepts():
+    pins = locked()
+    for requirement in declared():
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not in requirements.lock; run `make lock`"
+        assert requirement.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} does not satisfy {requirement}"
+
+
+def test_the_installed_versions_are_the_locked_ones():
+    for name, version in locked().items():
+        assert importlib.metadata.version(name) == version, name
+
+
+def top_level_imports(folder: Path) -> set[str]:
+    names: set[str] = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def test_every_imported_package_is_declared():
+    local = {"poster_ml", "helpers", "conftest", "_common"} | {path.stem for path in (ROOT / "benchmarks").glob("*.py")}
+    distributions = importlib.metadata.packages_distributions()
+    names = {canonicalize_name(requirement.name) for requirement in declared()}
+    imported = set().union(*(top_level_imports(ROOT / folder) for folder in ("poster_ml", "tests", "benchmarks"))) - set(sys.stdlib_module_names) - local
+    # Packages that come with a declared one and are imported only as part of it.
+    # jax and torch are imported only when KERAS_BACKEND names them: the user's choice of backend.
+    missing = {"jax", "torch"} ^ {module for module in imported if not names & {canonicalize_name(name) for name in distributions.get(module, [module])}}
+    assert not missing, missing
+
+
+def test_one_version_string():
+    assert importlib.metadata.version("poster-ml") == poster_ml.__version__
