@@ -106,3 +106,27 @@ def test_refused_credentials_are_a_third_message_without_the_password(monkeypatc
     messages = [str(refused), str(missing), str(unreachable)]
     assert "refused the credentials" in messages[0] and "not found" in messages[1] and "cannot reach" in messages[2]
     assert all("http://alice:***@mlflow.example:5000" in message and "hunter2" not in message for message in messages)
+
+
+def test_errors_are_told_by_their_type_not_by_words_in_their_message(monkeypatch, capsys, tmp_path):
+    from poster_ml.data import prepared
+
+    assert main(["preprocess", "--count", "40", "--size", "32", "--out", "p"]) == 0
+    # A shard that cannot be read (the tests run as root, which file modes do not stop).
+    def refused(self, path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(prepared.ShardReader, "__init__", refused)
+    capsys.readouterr()
+    assert main(["train", "--data", "p", "--profile", "quick", "--variants", "basic_cnn", "--trials", "0"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Permission denied:" in errors[0] and "train.npy" in errors[0] and "tracking store" not in errors[0]
+    # A message that merely contains "401" or "timed out" is no store failure.
+    from poster_ml.tracking.store_errors import store_error
+
+    assert store_error(RuntimeError("layer 401 timed out")) is None
+    # A missing images folder.
+    (tmp_path / "labels.csv").write_text("id,label\n1,fresh\n")
+    assert main(["preprocess", "--source", str(tmp_path / "labels.csv"), "--images", str(tmp_path / "nowhere"), "--out", "q"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "no such images folder" in errors[0]

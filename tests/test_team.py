@@ -63,7 +63,7 @@ def as_user(monkeypatch, uri: str, user: str, password: str) -> None:
     mlflow.set_tracking_uri(uri)
 
 
-def test_a_team_trains_registers_and_serves_through_the_server(team_server, monkeypatch, tmp_path):
+def test_a_team_trains_registers_and_serves_through_the_server(team_server, monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(tmp_path)
     as_user(monkeypatch, team_server, "admin", PASSWORD)
     assert main(["train", "--profile", "quick", "--trials", "0", *TINY]) == 0
@@ -77,6 +77,12 @@ def test_a_team_trains_registers_and_serves_through_the_server(team_server, monk
     auth.grant_user_permission("reader", "registered_model", "poster-ml", "READ")
 
     assert requests.get(f"{team_server}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=10).status_code == 401
+    # A wrong password against the real server: one line that blames the credentials.
+    as_user(monkeypatch, team_server, "reader", "a-wrong-password")
+    capsys.readouterr()
+    assert main(["evaluate"]) == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "refused the credentials" in errors[0] and "a-wrong-password" not in errors[0]
     as_user(monkeypatch, team_server, "reader", "reader-password-1")
     champion = mlflow.pyfunc.load_model("models:/poster-ml@champion")  # Through the server, artifacts too.
     assert champion.metadata.signature is not None
@@ -87,7 +93,7 @@ def test_a_team_trains_registers_and_serves_through_the_server(team_server, monk
         MlflowClient().set_registered_model_alias("poster-ml", "champion", "1")
 
 
-def test_two_tuning_workers_log_exactly_n_trials_under_one_variant_run_on_the_server(team_server, postgres_database, tmp_path):
+def test_two_tuning_workers_share_one_study_and_either_train_run_evaluates_and_registers(team_server, postgres_database, tmp_path, monkeypatch):
     storage = f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres_database('optuna')}"
     optuna.storages.RDBStorage(storage)
     environment = os.environ | {"MLFLOW_TRACKING_URI": team_server, "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": PASSWORD}
@@ -103,7 +109,19 @@ def test_two_tuning_workers_log_exactly_n_trials_under_one_variant_run_on_the_se
         patch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
         experiment = client.get_experiment_by_name("poster-ml")
         trials = [run for run in client.search_runs([experiment.experiment_id], "tags.`poster_ml.step` = 'trial'") if run.info.status in ("FINISHED", "KILLED")]
-    assert len(trials) == 4 and len({run.data.tags["mlflow.parentRunId"] for run in trials}) == 1
+        train_runs = client.search_runs([experiment.experiment_id], "tags.`poster_ml.step` = 'train'")
+        variants = client.search_runs([experiment.experiment_id], "tags.`poster_ml.step` = 'train_variant'")
+    # Exactly N trials between the workers, each under its own worker's variant run; both
+    # variant runs link the study's best trial's model.
+    assert len(trials) == 4 and {run.data.tags["mlflow.parentRunId"] for run in trials} <= {run.info.run_id for run in variants}
+    assert sorted(run.data.tags["mlflow.parentRunId"] for run in variants) == sorted(run.info.run_id for run in train_runs)
+    assert len({run.data.tags["model_uri"] for run in variants}) == 1
+    # The README's recipe goes on: evaluate (latest) and register, on either worker's run.
+    monkeypatch.chdir(tmp_path)
+    as_user(monkeypatch, team_server, "admin", PASSWORD)
+    assert main(["evaluate", "--bootstrap-samples", "20", "--cam-posters", "2", "--activations-variant", "none"]) == 0
+    for train_run in train_runs:
+        assert main(["register", "--train-run", train_run.info.run_id, "--allow-cpu", "true", "--bootstrap-samples", "20"]) == 0
 
 
 def test_training_over_two_replicas_scales_batch_and_learning_rate_and_logs_them(tmp_path):
