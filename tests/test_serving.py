@@ -182,3 +182,41 @@ def test_a_dockerfile_can_be_generated_for_the_model(model_uri, tmp_path):
     assert finished.returncode == 0, finished.stderr[-2000:]
     dockerfile = (tmp_path / "docker" / "Dockerfile").read_text()
     assert "mlflow" in dockerfile and (tmp_path / "docker" / "model_dir").is_dir()
+
+
+def test_a_chunked_upload_over_the_limit_gets_413_and_one_ctrl_c_stops_the_server_gracefully(model_uri, tmp_path):
+    import signal
+
+    import requests
+
+    store, uri = model_uri
+    port = free_port()
+    environment = os.environ | {"MLFLOW_TRACKING_URI": store}
+    command = [sys.executable, "-m", "poster_ml.cli", "serve", "--model", uri, "--port", str(port), "--max-request-mb", "8"]
+    # Its own process group, as a shell gives a foreground job: Ctrl-C goes to the group.
+    process = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if request(port, b"", "/ping", "GET")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+
+        def chunks(total: int = 200 * 2**20, size: int = 2**20):
+            for _ in range(total // size):
+                yield b"A" * size
+
+        # No Content-Length: requests sends a generator as Transfer-Encoding: chunked.
+        answer = requests.post(f"http://127.0.0.1:{port}/invocations", data=chunks(), headers={"Content-Type": "application/json"}, timeout=120)
+        assert answer.status_code == 413 and answer.json()["error_code"] == "REQUEST_TOO_LARGE", answer.text[:300]
+        assert request(port, b"", "/ping", "GET")[0] == 200
+        assert request(port, json.dumps(formats(jpeg_base64())["inputs"]).encode())[0] == 200
+        os.killpg(process.pid, signal.SIGINT)
+        output = process.communicate(timeout=60)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output[-2000:]
+    assert "Finished server process" in output and "Force exit" not in output and "Traceback" not in output
