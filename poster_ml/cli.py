@@ -86,13 +86,16 @@ COMMANDS = {
 }
 
 
+USES_TENSORFLOW = ("train", "evaluate", "register", "predict", "main")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="poster-ml", description="Fresh or rotten from a movie poster: prepare, train, evaluate, register.")
-    parser.add_argument("--verbose", action="store_true", help="on an error, print its causes (the full traceback) before the one-line message")
+    parser.add_argument("--verbose", action="store_true", help="print every library's notes and progress bars, and on an error its causes (the full traceback) before the one-line message (also POSTER_ML_VERBOSE=1)")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (config_class, handler, help_text) in COMMANDS.items():
         command = commands.add_parser(name, help=help_text)
-        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="on an error, print its causes before the one-line message")
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="print every library's notes, and on an error its causes")
         add_config_arguments(command, config_class)
         if name == "predict":
             command.add_argument("positional_paths", nargs="*", metavar="PATHS", help="poster files and folders to score")
@@ -101,14 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from poster_ml.quiet import configure_output, import_tensorflow, is_verbose
+
     arguments = build_parser().parse_args(argv)
+    configure_output(arguments.verbose)
+    if arguments.command in USES_TENSORFLOW:
+        import_tensorflow()
     try:
         arguments.handler(arguments)
     except Exception as error:
         user_error = error if isinstance(error, PosterMLError) else store_error_of(error)
         if user_error is None:
             raise
-        if arguments.verbose:
+        if arguments.verbose or is_verbose():
             traceback.print_exception(error, file=sys.stderr)
         print(f"poster-ml {arguments.command}: error: {user_error}", file=sys.stderr)
         return 1

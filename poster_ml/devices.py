@@ -14,7 +14,10 @@ def gpu_names() -> tuple[str, ...]:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        gpus = tf.config.list_physical_devices("GPU")
+        from poster_ml.quiet import silenced_stderr
+
+        with silenced_stderr():  # The CUDA probe's notes on a machine without a GPU.
+            gpus = tf.config.list_physical_devices("GPU")
         return tuple(tf.config.experimental.get_device_details(gpu).get("device_name", "unknown") for gpu in gpus)
     if backend == "torch":
         import torch

@@ -23,7 +23,7 @@ def split_dataset(data: PreparedData, split: str | None = None):
         # MLflow warns that a local path could be one of two equivalent source kinds, and
         # that integer columns cannot hold missing values; neither applies to a manifest.
         warnings.simplefilter("ignore", UserWarning)
-        return mlflow.data.from_pandas(
+        dataset = mlflow.data.from_pandas(
             manifest,
             source=str(data.path.resolve()),
             targets="label",
@@ -31,6 +31,8 @@ def split_dataset(data: PreparedData, split: str | None = None):
             # The store keeps at most 36 characters of a digest; the full one travels as a tag.
             digest=(digest[:28] + (split or "")[:4]) if split else digest[:32],
         )
+        _ = dataset.schema  # Inferred (and cached) here, where its warning is understood.
+        return dataset
 
 
 def dataset_input(data: PreparedData, context: str) -> None:

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -41,7 +42,7 @@ class PosterClassifier(mlflow.pyfunc.PythonModel):
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         self.settings = json.loads(Path(context.artifacts["settings"]).read_text())
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """Scores a batch of posters: a DataFrame (or the scoring server's dict) with a
         column `image` of encoded files, as raw bytes or base64 text. Every error it
         raises is one short line that never repeats the request."""
