@@ -67,59 +67,41 @@ def training_curves(history: pd.DataFrame, title: str) -> plt.Figure:
 
 
 def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str = "ROC curve") -> plt.Figure:
-    """One or more ROC curves: {name: (false positive rate, true positive rate, AUC)}."""
+    """One or more ROC curves, {name: (false positive rate, true positive rate, AUC)},
+    drawn by scikit-learn's RocCurveDisplay with the chance level."""
+    from sklearn.metrics import RocCurveDisplay
+
     figure, axes = plt.subplots(figsize=(5.5, 5))
-    for name, (false_positive, true_positive, auc) in curves.items():
-        axes.plot(false_positive, true_positive, label=f"{name} (AUC {auc:.3f})")
-    axes.plot([0, 1], [0, 1], "k--", label="chance")
-    axes.set_xlabel("false positive rate")
-    axes.set_ylabel("true positive rate (fresh)")
+    for index, (name, (false_positive, true_positive, auc)) in enumerate(curves.items()):
+        RocCurveDisplay(fpr=false_positive, tpr=true_positive, roc_auc=auc, name=name).plot(ax=axes, plot_chance_level=index == len(curves) - 1)
     axes.set_title(title)
     axes.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
     return figure
 
 
-def precision_recall_curve(recall: np.ndarray, precision: np.ndarray, average_precision: float, fresh_share: float) -> plt.Figure:
-    figure, axes = plt.subplots(figsize=(5.5, 5))
-    axes.plot(recall, precision, label=f"model (PR AUC {average_precision:.3f})")
-    axes.axhline(fresh_share, color="k", linestyle="--", label=f"chance ({fresh_share:.3f})")
-    axes.set_xlabel("recall (fresh)")
-    axes.set_ylabel("precision (fresh)")
-    axes.set_title("Precision-recall curve")
-    axes.legend(loc="lower left")
-    figure.tight_layout()
-    return figure
+def test_split_figures(labels: np.ndarray, probabilities: np.ndarray, name: str) -> dict[str, plt.Figure]:
+    """ROC, precision-recall, confusion-matrix and calibration figures of one model on the
+    test split, each drawn by scikit-learn's own display (with its chance level)."""
+    from sklearn.calibration import CalibrationDisplay
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
+    from poster_ml import predicted_fresh
 
-def confusion_matrix(matrix: np.ndarray) -> plt.Figure:
-    """Counts with true classes as rows, predicted as columns."""
-    figure, axes = plt.subplots(figsize=(4.5, 4))
-    axes.imshow(matrix, cmap="Blues")
-    for (row, column), count in np.ndenumerate(matrix):
-        axes.text(column, row, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black", fontsize=14)
-    axes.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES)
-    axes.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    axes.set_title("Confusion matrix")
-    figure.tight_layout()
-    return figure
-
-
-def reliability_curve(mean_predicted: np.ndarray, fraction_fresh: np.ndarray, probabilities: np.ndarray) -> plt.Figure:
-    """Calibration: the observed share of fresh posters against the predicted probability."""
-    figure, (curve_axis, histogram_axis) = plt.subplots(2, 1, figsize=(5.5, 6), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
-    curve_axis.plot([0, 1], [0, 1], "k--", label="perfectly calibrated")
-    curve_axis.plot(mean_predicted, fraction_fresh, "o-", label="model")
-    curve_axis.set_ylabel("observed share of fresh")
-    curve_axis.set_title("Reliability curve")
-    curve_axis.legend(loc="upper left")
-    histogram_axis.hist(probabilities, bins=20, range=(0, 1), color="tab:gray")
-    histogram_axis.set_xlabel("predicted probability of fresh")
-    histogram_axis.set_ylabel("posters")
-    figure.tight_layout()
-    return figure
+    figures = {}
+    for file_name, draw in (
+        ("roc_curve.png", lambda axes: RocCurveDisplay.from_predictions(labels, probabilities, name=name, plot_chance_level=True, ax=axes)),
+        ("precision_recall_curve.png", lambda axes: PrecisionRecallDisplay.from_predictions(labels, probabilities, name=name, plot_chance_level=True, ax=axes)),
+        ("confusion_matrix.png", lambda axes: ConfusionMatrixDisplay.from_predictions(
+            labels.astype(int), predicted_fresh(probabilities).astype(int), labels=[0, 1], display_labels=list(CLASS_NAMES), cmap="Blues", colorbar=False, ax=axes)),
+        ("reliability_curve.png", lambda axes: CalibrationDisplay.from_predictions(labels, probabilities, n_bins=10, strategy="quantile", name=name, ax=axes)),
+    ):
+        figure, axes = plt.subplots(figsize=(5.5, 5))
+        draw(axes)
+        axes.set_title(f"{name}: {file_name.removesuffix('.png').replace('_', ' ')} (test)")
+        figure.tight_layout()
+        figures[file_name] = figure
+    return figures
 
 
 def heatmap_grid(images: np.ndarray, maps: np.ndarray, captions: list[str], title: str, columns: int = 4) -> plt.Figure:

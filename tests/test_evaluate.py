@@ -250,3 +250,20 @@ def test_register_picks_the_variant_with_the_best_validation_auc(trained_store, 
     best = max(variants, key=lambda run: run.data.metrics["best_val_auc"])
     assert version.tags["variant"] == best.data.tags["variant"] and version.tags["device"] == device_info()["device"]
     assert version.tags["source_run"] == best.info.run_id
+
+
+def test_the_test_split_figures_are_scikit_learn_s_displays_with_chance_levels():
+    from poster_ml import plots
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(40) % 2
+    probabilities = np.clip(labels * 0.3 + rng.random(40) * 0.7, 0, 1)
+    figures = plots.test_split_figures(labels, probabilities, "basic_cnn")
+    assert set(figures) == {"roc_curve.png", "precision_recall_curve.png", "confusion_matrix.png", "reliability_curve.png"}
+    legend = lambda name: [text.get_text() for text in figures[name].axes[0].get_legend().get_texts()]  # noqa: E731
+    assert any("Chance level" in text for text in legend("roc_curve.png")) and any("Chance level" in text for text in legend("precision_recall_curve.png"))
+    assert any("Perfectly calibrated" in text for text in legend("reliability_curve.png"))
+    counts = [int(text.get_text()) for text in figures["confusion_matrix.png"].axes[0].texts]
+    assert sum(counts) == 40
+    for figure in figures.values():
+        plots.close(figure)

@@ -9,7 +9,6 @@ import keras
 import numpy as np
 import pandas as pd
 from sklearn import metrics as sklearn_metrics
-from sklearn.calibration import calibration_curve
 
 from poster_ml import plots, predicted_fresh
 from poster_ml.config import EvaluateConfig
@@ -50,14 +49,7 @@ def evaluate_model(model: keras.Model, data: PreparedData, config: EvaluateConfi
     results = evaluate_probabilities(labels, probabilities, majority, config.bootstrap_samples, config.seed)
 
     false_positive, true_positive, _ = sklearn_metrics.roc_curve(labels, probabilities)
-    precision, recall, _ = sklearn_metrics.precision_recall_curve(labels, probabilities)
-    observed, predicted = calibration_curve(labels, probabilities, n_bins=10, strategy="quantile")
-    figures = {
-        "roc_curve.png": plots.roc_curves({model.name: (false_positive, true_positive, results["roc_auc"])}, f"{model.name}: ROC curve (test)"),
-        "precision_recall_curve.png": plots.precision_recall_curve(recall, precision, results["pr_auc"], float(labels.mean())),
-        "confusion_matrix.png": plots.confusion_matrix(sklearn_metrics.confusion_matrix(labels, predicted_fresh(probabilities), labels=[0, 1])),
-        "reliability_curve.png": plots.reliability_curve(predicted, observed, probabilities),
-    }
+    figures = plots.test_split_figures(labels, probabilities, model.name)
     reader = data.reader("test")
     priors = location_priors(data.split("train")) if {PLANTED_COLUMN, *REGION_COLUMNS} <= set(split.columns) else {}
     explanation = explain(model, reader.read, split, probabilities, priors, config.cam_posters, config.bootstrap_samples, config.seed)
