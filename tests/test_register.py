@@ -203,3 +203,16 @@ def test_paired_comparison_matches_a_hand_computed_case():
     comparison = paired_auc_comparison(labels, new, old, samples=200, seed=0)
     assert comparison.new_auc == 1.0 and comparison.old_auc == 0.5 and comparison.difference == 0.5
     assert comparison.low <= 0.5 <= comparison.high
+
+
+def test_the_registered_model_carries_a_model_card(posters):
+    data, trained = posters
+    assert register(fake_train_run(data, {"basic_cnn": {"val_auc": 0.8, "keras": trained}})) == 0
+    card = MlflowClient().get_registered_model("poster-ml").description
+    champion = alias("champion")
+    assert "probability that the film is **fresh**" in card and card.count("curl -s localhost:5001/invocations") == 4
+    for kind in ("dataframe_split", "dataframe_records", "inputs", "instances"):
+        assert f'"{kind}"' in card
+    assert data.digest[:12] in card and "synthetic posters" in card and f"Version {champion.version} (basic_cnn)" in card
+    assert f"test AUC {champion.tags['test_auc']} (95 % interval {champion.tags['test_auc_low']} to {champion.tags['test_auc_high']})" in card
+    assert "trained on a CPU" in card and "no ImageNet weights" in card

@@ -43,6 +43,7 @@ def register_step(config: RegisterConfig):
         registry.describe(name, version.version, f"{verdict}; {note}" if note else verdict, {})
         if note:
             print(note)
+        update_model_card(name, {"version": version.version, "tags": registry.version_tags(name, version.version), "verdict": verdict}, data)
         runs.set_tags({"registered_model": name, "registered_version": str(version.version)})
     print(verdict)
     print(f"serve the champion with: make serve   (or: poster-ml serve --model models:/{name}@champion)")
@@ -57,13 +58,14 @@ def gate(name: str, version, model, data: PreparedData, config: RegisterConfig) 
 
     labels = data.labels("test").astype(int)
     new = predict_test_split(loading.load_keras_model(model.model_uri), data)
-    registry.describe(name, version.version, "", {"test_auc": f"{roc_auc_score(labels, new):.4f}", "test_posters": str(len(labels))})
+    interval = bootstrap_interval(labels, new, roc_auc_score, config.bootstrap_samples, config.seed)
+    registry.describe(name, version.version, "", {"test_auc": f"{roc_auc_score(labels, new):.4f}", "test_auc_low": f"{interval.low:.4f}",
+                                                  "test_auc_high": f"{interval.high:.4f}", "test_posters": str(len(labels))})
     champion = registry.version_by_alias(name, "champion")
     label = f"version {version.version} ({model.name})"
     if champion is not None and champion.version == version.version:
         return registry.finish_gate(name, version.version, "champion", f"{label} is @champion")  # Promoted before an interruption.
     if champion is None:
-        interval = bootstrap_interval(labels, new, roc_auc_score, config.bootstrap_samples, config.seed)
         figures = f"test AUC {roc_auc_score(labels, new):.3f} (95 % interval {interval.low:.3f} to {interval.high:.3f}) on {len(labels)} test posters"
         if interval.low > 0.5:
             registry.promote(name, version.version, None)
@@ -84,6 +86,15 @@ def gate(name: str, version, model, data: PreparedData, config: RegisterConfig) 
     registry.set_alias(name, version.version, "challenger")
     verdict = f"{label} stays @challenger: it does not beat @champion version {champion.version} {where}, {comparison}"
     return registry.finish_gate(name, version.version, "challenger", verdict)
+
+
+def update_model_card(name: str, latest: dict, data: PreparedData) -> None:
+    """The registered model's description, rewritten from the champion's facts."""
+    from poster_ml.model_card import model_card
+
+    champion = registry.version_by_alias(name, "champion")
+    facts = None if champion is None else {"version": champion.version, "tags": champion.tags, "verdict": champion.description or ""}
+    registry.describe_model(name, model_card(name, facts, latest, data.info))
 
 
 def comparable_posters(data: PreparedData, champion) -> tuple[np.ndarray, str]:

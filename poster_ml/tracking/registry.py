@@ -95,3 +95,12 @@ def describe(name: str, version: str, text: str, tags: dict[str, str]) -> None:
         client.update_model_version(name, version, description=text)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
+
+
+def version_tags(name: str, version: str) -> dict[str, str]:
+    return MlflowClient().get_model_version(name, version).tags
+
+
+def describe_model(name: str, text: str) -> None:
+    """The registered model's description (its model card)."""
+    MlflowClient().update_registered_model(name, description=text)
