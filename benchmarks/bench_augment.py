@@ -42,13 +42,17 @@ def _timed(function) -> float:
 
 def pipeline(reader: ShardReader, size: int, config: AugmentConfig, threads: int):
     """What the training generator does for each batch (data/batches.py), without tf.data."""
+
     def run():
         os.environ["POSTER_ML_WARP_THREADS"] = str(threads)
         order = np.random.default_rng([0, 0]).permutation(len(reader))
         for number, start in enumerate(range(0, len(order), BATCH)):
             rows = order[start : start + BATCH]
-            transforms = random_transforms(np.random.default_rng([0, 0, number, 1]), len(rows), size, size, config)
+            transforms = random_transforms(
+                np.random.default_rng([0, 0, number, 1]), len(rows), size, size, config
+            )
             warp_on_host(reader.read(rows), transforms)
+
     return run
 
 
@@ -70,13 +74,21 @@ def comparisons(images: np.ndarray, size: int, config: AugmentConfig) -> dict:
             fused_warp(batch, random_transforms(rng, len(batch), size, size, config)).numpy()
 
     # The Keras 3 way without fusion: each layer resamples the image again.
-    stack = keras.Sequential([
-        keras.layers.RandomRotation(config.rotation_degrees / 360, fill_mode="nearest"),
-        keras.layers.RandomZoom(config.zoom, config.zoom, fill_mode="nearest"),
-        keras.layers.RandomTranslation(config.height_shift, config.width_shift, fill_mode="nearest"),
-        keras.layers.RandomShear(x_factor=np.tan(np.deg2rad(config.shear_degrees)), y_factor=np.tan(np.deg2rad(config.shear_degrees)), fill_mode="nearest"),
-        keras.layers.RandomFlip("horizontal"),
-    ])
+    stack = keras.Sequential(
+        [
+            keras.layers.RandomRotation(config.rotation_degrees / 360, fill_mode="nearest"),
+            keras.layers.RandomZoom(config.zoom, config.zoom, fill_mode="nearest"),
+            keras.layers.RandomTranslation(
+                config.height_shift, config.width_shift, fill_mode="nearest"
+            ),
+            keras.layers.RandomShear(
+                x_factor=np.tan(np.deg2rad(config.shear_degrees)),
+                y_factor=np.tan(np.deg2rad(config.shear_degrees)),
+                fill_mode="nearest",
+            ),
+            keras.layers.RandomFlip("horizontal"),
+        ]
+    )
     stacked_call = tf.function(lambda batch: stack(batch, training=True))
 
     def layers():
@@ -84,8 +96,13 @@ def comparisons(images: np.ndarray, size: int, config: AugmentConfig) -> dict:
             stacked_call(batch).numpy()
 
     generator = ImageDataGenerator(
-        rotation_range=config.rotation_degrees, zoom_range=config.zoom, width_shift_range=config.width_shift,
-        height_shift_range=config.height_shift, shear_range=config.shear_degrees, horizontal_flip=True, fill_mode="nearest",
+        rotation_range=config.rotation_degrees,
+        zoom_range=config.zoom,
+        width_shift_range=config.width_shift,
+        height_shift_range=config.height_shift,
+        shear_range=config.shear_degrees,
+        horizontal_flip=True,
+        fill_mode="nearest",
     )
 
     def image_data_generator():
@@ -93,7 +110,14 @@ def comparisons(images: np.ndarray, size: int, config: AugmentConfig) -> dict:
         for _ in range(len(flow)):
             next(flow)
 
-    return {name: images_per_second(function, len(images)) for name, function in (("Keras warp, float32", keras_warp), ("Random* layers", layers), ("ImageDataGenerator", image_data_generator))}
+    return {
+        name: images_per_second(function, len(images))
+        for name, function in (
+            ("Keras warp, float32", keras_warp),
+            ("Random* layers", layers),
+            ("ImageDataGenerator", image_data_generator),
+        )
+    }
 
 
 def main() -> None:
@@ -102,23 +126,37 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     arguments = parser.parse_args()
     config = AugmentConfig()
-    images = np.random.default_rng(0).integers(0, 256, (arguments.images, arguments.size, arguments.size, 3)).astype("uint8")
+    images = (
+        np.random.default_rng(0)
+        .integers(0, 256, (arguments.images, arguments.size, arguments.size, 3))
+        .astype("uint8")
+    )
     with tempfile.TemporaryDirectory() as folder:
         np.save(f"{folder}/train.npy", images)  # A uint8 shard on disk, as preprocess writes it.
         reader = ShardReader(f"{folder}/train.npy")
         cores = os.cpu_count() or 1
         results = {
-            "pipeline, 1 core": images_per_second(pipeline(reader, arguments.size, config, 1), len(images)),
-            f"pipeline, {cores} cores": images_per_second(pipeline(reader, arguments.size, config, cores), len(images)),
+            "pipeline, 1 core": images_per_second(
+                pipeline(reader, arguments.size, config, 1), len(images)
+            ),
+            f"pipeline, {cores} cores": images_per_second(
+                pipeline(reader, arguments.size, config, cores), len(images)
+            ),
         }
     results |= comparisons(images, arguments.size, config)
-    print(f"{len(images)} images of {arguments.size} x {arguments.size}, batches of {BATCH}, {cores} cores")
+    print(
+        f"{len(images)} images of {arguments.size} x {arguments.size}, batches of {BATCH}, {cores} cores"
+    )
     for name, rate in results.items():
         print(f"{name:<24} {rate:9.1f} images/s")
     total, per_core = results[f"pipeline, {cores} cores"], results["pipeline, 1 core"]
-    print(f"pipeline per core: {per_core:.0f} images/s (goal 1,000); on {cores} cores: {total:.0f} images/s")
+    print(
+        f"pipeline per core: {per_core:.0f} images/s (goal 1,000); on {cores} cores: {total:.0f} images/s"
+    )
     if "ImageDataGenerator" in results:
-        print(f"pipeline vs ImageDataGenerator: {total / results['ImageDataGenerator']:.1f}x (target 8x, goal 10x on two cores)")
+        print(
+            f"pipeline vs ImageDataGenerator: {total / results['ImageDataGenerator']:.1f}x (target 8x, goal 10x on two cores)"
+        )
         print(f"pipeline vs Random* layers:     {total / results['Random* layers']:.1f}x")
         print(f"pipeline vs Keras float32 warp: {total / results['Keras warp, float32']:.1f}x")
 

@@ -33,7 +33,9 @@ def epoch_seconds(model: keras.Model, batches) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=300, help="synthetic posters (48 percent train)")
+    parser.add_argument(
+        "--count", type=int, default=300, help="synthetic posters (48 percent train)"
+    )
     parser.add_argument("--size", type=int, default=224)
     arguments = parser.parse_args()
     variant = VARIANTS["vgg16_features"]
@@ -42,20 +44,39 @@ def main() -> None:
         config = TrainConfig(weights="none")
         model = build_model(variant, data.image_size, weights="none")
         compile_model(model, variant)
-        uncached = epoch_seconds(model, image_batches(data, "train", config.batch_size, config.seed, shuffle=True))
+        uncached = epoch_seconds(
+            model, image_batches(data, "train", config.batch_size, config.seed, shuffle=True)
+        )
 
         extractor = keras.Model(model.input, model.get_layer("flatten").input)
         start = time.perf_counter()
-        reader = cached_features(extractor, data, "train", feature_cache_dir(data, extractor, variant.base, config.weights, config.seed, config.feature_cache), config.batch_size)
+        reader = cached_features(
+            extractor,
+            data,
+            "train",
+            feature_cache_dir(
+                data, extractor, variant.base, config.weights, config.seed, config.feature_cache
+            ),
+            config.batch_size,
+        )
         cache_seconds = time.perf_counter() - start
         features = keras.Input(reader.shape[1:])
         head = keras.Model(features, variant.head(features, variant.dropout))
         compile_model(head, variant)
-        cached = epoch_seconds(head, streamed_batches(reader, data.labels("train"), config.batch_size, config.seed, shuffle=True))
+        cached = epoch_seconds(
+            head,
+            streamed_batches(
+                reader, data.labels("train"), config.batch_size, config.seed, shuffle=True
+            ),
+        )
 
-    print(f"vgg16_features, {len(reader)} training posters at {arguments.size} px, {os.cpu_count()} cores")
+    print(
+        f"vgg16_features, {len(reader)} training posters at {arguments.size} px, {os.cpu_count()} cores"
+    )
     print(f"frozen base every epoch  {uncached:8.3f} s/epoch")
-    print(f"head on cached features  {cached:8.3f} s/epoch  (cache built once in {cache_seconds:.2f} s)")
+    print(
+        f"head on cached features  {cached:8.3f} s/epoch  (cache built once in {cache_seconds:.2f} s)"
+    )
     print(f"speed-up per epoch: {uncached / cached:.1f}x (target >= 20x)")
 
 

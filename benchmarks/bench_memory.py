@@ -27,13 +27,20 @@ def one_epoch(data_dir: str) -> None:
     from poster_ml.models.variants import VARIANTS
 
     data = load_prepared(data_dir)
-    train_variant(VARIANTS["regularized_cnn_aug"], data, TrainConfig(max_epochs=1, weights="none"), AugmentConfig())
+    train_variant(
+        VARIANTS["regularized_cnn_aug"],
+        data,
+        TrainConfig(max_epochs=1, weights="none"),
+        AugmentConfig(),
+    )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"peak_mib": peak, "train_posters": len(data.split("train"))}))
 
 
 def measure(data_dir: str) -> dict:
-    output = subprocess.run([sys.executable, __file__, "--child", data_dir], check=True, capture_output=True, text=True).stdout
+    output = subprocess.run(
+        [sys.executable, __file__, "--child", data_dir], check=True, capture_output=True, text=True
+    ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -57,8 +64,12 @@ def main() -> None:
             results[factor] = measure(out)
     for factor, result in results.items():
         shard_mib = result["train_posters"] * arguments.size**2 * 3 / 2**20
-        print(f"{factor}x data: {result['train_posters']:5d} training posters ({shard_mib:6.1f} MiB of pixels), peak RSS {result['peak_mib']:7.1f} MiB")
-    print(f"peak memory 4x / 1x: {results[4]['peak_mib'] / results[1]['peak_mib']:.3f} (target <= 1.15)")
+        print(
+            f"{factor}x data: {result['train_posters']:5d} training posters ({shard_mib:6.1f} MiB of pixels), peak RSS {result['peak_mib']:7.1f} MiB"
+        )
+    print(
+        f"peak memory 4x / 1x: {results[4]['peak_mib'] / results[1]['peak_mib']:.3f} (target <= 1.15)"
+    )
 
 
 if __name__ == "__main__":

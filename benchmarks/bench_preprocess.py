@@ -25,7 +25,9 @@ def make_large_posters(folder: Path, count: int, scale: int) -> Path:
     labels_csv = write_synthetic_posters(folder, count, seed=0)
     for path in (folder / "images").glob("*.jpg"):
         image = Image.open(path)
-        image.resize((image.width * scale, image.height * scale), Image.Resampling.BICUBIC).save(path, quality=90)
+        image.resize((image.width * scale, image.height * scale), Image.Resampling.BICUBIC).save(
+            path, quality=90
+        )
     return labels_csv
 
 
@@ -49,14 +51,24 @@ def main() -> None:
         posters_per_second(paths[:5], True)  # Warm the file cache and Pillow.
         full = posters_per_second(paths, reduced_decode=False)
         reduced = posters_per_second(paths, reduced_decode=True)
-        print(f"one process   full decode {full:8.1f} posters/s   reduced decode {reduced:8.1f} posters/s   ratio {reduced / full:5.2f}x")
+        print(
+            f"one process   full decode {full:8.1f} posters/s   reduced decode {reduced:8.1f} posters/s   ratio {reduced / full:5.2f}x"
+        )
         timings = {}
         for reduced_decode in (False, True):
-            config = PreprocessConfig(source=str(labels_csv), images=str(Path(folder) / "raw" / "images"), out=str(Path(folder) / f"out{reduced_decode}"), reduced_decode=reduced_decode, max_pixels=10**9)
+            config = PreprocessConfig(
+                source=str(labels_csv),
+                images=str(Path(folder) / "raw" / "images"),
+                out=str(Path(folder) / f"out{reduced_decode}"),
+                reduced_decode=reduced_decode,
+                max_pixels=10**9,
+            )
             start = time.perf_counter()
             prepare(config)
             timings[reduced_decode] = len(paths) / (time.perf_counter() - start)
-        print(f"whole step    full decode {timings[False]:8.1f} posters/s   reduced decode {timings[True]:8.1f} posters/s   ratio {timings[True] / timings[False]:5.2f}x")
+        print(
+            f"whole step    full decode {timings[False]:8.1f} posters/s   reduced decode {timings[True]:8.1f} posters/s   ratio {timings[True] / timings[False]:5.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -35,15 +35,27 @@ def run_study(data, pruner: str, trials: int, epochs: int) -> dict:
 
     variant = VARIANTS["regularized_cnn"]
     config = TrainConfig(max_epochs=epochs, weights="none", patience=epochs, trials=trials)
-    study, _ = tuning.open_study(f"bench-{pruner}", optuna.storages.InMemoryStorage(), 42, pruner, variant)
+    study, _ = tuning.open_study(
+        f"bench-{pruner}", optuna.storages.InMemoryStorage(), 42, pruner, variant
+    )
     peaks: list[float] = []
 
     def objective(trial) -> float:
         values = tuning.search_space(trial, variant)
-        trained = train_variant(variant, data, dataclasses.replace(config, **values), AugmentConfig(), [KerasPruningCallback(trial, "val_auc")])
+        trained = train_variant(
+            variant,
+            data,
+            dataclasses.replace(config, **values),
+            AugmentConfig(),
+            [KerasPruningCallback(trial, "val_auc")],
+        )
         return float(trained.best_epoch["val_auc"])
 
-    study.optimize(releasing_memory(objective), n_trials=trials, callbacks=[lambda study, trial: peaks.append(peak_mib())])
+    study.optimize(
+        releasing_memory(objective),
+        n_trials=trials,
+        callbacks=[lambda study, trial: peaks.append(peak_mib())],
+    )
     epochs_spent = sum(len(trial.intermediate_values) for trial in study.trials)
     pruned = sum(trial.state == optuna.trial.TrialState.PRUNED for trial in study.trials)
     return {"epochs": epochs_spent, "best": study.best_value, "pruned": pruned, "peaks": peaks}
@@ -60,18 +72,28 @@ def main() -> None:
     from poster_ml.data.prepare import prepare
 
     with tempfile.TemporaryDirectory() as folder:
-        data = prepare(PreprocessConfig(count=arguments.count, size=arguments.size, out=folder, seed=1))
+        data = prepare(
+            PreprocessConfig(count=arguments.count, size=arguments.size, out=folder, seed=1)
+        )
         unpruned = run_study(data, "none", arguments.trials, arguments.epochs)
         pruned = run_study(data, "median", arguments.trials, arguments.epochs)
-    print(f"regularized_cnn, {arguments.trials} trials of up to {arguments.epochs} epochs, {arguments.count} posters at {arguments.size} px, seed 42")
+    print(
+        f"regularized_cnn, {arguments.trials} trials of up to {arguments.epochs} epochs, {arguments.count} posters at {arguments.size} px, seed 42"
+    )
     print(f"{'':<16}{'epochs':>8}{'pruned':>8}{'best val AUC':>14}")
     for name, result in (("without pruning", unpruned), ("median pruner", pruned)):
         print(f"{name:<16}{result['epochs']:>8}{result['pruned']:>8}{result['best']:>14.4f}")
-    print(f"epochs with pruning / without: {pruned['epochs'] / unpruned['epochs']:.2f} (target <= 0.6, goal 0.5)")
-    print(f"best validation AUC difference: {pruned['best'] - unpruned['best']:+.4f} (target within 0.02)")
+    print(
+        f"epochs with pruning / without: {pruned['epochs'] / unpruned['epochs']:.2f} (target <= 0.6, goal 0.5)"
+    )
+    print(
+        f"best validation AUC difference: {pruned['best'] - unpruned['best']:+.4f} (target within 0.02)"
+    )
     peaks = unpruned["peaks"]
     if len(peaks) >= 10:
-        print(f"peak RSS after trial 2: {peaks[1]:.0f} MiB, after trial 10: {peaks[9]:.0f} MiB, ratio {peaks[9] / peaks[1]:.3f} (target <= 1.1)")
+        print(
+            f"peak RSS after trial 2: {peaks[1]:.0f} MiB, after trial 10: {peaks[9]:.0f} MiB, ratio {peaks[9] / peaks[1]:.3f} (target <= 1.1)"
+        )
         print("peak RSS after each trial, MiB: " + " ".join(f"{peak:.0f}" for peak in peaks))
 
 

@@ -37,7 +37,11 @@ def poster_jpeg(size: int, seed: int) -> bytes:
 
 def post(port: int, body: bytes) -> float:
     started = time.perf_counter()
-    call = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"})
+    call = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(call, timeout=120) as answer:
         answer.read()
     return time.perf_counter() - started
@@ -66,12 +70,31 @@ def main() -> None:
     mlflow.set_tracking_uri(store)
     jpeg = poster_jpeg(arguments.size, 0)
     with mlflow.start_run():
-        info = log_poster_model(build_model(VARIANTS["basic_cnn"], arguments.size), arguments.size, {}, jpeg, name="basic_cnn")
+        info = log_poster_model(
+            build_model(VARIANTS["basic_cnn"], arguments.size),
+            arguments.size,
+            {},
+            jpeg,
+            name="basic_cnn",
+        )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "poster_ml.cli", "serve", "--model", info.model_uri, "--port", str(port)],
-                              env=os.environ | {"MLFLOW_TRACKING_URI": store}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "poster_ml.cli",
+            "serve",
+            "--model",
+            info.model_uri,
+            "--port",
+            str(port),
+        ],
+        env=os.environ | {"MLFLOW_TRACKING_URI": store},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for _ in range(600):
             try:
@@ -79,8 +102,20 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.5)
-        one = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(jpeg).decode()]]}}).encode()
-        batch = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(poster_jpeg(arguments.size, i)).decode()] for i in range(32)]}}).encode()
+        one = json.dumps(
+            {"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(jpeg).decode()]]}}
+        ).encode()
+        batch = json.dumps(
+            {
+                "dataframe_split": {
+                    "columns": ["image"],
+                    "data": [
+                        [base64.b64encode(poster_jpeg(arguments.size, i)).decode()]
+                        for i in range(32)
+                    ],
+                }
+            }
+        ).encode()
         for _ in range(3):
             post(port, one)  # Warm-up.
         served = [post(port, one) for _ in range(arguments.requests)]
@@ -97,17 +132,26 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
     # The same poster as the decoded float tensor a client would send to a Keras model.
-    pixels = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB").resize((arguments.size, arguments.size)), dtype=np.float32)
+    pixels = np.asarray(
+        Image.open(io.BytesIO(jpeg)).convert("RGB").resize((arguments.size, arguments.size)),
+        dtype=np.float32,
+    )
     tensor = json.dumps({"inputs": pixels[None].tolist()}).encode()
     server_median, server_p95 = percentiles(served)
     local_median, local_p95 = percentiles(in_process)
-    print(f"basic_cnn at {arguments.size} px, {arguments.requests} requests, on {os.cpu_count()} cores")
+    print(
+        f"basic_cnn at {arguments.size} px, {arguments.requests} requests, on {os.cpu_count()} cores"
+    )
     print(f"{'':<28}{'median ms':>10}{'p95 ms':>10}")
     print(f"{'one poster, server':<28}{server_median:>10.1f}{server_p95:>10.1f}")
     print(f"{'one poster, in-process':<28}{local_median:>10.1f}{local_p95:>10.1f}")
     print(f"server / in-process median: {server_median / local_median:.2f}x")
-    print(f"32-poster request: {statistics.median(batch_seconds) * 1000:.0f} ms, {32 / statistics.median(batch_seconds):.0f} posters/s")
-    print(f"request size: base64 JPEG {len(one) / 1024:.1f} KiB, JSON float tensor {len(tensor) / 1024:.1f} KiB ({len(tensor) / len(one):.0f}x)")
+    print(
+        f"32-poster request: {statistics.median(batch_seconds) * 1000:.0f} ms, {32 / statistics.median(batch_seconds):.0f} posters/s"
+    )
+    print(
+        f"request size: base64 JPEG {len(one) / 1024:.1f} KiB, JSON float tensor {len(tensor) / 1024:.1f} KiB ({len(tensor) / len(one):.0f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -34,18 +34,31 @@ def forward_flops(model: keras.Model) -> float:
         if isinstance(layer, keras.layers.Conv2D):
             _, height, width, channels_out = layer.output.shape
             kernel_height, kernel_width = layer.kernel_size
-            total += 2.0 * height * width * kernel_height * kernel_width * layer.input.shape[-1] * channels_out / layer.groups
+            total += (
+                2.0
+                * height
+                * width
+                * kernel_height
+                * kernel_width
+                * layer.input.shape[-1]
+                * channels_out
+                / layer.groups
+            )
         elif isinstance(layer, keras.layers.Dense):
             total += 2.0 * layer.input.shape[-1] * layer.units
     return total
 
 
-def throughput(name: str, size: int, batch: int, steps: int, dtype_policy: str) -> tuple[float, float, float]:
+def throughput(
+    name: str, size: int, batch: int, steps: int, dtype_policy: str
+) -> tuple[float, float, float]:
     keras.utils.clear_session()
     keras.config.set_dtype_policy(dtype_policy)
     variant = VARIANTS[name]
     model = build_model(variant, size, weights="none")
-    model.compile(optimizer=variant.make_optimizer(), loss="binary_crossentropy", jit_compile="auto")
+    model.compile(
+        optimizer=variant.make_optimizer(), loss="binary_crossentropy", jit_compile="auto"
+    )
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")
     labels = rng.integers(0, 2, (batch,)).astype("float32")
@@ -65,17 +78,35 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--variants", default="all")
-    parser.add_argument("--dtype-policy", default="float32", help="Keras dtype policy: float32, mixed_float16 (as training on a GPU), mixed_bfloat16")
-    parser.add_argument("--peak-tflops", type=float, default=0.0, help="the chip's dense half-precision peak, for the fraction reached")
+    parser.add_argument(
+        "--dtype-policy",
+        default="float32",
+        help="Keras dtype policy: float32, mixed_float16 (as training on a GPU), mixed_bfloat16",
+    )
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=0.0,
+        help="the chip's dense half-precision peak, for the fraction reached",
+    )
     arguments = parser.parse_args()
     names = list(VARIANTS) if arguments.variants == "all" else arguments.variants.split(",")
-    print(f"backend {keras.backend.backend()}, keras {keras.__version__}, tensorflow installed: {importlib.util.find_spec('tensorflow') is not None}, policy {arguments.dtype_policy}")
-    print(f"{'variant':<36} {'images/s':>10} {'ms/step':>9} {'compile s':>10} {'TFLOP/s':>9} {'of peak':>8}")
+    print(
+        f"backend {keras.backend.backend()}, keras {keras.__version__}, tensorflow installed: {importlib.util.find_spec('tensorflow') is not None}, policy {arguments.dtype_policy}"
+    )
+    print(
+        f"{'variant':<36} {'images/s':>10} {'ms/step':>9} {'compile s':>10} {'TFLOP/s':>9} {'of peak':>8}"
+    )
     for name in names:
-        rate, compile_seconds, flops_per_image = throughput(name, arguments.size, arguments.batch, arguments.steps, arguments.dtype_policy)
+        rate, compile_seconds, flops_per_image = throughput(
+            name, arguments.size, arguments.batch, arguments.steps, arguments.dtype_policy
+        )
         achieved = rate * flops_per_image / 1e12
         share = f"{achieved / arguments.peak_tflops:8.1%}" if arguments.peak_tflops else f"{'-':>8}"
-        print(f"{name:<36} {rate:10.1f} {1000 * arguments.batch / rate:9.1f} {compile_seconds:10.1f} {achieved:9.2f} {share}", flush=True)
+        print(
+            f"{name:<36} {rate:10.1f} {1000 * arguments.batch / rate:9.1f} {compile_seconds:10.1f} {achieved:9.2f} {share}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -7,9 +7,27 @@ import argparse
 import sys
 import traceback
 
-from poster_ml.config import AugmentConfig, EvaluateConfig, PredictConfig, PreprocessConfig, RegisterConfig, ServeConfig, ServerConfig, TrainConfig, TrainStepConfig, WorkflowConfig, train_config
+from poster_ml.config import (
+    AugmentConfig,
+    EvaluateConfig,
+    PredictConfig,
+    PreprocessConfig,
+    RegisterConfig,
+    ServeConfig,
+    ServerConfig,
+    TrainConfig,
+    TrainStepConfig,
+    WorkflowConfig,
+    train_config,
+)
 from poster_ml.errors import PosterMLError
-from poster_ml.settings import add_config_arguments, config_from_arguments, parse_overrides, split_overrides, with_overrides
+from poster_ml.settings import (
+    add_config_arguments,
+    config_from_arguments,
+    parse_overrides,
+    split_overrides,
+    with_overrides,
+)
 
 
 def run_preprocess(arguments: argparse.Namespace) -> None:
@@ -22,7 +40,9 @@ def run_train(arguments: argparse.Namespace) -> None:
     from poster_ml.steps.train import train_step
 
     step = config_from_arguments(arguments, TrainStepConfig)
-    train_overrides, augment_overrides = split_overrides(parse_overrides(step.overrides), TrainConfig, AugmentConfig)
+    train_overrides, augment_overrides = split_overrides(
+        parse_overrides(step.overrides), TrainConfig, AugmentConfig
+    )
     if step.trials >= 0:
         train_overrides["trials"] = step.trials
     config = train_config(step.profile, train_overrides)
@@ -75,14 +95,42 @@ def run_main(arguments: argparse.Namespace) -> None:
 
 COMMANDS = {
     # name: (config class, handler, help)
-    "preprocess": (PreprocessConfig, run_preprocess, "validate, decode, resize, de-duplicate and split posters"),
+    "preprocess": (
+        PreprocessConfig,
+        run_preprocess,
+        "validate, decode, resize, de-duplicate and split posters",
+    ),
     "train": (TrainStepConfig, run_train, "train the study's variants, one nested MLflow run each"),
-    "evaluate": (EvaluateConfig, run_evaluate, "test metrics with intervals, curves, class activation maps, the results table"),
-    "register": (RegisterConfig, run_register, "register the best variant (by validation AUC) in the Model Registry"),
-    "predict": (PredictConfig, run_predict, "score poster files and folders with a logged model; bad files go to a rejects CSV"),
-    "serve": (ServeConfig, run_serve, "serve a model with MLflow's scoring server, guarded against oversized and echoed requests"),
-    "server": (ServerConfig, run_server, "run the team's MLflow tracking server: PostgreSQL, served artifacts, basic authentication"),
-    "main": (WorkflowConfig, run_main, "run every step on the embedded default (or your posters), skipping unchanged ones"),
+    "evaluate": (
+        EvaluateConfig,
+        run_evaluate,
+        "test metrics with intervals, curves, class activation maps, the results table",
+    ),
+    "register": (
+        RegisterConfig,
+        run_register,
+        "register the best variant (by validation AUC) in the Model Registry",
+    ),
+    "predict": (
+        PredictConfig,
+        run_predict,
+        "score poster files and folders with a logged model; bad files go to a rejects CSV",
+    ),
+    "serve": (
+        ServeConfig,
+        run_serve,
+        "serve a model with MLflow's scoring server, guarded against oversized and echoed requests",
+    ),
+    "server": (
+        ServerConfig,
+        run_server,
+        "run the team's MLflow tracking server: PostgreSQL, served artifacts, basic authentication",
+    ),
+    "main": (
+        WorkflowConfig,
+        run_main,
+        "run every step on the embedded default (or your posters), skipping unchanged ones",
+    ),
 }
 
 
@@ -90,15 +138,32 @@ USES_TENSORFLOW = ("train", "evaluate", "register", "predict", "main")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="poster-ml", description="Fresh or rotten from a movie poster: prepare, train, evaluate, register.")
-    parser.add_argument("--verbose", action="store_true", help="print every library's notes and progress bars, and on an error its causes (the full traceback) before the one-line message (also POSTER_ML_VERBOSE=1)")
+    parser = argparse.ArgumentParser(
+        prog="poster-ml",
+        description="Fresh or rotten from a movie poster: prepare, train, evaluate, register.",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print every library's notes and progress bars, and on an error its causes (the full traceback) before the one-line message (also POSTER_ML_VERBOSE=1)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (config_class, handler, help_text) in COMMANDS.items():
         command = commands.add_parser(name, help=help_text)
-        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="print every library's notes, and on an error its causes")
+        command.add_argument(
+            "--verbose",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="print every library's notes, and on an error its causes",
+        )
         add_config_arguments(command, config_class)
         if name == "predict":
-            command.add_argument("positional_paths", nargs="*", metavar="PATHS", help="poster files and folders to score")
+            command.add_argument(
+                "positional_paths",
+                nargs="*",
+                metavar="PATHS",
+                help="poster files and folders to score",
+            )
         command.set_defaults(handler=handler)
     return parser
 

@@ -18,11 +18,16 @@ def gpu_names() -> tuple[str, ...]:
 
         with silenced_stderr():  # The CUDA probe's notes on a machine without a GPU.
             gpus = tf.config.list_physical_devices("GPU")
-        return tuple(tf.config.experimental.get_device_details(gpu).get("device_name", "unknown") for gpu in gpus)
+        return tuple(
+            tf.config.experimental.get_device_details(gpu).get("device_name", "unknown")
+            for gpu in gpus
+        )
     if backend == "torch":
         import torch
 
-        return tuple(torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count()))
+        return tuple(
+            torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())
+        )
     if backend == "jax":
         import jax
 

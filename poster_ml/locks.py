@@ -30,7 +30,9 @@ def exclusive(path: Path, wait: bool, busy_message: str = "") -> Iterator[None]:
         except BlockingIOError:
             lock.seek(0)
             holder = lock.read().strip()
-            raise BusyError(busy_message + (f" (lock {path} held by process {holder})" if holder else "")) from None
+            raise BusyError(
+                busy_message + (f" (lock {path} held by process {holder})" if holder else "")
+            ) from None
         lock.seek(0)
         lock.truncate()
         lock.write(str(os.getpid()))

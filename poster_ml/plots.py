@@ -25,7 +25,13 @@ def class_balance_chart(counts: dict[str, dict[str, int]]) -> plt.Figure:
     positions = np.arange(len(splits))
     for offset, name in zip((-0.2, 0.2), reversed(CLASS_NAMES)):
         values = [counts[split][name] for split in splits]
-        bars = axes.bar(positions + offset, values, width=0.4, label=name, color="tab:red" if name == "fresh" else "tab:green")
+        bars = axes.bar(
+            positions + offset,
+            values,
+            width=0.4,
+            label=name,
+            color="tab:red" if name == "fresh" else "tab:green",
+        )
         axes.bar_label(bars)
     axes.set_xticks(positions, splits)
     axes.set_ylabel("posters")
@@ -66,21 +72,27 @@ def training_curves(history: pd.DataFrame, title: str) -> plt.Figure:
     return figure
 
 
-def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str = "ROC curve") -> plt.Figure:
+def roc_curves(
+    curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str = "ROC curve"
+) -> plt.Figure:
     """One or more ROC curves, {name: (false positive rate, true positive rate, AUC)},
     drawn by scikit-learn's RocCurveDisplay with the chance level."""
     from sklearn.metrics import RocCurveDisplay
 
     figure, axes = plt.subplots(figsize=(5.5, 5))
     for index, (name, (false_positive, true_positive, auc)) in enumerate(curves.items()):
-        RocCurveDisplay(fpr=false_positive, tpr=true_positive, roc_auc=auc, name=name).plot(ax=axes, plot_chance_level=index == len(curves) - 1)
+        RocCurveDisplay(fpr=false_positive, tpr=true_positive, roc_auc=auc, name=name).plot(
+            ax=axes, plot_chance_level=index == len(curves) - 1
+        )
     axes.set_title(title)
     axes.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
     return figure
 
 
-def test_split_figures(labels: np.ndarray, probabilities: np.ndarray, name: str) -> dict[str, plt.Figure]:
+def test_split_figures(
+    labels: np.ndarray, probabilities: np.ndarray, name: str
+) -> dict[str, plt.Figure]:
     """ROC, precision-recall, confusion-matrix and calibration figures of one model on the
     test split, each drawn by scikit-learn's own display (with its chance level)."""
     from sklearn.calibration import CalibrationDisplay
@@ -90,11 +102,36 @@ def test_split_figures(labels: np.ndarray, probabilities: np.ndarray, name: str)
 
     figures = {}
     for file_name, draw in (
-        ("roc_curve.png", lambda axes: RocCurveDisplay.from_predictions(labels, probabilities, name=name, plot_chance_level=True, ax=axes)),
-        ("precision_recall_curve.png", lambda axes: PrecisionRecallDisplay.from_predictions(labels, probabilities, name=name, plot_chance_level=True, ax=axes)),
-        ("confusion_matrix.png", lambda axes: ConfusionMatrixDisplay.from_predictions(
-            labels.astype(int), predicted_fresh(probabilities).astype(int), labels=[0, 1], display_labels=list(CLASS_NAMES), cmap="Blues", colorbar=False, ax=axes)),
-        ("reliability_curve.png", lambda axes: CalibrationDisplay.from_predictions(labels, probabilities, n_bins=10, strategy="quantile", name=name, ax=axes)),
+        (
+            "roc_curve.png",
+            lambda axes: RocCurveDisplay.from_predictions(
+                labels, probabilities, name=name, plot_chance_level=True, ax=axes
+            ),
+        ),
+        (
+            "precision_recall_curve.png",
+            lambda axes: PrecisionRecallDisplay.from_predictions(
+                labels, probabilities, name=name, plot_chance_level=True, ax=axes
+            ),
+        ),
+        (
+            "confusion_matrix.png",
+            lambda axes: ConfusionMatrixDisplay.from_predictions(
+                labels.astype(int),
+                predicted_fresh(probabilities).astype(int),
+                labels=[0, 1],
+                display_labels=list(CLASS_NAMES),
+                cmap="Blues",
+                colorbar=False,
+                ax=axes,
+            ),
+        ),
+        (
+            "reliability_curve.png",
+            lambda axes: CalibrationDisplay.from_predictions(
+                labels, probabilities, n_bins=10, strategy="quantile", name=name, ax=axes
+            ),
+        ),
     ):
         figure, axes = plt.subplots(figsize=(5.5, 5))
         draw(axes)
@@ -104,7 +141,9 @@ def test_split_figures(labels: np.ndarray, probabilities: np.ndarray, name: str)
     return figures
 
 
-def heatmap_grid(images: np.ndarray, maps: np.ndarray, captions: list[str], title: str, columns: int = 4) -> plt.Figure:
+def heatmap_grid(
+    images: np.ndarray, maps: np.ndarray, captions: list[str], title: str, columns: int = 4
+) -> plt.Figure:
     """Posters with their class activation maps over them (jet, alpha 0.5), as the study drew them."""
     rows = max(1, -(-len(images) // columns))
     figure, axes = plt.subplots(rows, columns, figsize=(columns * 2.4, rows * 2.8), squeeze=False)
@@ -112,7 +151,14 @@ def heatmap_grid(images: np.ndarray, maps: np.ndarray, captions: list[str], titl
         axis.axis("off")
     for axis, image, heat, caption in zip(axes.ravel(), images, maps, captions):
         axis.imshow(image.astype(np.uint8))
-        axis.imshow(heat, cmap="jet", alpha=0.5, extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5), vmin=0, vmax=1)
+        axis.imshow(
+            heat,
+            cmap="jet",
+            alpha=0.5,
+            extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5),
+            vmin=0,
+            vmax=1,
+        )
         axis.set_title(caption, fontsize=8)
     figure.suptitle(title)
     figure.tight_layout()
@@ -129,10 +175,20 @@ def activation_grid(activations: np.ndarray, title: str, per_row: int = 16) -> p
         values = activations[:, :, channel].astype(np.float64)
         # The study's normalisation: minus mean, over std, times 64 plus 128, clipped.
         values = (values - values.mean()) / (values.std() + 1e-5) * 64 + 128
-        top, left = (index * (size + gap) for index, size in zip(divmod(channel, per_row), (height, width)))
+        top, left = (
+            index * (size + gap) for index, size in zip(divmod(channel, per_row), (height, width))
+        )
         canvas[top : top + height, left : left + width] = np.clip(values, 0, 255)
-    figure, axes = plt.subplots(figsize=(per_row * 0.9, max(1.0, rows * 0.9 * height / width) + 0.6))
-    axes.imshow(canvas, cmap=plt.get_cmap("viridis").with_extremes(bad="white"), vmin=0, vmax=255, aspect="auto")
+    figure, axes = plt.subplots(
+        figsize=(per_row * 0.9, max(1.0, rows * 0.9 * height / width) + 0.6)
+    )
+    axes.imshow(
+        canvas,
+        cmap=plt.get_cmap("viridis").with_extremes(bad="white"),
+        vmin=0,
+        vmax=255,
+        aspect="auto",
+    )
     axes.set_title(f"{title} ({channels} channels)")
     axes.axis("off")
     figure.tight_layout()
@@ -147,9 +203,11 @@ def study_figures(study) -> dict[str, plt.Figure]:
     from optuna.visualization import matplotlib as optuna_plots
 
     figures = {}
-    for name, plot in (("optimization_history.png", optuna_plots.plot_optimization_history),
-                       ("param_importances.png", optuna_plots.plot_param_importances),
-                       ("parallel_coordinate.png", optuna_plots.plot_parallel_coordinate)):
+    for name, plot in (
+        ("optimization_history.png", optuna_plots.plot_optimization_history),
+        ("param_importances.png", optuna_plots.plot_param_importances),
+        ("parallel_coordinate.png", optuna_plots.plot_parallel_coordinate),
+    ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental.
             try:

@@ -37,8 +37,16 @@ class Allowed:
     def __str__(self) -> str:
         if self.choices:
             return "one of " + ", ".join(map(str, self.choices))
-        low = None if self.low is None else f"{'above' if self.low_open else 'at least'} {_number(self.low)}"
-        high = None if self.high is None else f"{'below' if self.high_open else 'at most'} {_number(self.high)}"
+        low = (
+            None
+            if self.low is None
+            else f"{'above' if self.low_open else 'at least'} {_number(self.low)}"
+        )
+        high = (
+            None
+            if self.high is None
+            else f"{'below' if self.high_open else 'at most'} {_number(self.high)}"
+        )
         return " and ".join(part for part in (low, high) if part)
 
 
@@ -72,14 +80,18 @@ class Checked:
         for field in dataclasses.fields(self):
             allowed, value = field.metadata.get("allowed"), getattr(self, field.name)
             if allowed is not None and value is not None and not allowed.admits(value):
-                raise ConfigError(f"setting {field.name}={value!r} is not allowed: it must be {allowed}")
+                raise ConfigError(
+                    f"setting {field.name}={value!r} is not allowed: it must be {allowed}"
+                )
 
 
 def split_overrides(overrides: dict[str, Any], *config_classes: type) -> list[dict[str, Any]]:
     """Routes each override to the config class that has the setting; unknown ones are an error."""
     routed: list[dict[str, Any]] = [{} for _ in config_classes]
     for name, value in overrides.items():
-        owner = next((index for index, cls in enumerate(config_classes) if name in field_types(cls)), None)
+        owner = next(
+            (index for index, cls in enumerate(config_classes) if name in field_types(cls)), None
+        )
         if owner is None:
             known = ", ".join(name for cls in config_classes for name in field_types(cls))
             raise ConfigError(f"unknown setting {name!r}; known: {known}")
@@ -147,7 +159,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_class: type) ->
             default=None,
             metavar=field.name.upper(),
             # argparse expands %-formats in help text, so a literal percent sign is doubled.
-            help=f"{field.metadata.get('help', '')} ({allowed_text(field)}default: {field.default})".replace("%", "%%"),
+            help=f"{field.metadata.get('help', '')} ({allowed_text(field)}default: {field.default})".replace(
+                "%", "%%"
+            ),
         )
 
 

@@ -42,15 +42,28 @@ def trained_store(tmp_path_factory):
     """One quick train call on two variants, its tracking store and its data folder."""
     folder = tmp_path_factory.mktemp("train")
     store = f"sqlite:///{folder / 'mlflow.db'}"
-    data = folder / "data" / "prepared"  # The default location, missing: train prepares the synthetic default.
+    data = (
+        folder / "data" / "prepared"
+    )  # The default location, missing: train prepares the synthetic default.
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         patch.setenv("MLFLOW_TRACKING_URI", store)
-        patch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # A short run still gets samples.
-        exit_code = main([
-            "train", "--profile", "quick", "--variants", "basic_cnn,vgg16_features", "--trials", "0",
-            "--overrides", "max_epochs=2 batch_size=16 image_size=75 synthetic_count=160",
-        ])
+        patch.setenv(
+            "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1"
+        )  # A short run still gets samples.
+        exit_code = main(
+            [
+                "train",
+                "--profile",
+                "quick",
+                "--variants",
+                "basic_cnn,vgg16_features",
+                "--trials",
+                "0",
+                "--overrides",
+                "max_epochs=2 batch_size=16 image_size=75 synthetic_count=160",
+            ]
+        )
     assert exit_code == 0
     return store, data
 

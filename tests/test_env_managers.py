@@ -17,7 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def clean_copy(destination: Path) -> Path:
     """The project's tracked files only, as a fresh clone would have them."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         if (ROOT / name).is_file():
             (destination / name).parent.mkdir(parents=True, exist_ok=True)
@@ -39,16 +43,37 @@ def test_an_entry_point_runs_in_a_uv_environment_built_from_conda_yaml(tmp_path)
         "MLFLOW_ENV_ROOT": str(tmp_path / "envs"),
     }
     command = [
-        sys.executable, "-m", "mlflow", "run", str(project), "-e", "preprocess", "--env-manager", "uv", "--experiment-name", "poster-ml",
-        "-P", "source=synthetic", "-P", "count=40", "-P", "size=32", "-P", f"out={tmp_path / 'prepared'}",
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        str(project),
+        "-e",
+        "preprocess",
+        "--env-manager",
+        "uv",
+        "--experiment-name",
+        "poster-ml",
+        "-P",
+        "source=synthetic",
+        "-P",
+        "count=40",
+        "-P",
+        "size=32",
+        "-P",
+        f"out={tmp_path / 'prepared'}",
     ]
-    finished = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=1200)
+    finished = subprocess.run(
+        command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=1200
+    )
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert (tmp_path / "prepared" / "dataset.json").is_file()
     client = MlflowClient(store)
     run = client.search_runs([client.get_experiment_by_name("poster-ml").experiment_id])[0]
     assert run.info.status == "FINISHED" and run.data.tags["poster_ml.step"] == "preprocess"
     # Each parameter once: MLflow logs the entry point's, the step does not repeat them.
-    assert run.data.params["count"] == "40" and not [name for name in run.data.params if name.startswith("preprocess.")]
+    assert run.data.params["count"] == "40" and not [
+        name for name in run.data.params if name.startswith("preprocess.")
+    ]
     # MLflow tags the run with the environment manager that built its environment.
     assert run.data.tags["mlflow.project.env"] == "uv"

@@ -18,9 +18,25 @@ from poster_ml.data.prepare import prepare
 from poster_ml.data.synthetic import REGION_COLUMNS
 from poster_ml.devices import device_info
 from poster_ml.explain.activations import intermediate_activations
-from poster_ml.explain.cam import class_activation_maps, class_gradients, classic_cam, feature_and_logit_model, grad_cam, layer_cam
+from poster_ml.explain.cam import (
+    class_activation_maps,
+    class_gradients,
+    classic_cam,
+    feature_and_logit_model,
+    grad_cam,
+    layer_cam,
+)
 from poster_ml.explain.evaluation import predict_test_split
-from poster_ml.explain.localisation import localisation_metrics, localisation_score, location_priors, method_scores, region_masks, same_class_permutation, scorable_rows, shares_inside
+from poster_ml.explain.localisation import (
+    localisation_metrics,
+    localisation_score,
+    location_priors,
+    method_scores,
+    region_masks,
+    same_class_permutation,
+    scorable_rows,
+    shares_inside,
+)
 from poster_ml.explain.metrics import accuracy, bootstrap_interval, evaluate_probabilities
 from poster_ml.models.fit import train_variant
 from poster_ml.models.variants import VARIANTS, build_model
@@ -70,8 +86,12 @@ def test_uniform_random_and_perfect_maps_score_as_they_should():
 @pytest.fixture(scope="module")
 def trained_cnn(tmp_path_factory):
     """basic_cnn trained for a few epochs on 600 synthetic posters at 64 pixels."""
-    data = prepare(PreprocessConfig(count=600, size=64, out=str(tmp_path_factory.mktemp("cam")), seed=3))
-    trained = train_variant(VARIANTS["basic_cnn"], data, TrainConfig(max_epochs=8, weights="none"), AugmentConfig())
+    data = prepare(
+        PreprocessConfig(count=600, size=64, out=str(tmp_path_factory.mktemp("cam")), seed=3)
+    )
+    trained = train_variant(
+        VARIANTS["basic_cnn"], data, TrainConfig(max_epochs=8, weights="none"), AugmentConfig()
+    )
     return trained.model, data
 
 
@@ -87,15 +107,29 @@ def test_class_activation_maps_beat_both_baselines_and_the_prior_trick_does_not(
     assert (predicted_fresh(probabilities) == split["label"].astype(bool)).mean() > 0.7
     priors = location_priors(data.split("train"))
     cam_model = feature_and_logit_model(model, VARIANTS["basic_cnn"].cam_layer)
-    scores = localisation_metrics(cam_model, data.reader("test").read, split, probabilities, priors, samples=200)
+    scores = localisation_metrics(
+        cam_model, data.reader("test").read, split, probabilities, priors, samples=200
+    )
     for method in ("grad_cam", "layer_cam"):
-        assert scores[f"{method}_localisation_ratio_ci_low"] <= scores[f"{method}_localisation_ratio"] <= scores[f"{method}_localisation_ratio_ci_high"]
-        stronger = max(scores[f"{method}_localisation_prior_baseline"], scores[f"{method}_localisation_permutation_baseline"])
-        assert scores[f"{method}_localisation_ratio"] == pytest.approx(scores[f"{method}_localisation"] / stronger)
+        assert (
+            scores[f"{method}_localisation_ratio_ci_low"]
+            <= scores[f"{method}_localisation_ratio"]
+            <= scores[f"{method}_localisation_ratio_ci_high"]
+        )
+        stronger = max(
+            scores[f"{method}_localisation_prior_baseline"],
+            scores[f"{method}_localisation_permutation_baseline"],
+        )
+        assert scores[f"{method}_localisation_ratio"] == pytest.approx(
+            scores[f"{method}_localisation"] / stronger
+        )
     # LayerCAM looks at each poster's own region more than at another poster's of the
     # same class. (At 64 pixels its 6 x 6 maps do not beat the class's location prior:
     # the headline ratio says so, and the README reports it.)
-    assert scores["layer_cam_localisation"] > 1.1 * scores["layer_cam_localisation_permutation_baseline"], scores
+    assert (
+        scores["layer_cam_localisation"]
+        > 1.1 * scores["layer_cam_localisation_permutation_baseline"]
+    ), scores
 
     # The trick that fooled the old score: a fixed map per class, blind to the poster, and
     # drawn from the test split's own regions (so it is not the baseline itself). The
@@ -114,15 +148,25 @@ def test_class_activation_maps_beat_both_baselines_and_the_prior_trick_does_not(
 
 def test_maps_of_one_cell_are_not_scorable():
     regions = np.array([[0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.9, 0.9]])
-    scores = method_scores(np.ones((2, 1, 1)), regions, np.full(2, 0.3), np.array([1, 0]), samples=10, seed=0)
+    scores = method_scores(
+        np.ones((2, 1, 1)), regions, np.full(2, 0.3), np.array([1, 0]), samples=10, seed=0
+    )
     assert scores == {"localisation_scorable": 0.0}
 
 
 def test_maps_are_not_blank_when_the_logit_is_far_above_twenty():
     inputs = keras.Input((16, 16, 3))
-    features = keras.layers.Conv2D(4, 3, activation="relu", name="features", kernel_initializer="ones")(inputs)
+    features = keras.layers.Conv2D(
+        4, 3, activation="relu", name="features", kernel_initializer="ones"
+    )(inputs)
     pooled = keras.layers.Flatten()(features)
-    output = keras.layers.Dense(1, activation="sigmoid", name="fresh_probability", kernel_initializer="ones", bias_initializer=keras.initializers.Constant(25.0))(pooled)
+    output = keras.layers.Dense(
+        1,
+        activation="sigmoid",
+        name="fresh_probability",
+        kernel_initializer="ones",
+        bias_initializer=keras.initializers.Constant(25.0),
+    )(pooled)
     model = keras.Model(inputs, output)
     images = np.full((2, 16, 16, 3), 200.0, dtype="float32")
     assert keras.ops.convert_to_numpy(model(images)).min() == 1.0  # The probability has saturated.
@@ -134,7 +178,14 @@ def test_maps_are_not_blank_when_the_logit_is_far_above_twenty():
 
 def test_grad_cam_reaches_into_a_nested_base():
     base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(64, 64, 3))
-    model = keras.Sequential([keras.Input((64, 64, 3)), base, keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
+    model = keras.Sequential(
+        [
+            keras.Input((64, 64, 3)),
+            base,
+            keras.layers.Flatten(),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     images = np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 3)).astype("float32")
     # The well-known trap: the nested layer's tensors are not in the outer graph.
     with pytest.raises(ValueError, match="not connected"):
@@ -144,7 +195,9 @@ def test_grad_cam_reaches_into_a_nested_base():
     assert maps.shape == (3, 4, 4) and maps.min() >= 0 and maps.max() <= 1
     # The second output is the logit: its sigmoid is the model's probability.
     logits = keras.ops.convert_to_numpy(cam_model(images)[1])
-    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), keras.ops.convert_to_numpy(model(images)), rtol=1e-5)
+    np.testing.assert_allclose(
+        1 / (1 + np.exp(-logits)), keras.ops.convert_to_numpy(model(images)), rtol=1e-5
+    )
 
 
 def test_classic_cam_equals_grad_cam_for_a_linear_pooling_head_and_gradients_are_of_the_logit():
@@ -155,18 +208,27 @@ def test_classic_cam_equals_grad_cam_for_a_linear_pooling_head_and_gradients_are
     cam_model = feature_and_logit_model(model, "features")
     images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     toward_fresh = np.array([True, True])
-    np.testing.assert_allclose(classic_cam(model, cam_model, images), grad_cam(cam_model, images, toward_fresh), atol=1e-4)
+    np.testing.assert_allclose(
+        classic_cam(model, cam_model, images), grad_cam(cam_model, images, toward_fresh), atol=1e-4
+    )
     feature_maps, gradients = class_gradients(cam_model, images, toward_fresh)
     # For a linear pooling head the logit's gradient is the kernel over the map's area, at
     # every place and for every poster; a probability's would be scaled by p (1 - p).
     kernel = model.layers[-1].get_weights()[0][:, 0]
-    np.testing.assert_allclose(gradients.numpy(), np.broadcast_to(kernel / (30 * 30), gradients.shape), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(
+        gradients.numpy(),
+        np.broadcast_to(kernel / (30 * 30), gradients.shape),
+        rtol=1e-5,
+        atol=1e-9,
+    )
     assert layer_cam(cam_model, images).shape == (2, 30, 30)
 
 
 def test_intermediate_activations_draw_conv_layers_and_their_relus():
     model = build_model(VARIANTS["inception_v3_finetune_aug"], 75, weights="none")
-    figures = intermediate_activations(model, np.random.default_rng(0).uniform(0, 255, (75, 75, 3)).astype("float32"))
+    figures = intermediate_activations(
+        model, np.random.default_rng(0).uniform(0, 255, (75, 75, 3)).astype("float32")
+    )
     # Conv layers 1, 4 and 9, each followed by its ReLU, as the study drew InceptionV3.
     names = list(figures)
     assert len(names) == 6
@@ -174,34 +236,95 @@ def test_intermediate_activations_draw_conv_layers_and_their_relus():
     assert all(name.startswith("activations_activation") for name in names[1::2])
 
 
-def test_evaluate_step_logs_metrics_figures_and_the_results_table(trained_store, monkeypatch, capsys):
+def test_evaluate_step_logs_metrics_figures_and_the_results_table(
+    trained_store, monkeypatch, capsys
+):
     store, data = trained_store
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    assert main(["evaluate", "--bootstrap-samples", "50", "--cam-posters", "4", "--activations-variant", "basic_cnn"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--bootstrap-samples",
+                "50",
+                "--cam-posters",
+                "4",
+                "--activations-variant",
+                "basic_cnn",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "test_auc_95ci" in printed and "basic_cnn" in printed and "vgg16_features" in printed
     client = MlflowClient(store)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     train = next(r for r in runs if r.data.tags.get("poster_ml.step") == "train")
-    assert {"results.md", "results.html", "roc_all_variants.png"} <= {a.path for a in client.list_artifacts(train.info.run_id)}
+    assert {"results.md", "results.html", "roc_all_variants.png"} <= {
+        a.path for a in client.list_artifacts(train.info.run_id)
+    }
     evaluation = next(r for r in runs if r.data.tags.get("poster_ml.step") == "evaluate")
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == train.info.run_id]
     # Each variant's logged model carries its test metrics, linked to the test dataset.
-    models = {model.name: model for model in mlflow.search_logged_models(experiment_ids=[train.info.experiment_id], output_format="list")}
+    models = {
+        model.name: model
+        for model in mlflow.search_logged_models(
+            experiment_ids=[train.info.experiment_id], output_format="list"
+        )
+    }
     assert {"basic_cnn", "vgg16_features"} <= set(models)
     for child in children:
         model = models[child.data.tags["variant"]]
-        assert model.source_run_id == child.info.run_id and model.params["variant"] == child.data.tags["variant"] and "dropout" in model.params
+        assert (
+            model.source_run_id == child.info.run_id
+            and model.params["variant"] == child.data.tags["variant"]
+            and "dropout" in model.params
+        )
         metrics = {metric.key: metric for metric in model.metrics}
-        for name in ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "roc_auc", "roc_auc_ci_low", "pr_auc", "log_loss", "brier", "majority_baseline", "precision_fresh", "recall_rotten", "f1_weighted", "layer_cam_localisation_ratio", "cam_uniform_baseline"):
+        for name in (
+            "accuracy",
+            "accuracy_ci_low",
+            "accuracy_ci_high",
+            "roc_auc",
+            "roc_auc_ci_low",
+            "pr_auc",
+            "log_loss",
+            "brier",
+            "majority_baseline",
+            "precision_fresh",
+            "recall_rotten",
+            "f1_weighted",
+            "layer_cam_localisation_ratio",
+            "cam_uniform_baseline",
+        ):
             assert f"test_{name}" in metrics, name
-            assert metrics[f"test_{name}"].dataset_name.endswith("-test") and metrics[f"test_{name}"].run_id == evaluation.info.run_id
+            assert (
+                metrics[f"test_{name}"].dataset_name.endswith("-test")
+                and metrics[f"test_{name}"].run_id == evaluation.info.run_id
+            )
         assert metrics["best_val_auc"].dataset_name.endswith("-validation")
-        assert metrics["test_accuracy_ci_low"].value <= metrics["test_accuracy"].value <= metrics["test_accuracy_ci_high"].value
+        assert (
+            metrics["test_accuracy_ci_low"].value
+            <= metrics["test_accuracy"].value
+            <= metrics["test_accuracy_ci_high"].value
+        )
         # The evaluation's files are the evaluate run's; the training run is left as it was.
         variant = child.data.tags["variant"]
-        artifacts = {a.path for a in client.list_artifacts(evaluation.info.run_id, f"evaluation/{variant}")}
-        expected = {"roc_curve.png", "precision_recall_curve.png", "confusion_matrix.png", "reliability_curve.png", "classification_report.txt", "classification_report.json", "predictions.csv", "grad_cam_highest.png", "grad_cam_lowest.png", "layer_cam_highest.png"}
+        artifacts = {
+            a.path for a in client.list_artifacts(evaluation.info.run_id, f"evaluation/{variant}")
+        }
+        expected = {
+            "roc_curve.png",
+            "precision_recall_curve.png",
+            "confusion_matrix.png",
+            "reliability_curve.png",
+            "classification_report.txt",
+            "classification_report.json",
+            "predictions.csv",
+            "grad_cam_highest.png",
+            "grad_cam_lowest.png",
+            "layer_cam_highest.png",
+        }
         assert {f"evaluation/{variant}/{name}" for name in expected} <= artifacts
         assert not client.list_artifacts(child.info.run_id, "evaluation")
         if variant == "basic_cnn":
@@ -213,18 +336,59 @@ def test_evaluate_one_model_by_uri_logs_to_the_evaluation_run(trained_store, mon
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     client = MlflowClient(store)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    model_uri = next(r for r in runs if r.data.tags.get("variant") == "basic_cnn").data.tags["model_uri"]
-    assert main(["evaluate", "--model-uri", model_uri, "--data", str(data), "--bootstrap-samples", "50", "--cam-posters", "2"]) == 0
-    evaluation = client.search_runs([e.experiment_id for e in client.search_experiments()], "tags.`poster_ml.step` = 'evaluate'", order_by=["attributes.start_time DESC"])[0]
-    artifacts = {a.path for a in client.list_artifacts(evaluation.info.run_id, "evaluation/basic_cnn")}
-    assert {"evaluation/basic_cnn/grad_cam_highest.png", "evaluation/basic_cnn/activations_conv1.png", "evaluation/basic_cnn/predictions.csv"} <= artifacts
-    predictions = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=evaluation.info.run_id, artifact_path="evaluation/basic_cnn/predictions.csv", tracking_uri=store))
-    expected_auc = roc_auc_score(predictions["true_class"] == "fresh", predictions["probability_fresh"])
+    model_uri = next(r for r in runs if r.data.tags.get("variant") == "basic_cnn").data.tags[
+        "model_uri"
+    ]
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model-uri",
+                model_uri,
+                "--data",
+                str(data),
+                "--bootstrap-samples",
+                "50",
+                "--cam-posters",
+                "2",
+            ]
+        )
+        == 0
+    )
+    evaluation = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        "tags.`poster_ml.step` = 'evaluate'",
+        order_by=["attributes.start_time DESC"],
+    )[0]
+    artifacts = {
+        a.path for a in client.list_artifacts(evaluation.info.run_id, "evaluation/basic_cnn")
+    }
+    assert {
+        "evaluation/basic_cnn/grad_cam_highest.png",
+        "evaluation/basic_cnn/activations_conv1.png",
+        "evaluation/basic_cnn/predictions.csv",
+    } <= artifacts
+    predictions = pd.read_csv(
+        mlflow.artifacts.download_artifacts(
+            run_id=evaluation.info.run_id,
+            artifact_path="evaluation/basic_cnn/predictions.csv",
+            tracking_uri=store,
+        )
+    )
+    expected_auc = roc_auc_score(
+        predictions["true_class"] == "fresh", predictions["probability_fresh"]
+    )
     assert evaluation.data.metrics["test_roc_auc"] == pytest.approx(expected_auc)
     # The served model, given a test poster's original file, says what evaluate said for it.
     images = data / "synthetic" / "images"
-    served = mlflow.pyfunc.load_model(model_uri).predict(pd.DataFrame({"image": [(images / source).read_bytes() for source in predictions["source"][:5]]}))
-    np.testing.assert_allclose(served["probability_fresh"], predictions["probability_fresh"][:5], rtol=1e-4, atol=1e-5)
+    served = mlflow.pyfunc.load_model(model_uri).predict(
+        pd.DataFrame(
+            {"image": [(images / source).read_bytes() for source in predictions["source"][:5]]}
+        )
+    )
+    np.testing.assert_allclose(
+        served["probability_fresh"], predictions["probability_fresh"][:5], rtol=1e-4, atol=1e-5
+    )
 
 
 def test_evaluate_a_missing_model_or_run_gives_one_line(trained_store, monkeypatch, capsys):
@@ -233,7 +397,9 @@ def test_evaluate_a_missing_model_or_run_gives_one_line(trained_store, monkeypat
     assert main(["evaluate", "--model-uri", "models:/no-such-model/1", "--data", str(data)]) == 1
     assert main(["evaluate", "--train-run", "0123456789abcdef"]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert len(errors) == 2 and "cannot load model" in errors[0] and "no such train run" in errors[1]
+    assert (
+        len(errors) == 2 and "cannot load model" in errors[0] and "no such train run" in errors[1]
+    )
 
 
 def test_register_picks_the_variant_with_the_best_validation_auc(trained_store, monkeypatch):
@@ -241,14 +407,37 @@ def test_register_picks_the_variant_with_the_best_validation_auc(trained_store, 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     client = MlflowClient(store)
     # The fixture's own train run, the first in the store (other tests add later ones).
-    train = client.search_runs([e.experiment_id for e in client.search_experiments()], "tags.`poster_ml.step` = 'train'", order_by=["attributes.start_time ASC"])[0]
-    assert main(["register", "--train-run", train.info.run_id, "--allow-cpu", "true", "--model-name", "posters-test"]) == 0
+    train = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        "tags.`poster_ml.step` = 'train'",
+        order_by=["attributes.start_time ASC"],
+    )[0]
+    assert (
+        main(
+            [
+                "register",
+                "--train-run",
+                train.info.run_id,
+                "--allow-cpu",
+                "true",
+                "--model-name",
+                "posters-test",
+            ]
+        )
+        == 0
+    )
     version = client.get_model_version_by_alias("posters-test", "champion")
     parent = client.get_run(version.tags["source_run"]).data.tags["mlflow.parentRunId"]
-    variants = client.search_runs([e.experiment_id for e in client.search_experiments()], f"tags.`mlflow.parentRunId` = '{parent}'")
+    variants = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        f"tags.`mlflow.parentRunId` = '{parent}'",
+    )
     assert len(variants) == 2
     best = max(variants, key=lambda run: run.data.metrics["best_val_auc"])
-    assert version.tags["variant"] == best.data.tags["variant"] and version.tags["device"] == device_info()["device"]
+    assert (
+        version.tags["variant"] == best.data.tags["variant"]
+        and version.tags["device"] == device_info()["device"]
+    )
     assert version.tags["source_run"] == best.info.run_id
 
 
@@ -259,9 +448,18 @@ def test_the_test_split_figures_are_scikit_learn_s_displays_with_chance_levels()
     labels = np.arange(40) % 2
     probabilities = np.clip(labels * 0.3 + rng.random(40) * 0.7, 0, 1)
     figures = plots.test_split_figures(labels, probabilities, "basic_cnn")
-    assert set(figures) == {"roc_curve.png", "precision_recall_curve.png", "confusion_matrix.png", "reliability_curve.png"}
-    legend = lambda name: [text.get_text() for text in figures[name].axes[0].get_legend().get_texts()]  # noqa: E731
-    assert any("Chance level" in text for text in legend("roc_curve.png")) and any("Chance level" in text for text in legend("precision_recall_curve.png"))
+    assert set(figures) == {
+        "roc_curve.png",
+        "precision_recall_curve.png",
+        "confusion_matrix.png",
+        "reliability_curve.png",
+    }
+    legend = lambda name: [
+        text.get_text() for text in figures[name].axes[0].get_legend().get_texts()
+    ]  # noqa: E731
+    assert any("Chance level" in text for text in legend("roc_curve.png")) and any(
+        "Chance level" in text for text in legend("precision_recall_curve.png")
+    )
     assert any("Perfectly calibrated" in text for text in legend("reliability_curve.png"))
     counts = [int(text.get_text()) for text in figures["confusion_matrix.png"].axes[0].texts]
     assert sum(counts) == 40

@@ -59,7 +59,9 @@ def test_animation_gives_its_first_frame():
 
 def test_reduced_decode_matches_full_decode():
     rng = np.random.default_rng(0)
-    big = Image.fromarray(rng.integers(0, 255, (30, 20, 3), dtype=np.uint8)).resize((1600, 2400), Image.Resampling.BICUBIC)
+    big = Image.fromarray(rng.integers(0, 255, (30, 20, 3), dtype=np.uint8)).resize(
+        (1600, 2400), Image.Resampling.BICUBIC
+    )
     data = encode(big, "JPEG", quality=92)
     reduced = decode_poster(data, 96, reduced_decode=True).astype(int)
     full = decode_poster(data, 96, reduced_decode=False).astype(int)

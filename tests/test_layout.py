@@ -31,17 +31,27 @@ def parity_problems(mlproject: dict) -> list[str]:
         fields = {field.name: field for field in dataclasses.fields(config_class)}
         hints = typing.get_type_hints(config_class)
         if set(parameters) != set(fields):
-            problems.append(f"{entry_point}: MLproject has {sorted(set(parameters) ^ set(fields))} that the config has not, or the reverse")
+            problems.append(
+                f"{entry_point}: MLproject has {sorted(set(parameters) ^ set(fields))} that the config has not, or the reverse"
+            )
         for name in set(parameters) & set(fields):
             spec, field = parameters[name], fields[name]
             expected_type = MLFLOW_TYPES[hints[name]]
             if spec["type"] != expected_type:
-                problems.append(f"{entry_point}.{name}: type {spec['type']}, config says {expected_type}")
-            expected_default = str(field.default).lower() if isinstance(field.default, bool) else field.default
+                problems.append(
+                    f"{entry_point}.{name}: type {spec['type']}, config says {expected_type}"
+                )
+            expected_default = (
+                str(field.default).lower() if isinstance(field.default, bool) else field.default
+            )
             if spec["default"] != expected_default:
-                problems.append(f"{entry_point}.{name}: default {spec['default']!r}, config says {expected_default!r}")
+                problems.append(
+                    f"{entry_point}.{name}: default {spec['default']!r}, config says {expected_default!r}"
+                )
             if f"--{name.replace('_', '-')} {{{name}}}" not in " ".join(command.split()):
-                problems.append(f"{entry_point}.{name}: the command does not pass --{name.replace('_', '-')} {{{name}}}")
+                problems.append(
+                    f"{entry_point}.{name}: the command does not pass --{name.replace('_', '-')} {{{name}}}"
+                )
     return problems
 
 
@@ -66,7 +76,11 @@ def python_modules() -> list[Path]:
 
 
 def test_only_tracking_and_the_steps_import_mlflow():
-    importers = {path.relative_to(PACKAGE).parts[0] for path in python_modules() if re.search(r"^\s*(import mlflow|from mlflow)", path.read_text(), re.MULTILINE)}
+    importers = {
+        path.relative_to(PACKAGE).parts[0]
+        for path in python_modules()
+        if re.search(r"^\s*(import mlflow|from mlflow)", path.read_text(), re.MULTILINE)
+    }
     assert importers <= {"tracking", "steps"}, importers
 
 

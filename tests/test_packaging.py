@@ -21,12 +21,21 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 def locked() -> dict[str, str]:
     lines = (ROOT / "requirements.lock").read_text().splitlines()
-    return {canonicalize_name(name): version for name, version in (line.split("==") for line in lines if "==" in line and not line.startswith("#"))}
+    return {
+        canonicalize_name(name): version
+        for name, version in (
+            line.split("==") for line in lines if "==" in line and not line.startswith("#")
+        )
+    }
 
 
 def declared() -> list[Requirement]:
     extras = PROJECT["optional-dependencies"]
-    return [Requirement(text) for text in PROJECT["dependencies"] + [text for name in ("test", "server", "benchmark") for text in extras[name]]]
+    return [
+        Requirement(text)
+        for text in PROJECT["dependencies"]
+        + [text for name in ("test", "server", "benchmark") for text in extras[name]]
+    ]
 
 
 def test_conda_yaml_asks_for_what_pyproject_asks_for():
@@ -40,7 +49,9 @@ def test_the_lock_pins_a_version_every_requirement_accepts():
     for requirement in declared():
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{name} is not in requirements.lock; run `make lock`"
-        assert requirement.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} does not satisfy {requirement}"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"{name}=={pins[name]} does not satisfy {requirement}"
+        )
 
 
 def test_the_installed_versions_are_the_locked_ones():
@@ -60,13 +71,25 @@ def top_level_imports(folder: Path) -> set[str]:
 
 
 def test_every_imported_package_is_declared():
-    local = {"poster_ml", "helpers", "conftest", "_common"} | {path.stem for path in (ROOT / "benchmarks").glob("*.py")}
+    local = {"poster_ml", "helpers", "conftest", "_common"} | {
+        path.stem for path in (ROOT / "benchmarks").glob("*.py")
+    }
     distributions = importlib.metadata.packages_distributions()
     names = {canonicalize_name(requirement.name) for requirement in declared()}
-    imported = set().union(*(top_level_imports(ROOT / folder) for folder in ("poster_ml", "tests", "benchmarks"))) - set(sys.stdlib_module_names) - local
+    imported = (
+        set().union(
+            *(top_level_imports(ROOT / folder) for folder in ("poster_ml", "tests", "benchmarks"))
+        )
+        - set(sys.stdlib_module_names)
+        - local
+    )
     # Packages that come with a declared one and are imported only as part of it.
     # jax and torch are imported only when KERAS_BACKEND names them: the user's choice of backend.
-    missing = {"jax", "torch"} ^ {module for module in imported if not names & {canonicalize_name(name) for name in distributions.get(module, [module])}}
+    missing = {"jax", "torch"} ^ {
+        module
+        for module in imported
+        if not names & {canonicalize_name(name) for name in distributions.get(module, [module])}
+    }
     assert not missing, missing
 
 

@@ -26,11 +26,19 @@ def float32_afterwards():
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_a_variant_trains_under_mixed_precision_and_serves_float32(policy, synthetic_dataset):
-    config = TrainConfig(max_epochs=1, steps_per_epoch=2, weights="none", precision=policy, batch_size=16)
+    config = TrainConfig(
+        max_epochs=1, steps_per_epoch=2, weights="none", precision=policy, batch_size=16
+    )
     try:
-        trained = train_variant(VARIANTS["regularized_cnn_aug"], synthetic_dataset, config, AugmentConfig())
+        trained = train_variant(
+            VARIANTS["regularized_cnn_aug"], synthetic_dataset, config, AugmentConfig()
+        )
     except Exception as error:  # pragma: no cover - a backend without float16 kernels on the CPU
-        if policy == "mixed_float16" and "float16" in str(error).lower() and "not supported" in str(error).lower():
+        if (
+            policy == "mixed_float16"
+            and "float16" in str(error).lower()
+            and "not supported" in str(error).lower()
+        ):
             pytest.skip(f"this backend has no {policy} CPU kernels: {str(error).splitlines()[0]}")
         raise
     model = trained.model
@@ -43,7 +51,9 @@ def test_a_variant_trains_under_mixed_precision_and_serves_float32(policy, synth
     # Explanations are computed in a float32 copy.
     copy = float32_copy(model)
     assert all(layer.dtype_policy.compute_dtype == "float32" for layer in copy.layers)
-    maps = class_activation_maps(feature_and_logit_model(copy, VARIANTS["regularized_cnn_aug"].cam_layer), images)
+    maps = class_activation_maps(
+        feature_and_logit_model(copy, VARIANTS["regularized_cnn_aug"].cam_layer), images
+    )
     assert all(np.isfinite(value).all() and value.dtype == np.float32 for value in maps.values())
     # The logged model serves float32 probabilities.
     mlflow.set_experiment("poster-ml")  # In this test's own store (the fixture's).
@@ -51,11 +61,17 @@ def test_a_variant_trains_under_mixed_precision_and_serves_float32(policy, synth
         jpeg = encode(Image.fromarray(images[0]), "JPEG")
         info = log_poster_model(model, synthetic_dataset.image_size, {}, jpeg, name="mixed")
     served = mlflow.pyfunc.load_model(info.model_uri).predict(pd.DataFrame({"image": [jpeg]}))
-    assert served["probability_fresh"].dtype == np.float64 and 0 <= served["probability_fresh"][0] <= 1
+    assert (
+        served["probability_fresh"].dtype == np.float64 and 0 <= served["probability_fresh"][0] <= 1
+    )
 
 
 def test_augmentation_in_the_training_step_trains_the_same_model_code(synthetic_dataset):
     config = TrainConfig(max_epochs=2, weights="none", augment_on="device", batch_size=16)
-    trained = train_variant(VARIANTS["regularized_cnn_aug"], synthetic_dataset, config, AugmentConfig())
-    assert trained.model.name == "regularized_cnn_aug" and "device_warp" not in [layer.name for layer in trained.model.layers]
+    trained = train_variant(
+        VARIANTS["regularized_cnn_aug"], synthetic_dataset, config, AugmentConfig()
+    )
+    assert trained.model.name == "regularized_cnn_aug" and "device_warp" not in [
+        layer.name for layer in trained.model.layers
+    ]
     assert len(trained.history) == 2 and np.isfinite(trained.history["val_auc"]).all()

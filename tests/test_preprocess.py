@@ -38,7 +38,9 @@ def messy_collection(tmp_path):
     good = (images / "syn000000.jpg").read_bytes()
     (images / "empty.jpg").write_bytes(b"")
     (images / "text.jpg").write_text("not a poster at all")
-    (images / "truncated.jpg").write_bytes(encode(Image.new("RGB", (200, 300), (9, 99, 199)), "JPEG")[:400])
+    (images / "truncated.jpg").write_bytes(
+        encode(Image.new("RGB", (200, 300), (9, 99, 199)), "JPEG")[:400]
+    )
     (images / "bomb.png").write_bytes(png_header_only(90_000, 90_000))
     (images / "portable.ppm").write_bytes(encode(Image.new("RGB", (20, 30)), "PPM"))
     (images / "conflict.jpg").write_bytes(good)
@@ -46,36 +48,59 @@ def messy_collection(tmp_path):
     (tmp_path / "raw" / "outside.jpg").write_bytes(good)
     # Columns: movie_id, tomatometer_status, planted, region_x0..y1 (blank for crafted rows).
     blank = ["", "", "", "", ""]
-    add_rows(labels_csv, [
-        ["empty", "Fresh", *blank],
-        ["text", "rotten", *blank],
-        ["truncated", "ROTTEN", *blank],
-        ["bomb", "1", *blank],
-        ["portable", "0", *blank],
-        ["ghost", "Fresh", *blank],
-        ["meh", "Meh", *blank],
-        ["../outside", "Fresh", *blank],
-        ["conflict", "Fresh", *blank],
-        ["conflict", "Rotten", *blank],
-        ["twice", "Certified-Fresh", *blank],
-        ["twice", "fresh", *blank],
-        ["", "Fresh", *blank],
-    ])
+    add_rows(
+        labels_csv,
+        [
+            ["empty", "Fresh", *blank],
+            ["text", "rotten", *blank],
+            ["truncated", "ROTTEN", *blank],
+            ["bomb", "1", *blank],
+            ["portable", "0", *blank],
+            ["ghost", "Fresh", *blank],
+            ["meh", "Meh", *blank],
+            ["../outside", "Fresh", *blank],
+            ["conflict", "Fresh", *blank],
+            ["conflict", "Rotten", *blank],
+            ["twice", "Certified-Fresh", *blank],
+            ["twice", "fresh", *blank],
+            ["", "Fresh", *blank],
+        ],
+    )
     return labels_csv, images
 
 
 EXPECTED_REASONS = {
-    "empty file": 1, "not an image": 1, "truncated image": 1, "decompression bomb": 1,
+    "empty file": 1,
+    "not an image": 1,
+    "truncated image": 1,
+    "decompression bomb": 1,
     "missing file": 2,  # ghost.jpg, and portable (only .jpg, .jpeg, .png and .webp are looked up)
-    "unknown label": 1, "path escapes images folder": 1,
-    "conflicting labels for duplicate id": 2, "duplicate id": 1, "missing id": 1,
+    "unknown label": 1,
+    "path escapes images folder": 1,
+    "conflicting labels for duplicate id": 2,
+    "duplicate id": 1,
+    "missing id": 1,
 }
 
 
-def test_messy_csv_collection_rejects_each_bad_row_and_keeps_the_good(messy_collection, tmp_path, capsys):
+def test_messy_csv_collection_rejects_each_bad_row_and_keeps_the_good(
+    messy_collection, tmp_path, capsys
+):
     labels_csv, images = messy_collection
     out = tmp_path / "prepared"
-    exit_code = main(["preprocess", "--source", str(labels_csv), "--images", str(images), "--size", "32", "--out", str(out)])
+    exit_code = main(
+        [
+            "preprocess",
+            "--source",
+            str(labels_csv),
+            "--images",
+            str(images),
+            "--size",
+            "32",
+            "--out",
+            str(out),
+        ]
+    )
     assert exit_code == 0
     dataset = load_prepared(out)
     rejects = dataset.rejects()
@@ -100,17 +125,34 @@ def test_poster_and_path_columns_and_their_escapes(tmp_path):
     (images / "b.webp").write_bytes(encode(Image.new("RGB", (40, 60), (10, 10, 200)), "WEBP"))
     (images / "portable.ppm").write_bytes(encode(Image.new("RGB", (20, 30)), "PPM"))
     (tmp_path / "secret.png").write_bytes(poster)
-    pd.DataFrame({
-        "imdb_id": ["a", "b", "c", "d", "e"],
-        "label": ["1", "0", "1", "0", "1"],
-        "poster": ["sub/a.png", "b.webp", "../secret.png", "/etc/hostname", "portable.ppm"],
-    }).to_csv(tmp_path / "labels.csv", index=False)
-    dataset = prepare(PreprocessConfig(source=str(tmp_path / "labels.csv"), images=str(images), size=16, out=str(tmp_path / "out")))
+    pd.DataFrame(
+        {
+            "imdb_id": ["a", "b", "c", "d", "e"],
+            "label": ["1", "0", "1", "0", "1"],
+            "poster": ["sub/a.png", "b.webp", "../secret.png", "/etc/hostname", "portable.ppm"],
+        }
+    ).to_csv(tmp_path / "labels.csv", index=False)
+    dataset = prepare(
+        PreprocessConfig(
+            source=str(tmp_path / "labels.csv"),
+            images=str(images),
+            size=16,
+            out=str(tmp_path / "out"),
+        )
+    )
     assert sorted(dataset.manifest["id"]) == ["a", "b"]
     reasons = dataset.rejects().set_index("source")["reason"].to_dict()
-    assert reasons == {"../secret.png": "path escapes images folder", "/etc/hostname": "path escapes images folder", "portable.ppm": "unsupported format"}
+    assert reasons == {
+        "../secret.png": "path escapes images folder",
+        "/etc/hostname": "path escapes images folder",
+        "portable.ppm": "unsupported format",
+    }
     # Each reject carries its CSV row's id, so it can be traced back.
-    assert dataset.rejects().set_index("source")["id"].to_dict() == {"../secret.png": "c", "/etc/hostname": "d", "portable.ppm": "e"}
+    assert dataset.rejects().set_index("source")["id"].to_dict() == {
+        "../secret.png": "c",
+        "/etc/hostname": "d",
+        "portable.ppm": "e",
+    }
 
 
 def test_class_folder_layout(tmp_path):
@@ -120,10 +162,16 @@ def test_class_folder_layout(tmp_path):
         folder = tmp_path / "posters" / name
         folder.mkdir(parents=True)
         for index in range(6):
-            (folder / f"{name}{index}.jpg").write_bytes(encode(Image.new("RGB", (40, 60), (colour[0], index * 40 + green, colour[2])), "JPEG"))
+            (folder / f"{name}{index}.jpg").write_bytes(
+                encode(
+                    Image.new("RGB", (40, 60), (colour[0], index * 40 + green, colour[2])), "JPEG"
+                )
+            )
     (tmp_path / "posters" / "fresh" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     (tmp_path / "posters" / "rotten" / ".DS_Store").write_bytes(b"\0\0")
-    dataset = prepare(PreprocessConfig(source=str(tmp_path / "posters"), size=16, out=str(tmp_path / "out")))
+    dataset = prepare(
+        PreprocessConfig(source=str(tmp_path / "posters"), size=16, out=str(tmp_path / "out"))
+    )
     assert dataset.info["inputs"] == 13 and dataset.info["accepted"] == 12
     assert dataset.rejects()["source"].tolist() == ["fresh/broken.jpg"]
     assert dataset.manifest.groupby("class").size().to_dict() == {"fresh": 6, "rotten": 6}
@@ -144,13 +192,21 @@ def test_fatal_problems_give_one_line_and_non_zero_exit(arguments, message, tmp_
     (tmp_path / "images" / "x.jpg").write_text("nope")
     (tmp_path / "nolabel.csv").write_text("movie_id,year\nx,1999\n")
     (tmp_path / "bad.csv").write_text("movie_id,label\nx,1\n")
-    replacements = {"LABELS": str(tmp_path / "nolabel.csv"), "ONLY_BAD": str(tmp_path / "bad.csv"), "IMAGES": str(tmp_path / "images")}
+    replacements = {
+        "LABELS": str(tmp_path / "nolabel.csv"),
+        "ONLY_BAD": str(tmp_path / "bad.csv"),
+        "IMAGES": str(tmp_path / "images"),
+    }
     arguments = [replacements.get(a, a) for a in arguments]
     exit_code = main(["preprocess", *arguments, "--out", str(tmp_path / "out")])
     # MLflow and the progress bar also write to stderr; the error is one line of its own.
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert exit_code == 1
-    assert len(errors) == 1 and errors[0].startswith("poster-ml preprocess: error:") and message in errors[0]
+    assert (
+        len(errors) == 1
+        and errors[0].startswith("poster-ml preprocess: error:")
+        and message in errors[0]
+    )
 
 
 @pytest.mark.parametrize("command", ["preprocess", "train", "evaluate", "register", "main"])
@@ -164,7 +220,9 @@ def test_same_seed_gives_byte_identical_manifest(tmp_path):
     first = prepare(PreprocessConfig(count=60, size=24, out=str(tmp_path / "a"), seed=5))
     second = prepare(PreprocessConfig(count=60, size=24, out=str(tmp_path / "b"), seed=5))
     other = prepare(PreprocessConfig(count=60, size=24, out=str(tmp_path / "c"), seed=6))
-    assert (tmp_path / "a" / "manifest.csv").read_bytes() == (tmp_path / "b" / "manifest.csv").read_bytes()
+    assert (tmp_path / "a" / "manifest.csv").read_bytes() == (
+        tmp_path / "b" / "manifest.csv"
+    ).read_bytes()
     assert first.digest == second.digest != other.digest
 
 
@@ -175,11 +233,20 @@ def test_every_setting_that_changes_pixels_changes_the_digest(tmp_path):
     manifest = (tmp_path / "same-folder" / "manifest.csv").read_bytes()
     large = prepare(PreprocessConfig(count=40, size=32, out=out, seed=5))
     assert (tmp_path / "same-folder" / "manifest.csv").read_bytes() == manifest
-    full_decode = prepare(PreprocessConfig(count=40, size=32, out=out, seed=5, reduced_decode=False))
-    lower_limit = prepare(PreprocessConfig(count=40, size=32, out=out, seed=5, max_pixels=10_000_000))
+    full_decode = prepare(
+        PreprocessConfig(count=40, size=32, out=out, seed=5, reduced_decode=False)
+    )
+    lower_limit = prepare(
+        PreprocessConfig(count=40, size=32, out=out, seed=5, max_pixels=10_000_000)
+    )
     digests = {small.digest, large.digest, full_decode.digest, lower_limit.digest}
     assert len(digests) == 4
-    assert load_prepared(out).info["pixels"] == {"size": 32, "reduced_decode": True, "max_pixels": 10_000_000, "decode_version": 1}
+    assert load_prepared(out).info["pixels"] == {
+        "size": 32,
+        "reduced_decode": True,
+        "max_pixels": 10_000_000,
+        "decode_version": 1,
+    }
 
 
 def test_splits_are_stratified_in_the_study_proportions(synthetic_dataset):
@@ -194,10 +261,23 @@ def test_splits_are_stratified_in_the_study_proportions(synthetic_dataset):
 
 
 def test_custom_split_fractions(tmp_path):
-    dataset = prepare(PreprocessConfig(count=100, size=16, out=str(tmp_path), train_fraction=0.6, validation_fraction=0.2, test_fraction=0.2))
+    dataset = prepare(
+        PreprocessConfig(
+            count=100,
+            size=16,
+            out=str(tmp_path),
+            train_fraction=0.6,
+            validation_fraction=0.2,
+            test_fraction=0.2,
+        )
+    )
     counts = dataset.manifest["split"].value_counts()
     # Each class is split on its own, so each split may be one poster off per class.
-    assert abs(counts["train"] - 60) <= 2 and abs(counts["validation"] - 20) <= 2 and abs(counts["test"] - 20) <= 2
+    assert (
+        abs(counts["train"] - 60) <= 2
+        and abs(counts["validation"] - 20) <= 2
+        and abs(counts["test"] - 20) <= 2
+    )
 
 
 def test_exact_and_near_duplicates_share_group_and_split(tmp_path):
@@ -209,12 +289,24 @@ def test_exact_and_near_duplicates_share_group_and_split(tmp_path):
     label = next(row[1] for row in csv.reader(labels_csv.open()) if row[0] == "syn000004")
     add_rows(labels_csv, [["copy", label, "", "", "", "", ""], ["near", label, "", "", "", "", ""]])
     for seed in range(4):  # Whatever the seed, the three stay together.
-        dataset = prepare(PreprocessConfig(source=str(labels_csv), images=str(images), size=32, out=str(tmp_path / f"out{seed}"), seed=seed))
+        dataset = prepare(
+            PreprocessConfig(
+                source=str(labels_csv),
+                images=str(images),
+                size=32,
+                out=str(tmp_path / f"out{seed}"),
+                seed=seed,
+            )
+        )
         rows = dataset.manifest.set_index("id").loc[["syn000004", "copy", "near"]]
         assert rows["group"].nunique() == 1 and rows["split"].nunique() == 1
         assert rows["sha256"].iloc[0] == rows["sha256"].iloc[1] != rows["sha256"].iloc[2]
         # Only the planted pair groups: unrelated posters that share hash bits by chance do not.
-        assert (dataset.manifest.groupby("group").size() > 1).sum() == dataset.info["duplicate_groups"] == 1
+        assert (
+            (dataset.manifest.groupby("group").size() > 1).sum()
+            == dataset.info["duplicate_groups"]
+            == 1
+        )
 
 
 def test_a_duplicate_group_whose_labels_disagree_is_rejected_whole(tmp_path):
@@ -224,7 +316,11 @@ def test_a_duplicate_group_whose_labels_disagree_is_rejected_whole(tmp_path):
     other = "Rotten" if label.lower() == "fresh" else "Fresh"
     shutil.copy(images / "syn000004.jpg", images / "copy.jpg")
     add_rows(labels_csv, [["copy", other, "", "", "", "", ""]])
-    dataset = prepare(PreprocessConfig(source=str(labels_csv), images=str(images), size=32, out=str(tmp_path / "out")))
+    dataset = prepare(
+        PreprocessConfig(
+            source=str(labels_csv), images=str(images), size=32, out=str(tmp_path / "out")
+        )
+    )
     assert not {"syn000004", "copy"} & set(dataset.manifest["id"])
     rejected = dataset.rejects().set_index("source").loc[["copy.jpg", "syn000004.jpg"]]
     assert (rejected["reason"] == "duplicates with conflicting labels").all()
@@ -252,8 +348,22 @@ def test_shard_reader_reads_any_row_order(synthetic_dataset):
 def test_two_preprocess_runs_into_one_folder_leave_one_complete_dataset(tmp_path):
     out = tmp_path / "shared"
     MlflowClient().create_experiment("poster-ml")  # The tracking store exists before both start.
-    command = [sys.executable, "-m", "poster_ml.cli", "preprocess", "--count", "300", "--size", "32", "--out", str(out)]
-    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "poster_ml.cli",
+        "preprocess",
+        "--count",
+        "300",
+        "--size",
+        "32",
+        "--out",
+        str(out),
+    ]
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [(process.wait(timeout=300), process.stderr.read()) for process in processes]
     codes = sorted(code for code, _ in results)
     # They overlap (decoding 300 posters takes seconds), so one refuses; had one finished
@@ -270,5 +380,8 @@ def test_two_preprocess_runs_into_one_folder_leave_one_complete_dataset(tmp_path
 
 def test_a_preprocess_into_a_folder_being_written_stops_and_says_why(tmp_path, capsys):
     with exclusive(tmp_path / "out" / ".lock", wait=False):
-        assert main(["preprocess", "--count", "20", "--size", "16", "--out", str(tmp_path / "out")]) == 1
+        assert (
+            main(["preprocess", "--count", "20", "--size", "16", "--out", str(tmp_path / "out")])
+            == 1
+        )
     assert "another preprocess is writing" in capsys.readouterr().err

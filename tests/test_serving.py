@@ -26,8 +26,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def request(port: int, body: bytes, path: str = "/invocations", method: str = "POST") -> tuple[int, bytes]:
-    call = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body if method == "POST" else None, method=method, headers={"Content-Type": "application/json"})
+def request(
+    port: int, body: bytes, path: str = "/invocations", method: str = "POST"
+) -> tuple[int, bytes]:
+    call = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=body if method == "POST" else None,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(call, timeout=120) as answer:
             return answer.status, answer.read()
@@ -39,13 +46,22 @@ def request(port: int, body: bytes, path: str = "/invocations", method: str = "P
 def model_uri(trained_store):
     store, _ = trained_store
     client = MlflowClient(store)
-    run = next(r for r in client.search_runs([e.experiment_id for e in client.search_experiments()]) if r.data.tags.get("variant") == "basic_cnn")
+    run = next(
+        r
+        for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+        if r.data.tags.get("variant") == "basic_cnn"
+    )
     return store, run.data.tags["model_uri"]
 
 
 def start(command: list[str], store: str, port: int, folder: Path):
-    environment = os.environ | {"MLFLOW_TRACKING_URI": store, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
-    process = subprocess.Popen(command, cwd=folder, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    environment = os.environ | {
+        "MLFLOW_TRACKING_URI": store,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+    }
+    process = subprocess.Popen(
+        command, cwd=folder, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
@@ -66,9 +82,34 @@ def server(model_uri, tmp_path_factory, request):
     port = free_port()
     folder = tmp_path_factory.mktemp("server")
     if request.param == "mlflow models serve":
-        command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+        command = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            uri,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ]
     else:
-        command = [sys.executable, "-m", "poster_ml.cli", "serve", "--model", uri, "--port", str(port), "--max-request-mb", "8"]
+        command = [
+            sys.executable,
+            "-m",
+            "poster_ml.cli",
+            "serve",
+            "--model",
+            uri,
+            "--port",
+            str(port),
+            "--max-request-mb",
+            "8",
+        ]
     process = start(command, store, port, folder)
     yield request.param, port
     process.terminate()
@@ -94,25 +135,40 @@ def test_a_real_jpeg_in_every_format_gets_a_probability(server):
         status, body = request(port, json.dumps(payload).encode())
         assert status == 200, (name, body[:300])
         predictions = json.loads(body)["predictions"]
-        assert len(predictions) == 1 and 0 <= predictions[0]["probability_fresh"] <= 1 and predictions[0]["label"] in ("fresh", "rotten"), name
+        assert (
+            len(predictions) == 1
+            and 0 <= predictions[0]["probability_fresh"] <= 1
+            and predictions[0]["label"] in ("fresh", "rotten")
+        ), name
 
 
 def test_a_batch_of_posters_in_one_request(server):
     _, port = server
-    status, body = request(port, json.dumps({"dataframe_split": {"columns": ["image"], "data": [[jpeg_base64()]] * 5}}).encode())
+    status, body = request(
+        port,
+        json.dumps(
+            {"dataframe_split": {"columns": ["image"], "data": [[jpeg_base64()]] * 5}}
+        ).encode(),
+    )
     assert status == 200 and len(json.loads(body)["predictions"]) == 5
 
 
 def bad_requests() -> dict[str, bytes]:
-    truncated = base64.b64encode(encode(Image.new("RGB", (200, 300), (9, 99, 199)), "JPEG")[:300]).decode()
-    split = lambda value: json.dumps({"dataframe_split": {"columns": ["image"], "data": [[value]]}}).encode()  # noqa: E731
+    truncated = base64.b64encode(
+        encode(Image.new("RGB", (200, 300), (9, 99, 199)), "JPEG")[:300]
+    ).decode()
+    split = lambda value: json.dumps(
+        {"dataframe_split": {"columns": ["image"], "data": [[value]]}}
+    ).encode()  # noqa: E731
     return {
         "invalid base64": split("%%% not base64 %%%"),
         "not an image": split(base64.b64encode(b"just some text, no poster").decode()),
         "truncated image": split(truncated),
         "decompression bomb": split(base64.b64encode(png_header_only(90_000, 90_000)).decode()),
         "empty list": json.dumps({"dataframe_split": {"columns": ["image"], "data": []}}).encode(),
-        "missing column": json.dumps({"dataframe_split": {"columns": ["poster"], "data": [["x"]]}}).encode(),
+        "missing column": json.dumps(
+            {"dataframe_split": {"columns": ["poster"], "data": [["x"]]}}
+        ).encode(),
         "malformed JSON": b'{"dataframe_split": {"columns": ["image"], "data": [["abc"',
         "inputs, not an image": json.dumps({"inputs": {"image": ["A" * 4_000_000]}}).encode(),
         "tens of megabytes": b'{"x": "' + b"A" * 30_000_000 + b'"',
@@ -142,7 +198,9 @@ def test_the_signature_and_input_example_validate_in_every_format(model_uri):
     for name, payload in formats(jpeg_base64()).items():
         predictions = mlflow.models.validate_serving_input(uri, json.dumps(payload))
         assert 0 <= float(predictions["probability_fresh"][0]) <= 1, name
-    example = mlflow.models.Model.load(uri).load_input_example(mlflow.artifacts.download_artifacts(uri))
+    example = mlflow.models.Model.load(uri).load_input_example(
+        mlflow.artifacts.download_artifacts(uri)
+    )
     assert list(example.columns) == ["image"]
 
 
@@ -153,16 +211,35 @@ def test_predict_scores_good_files_and_rejects_bad_ones(model_uri, tmp_path, cap
     folder = tmp_path / "posters"
     (folder / "more").mkdir(parents=True)
     for index in range(4):
-        (folder / f"good{index}.jpg").write_bytes(encode(Image.new("RGB", (206, 305), (40 * index, 90, 200)), "JPEG"))
+        (folder / f"good{index}.jpg").write_bytes(
+            encode(Image.new("RGB", (206, 305), (40 * index, 90, 200)), "JPEG")
+        )
     (folder / "more" / "good.png").write_bytes(encode(Image.new("RGB", (60, 90), (1, 2, 3)), "PNG"))
     (folder / "notes.txt").write_text("not a poster")
-    (folder / "truncated.jpg").write_bytes(encode(Image.new("RGB", (200, 300), (9, 99, 199)), "JPEG")[:300])
+    (folder / "truncated.jpg").write_bytes(
+        encode(Image.new("RGB", (200, 300), (9, 99, 199)), "JPEG")[:300]
+    )
     (folder / "bomb.png").write_bytes(png_header_only(90_000, 90_000))
     single = tmp_path / "single.webp"
     single.write_bytes(encode(Image.new("RGB", (60, 90), (200, 2, 3)), "WEBP"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     out = tmp_path / "out" / "predictions.csv"
-    assert main(["predict", "--model", uri, str(folder), str(single), "--out", str(out), "--cam", str(tmp_path / "cams")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                uri,
+                str(folder),
+                str(single),
+                "--out",
+                str(out),
+                "--cam",
+                str(tmp_path / "cams"),
+            ]
+        )
+        == 0
+    )
     import pandas as pd
 
     predictions, rejects = pd.read_csv(out), pd.read_csv(out.with_suffix(".rejects.csv"))
@@ -177,14 +254,33 @@ def test_a_dockerfile_can_be_generated_for_the_model(model_uri, tmp_path):
     """`mlflow models build-docker` needs a Docker daemon; generating its Dockerfile does not."""
     store, uri = model_uri
     environment = os.environ | {"MLFLOW_TRACKING_URI": store}
-    finished = subprocess.run([sys.executable, "-m", "mlflow", "models", "generate-dockerfile", "-m", uri, "-d", str(tmp_path / "docker"), "--env-manager", "local"],
-                              env=environment, capture_output=True, text=True, timeout=600)
+    finished = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "generate-dockerfile",
+            "-m",
+            uri,
+            "-d",
+            str(tmp_path / "docker"),
+            "--env-manager",
+            "local",
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert finished.returncode == 0, finished.stderr[-2000:]
     dockerfile = (tmp_path / "docker" / "Dockerfile").read_text()
     assert "mlflow" in dockerfile and (tmp_path / "docker" / "model_dir").is_dir()
 
 
-def test_a_chunked_upload_over_the_limit_gets_413_and_one_ctrl_c_stops_the_server_gracefully(model_uri, tmp_path):
+def test_a_chunked_upload_over_the_limit_gets_413_and_one_ctrl_c_stops_the_server_gracefully(
+    model_uri, tmp_path
+):
     import signal
 
     import requests
@@ -192,9 +288,28 @@ def test_a_chunked_upload_over_the_limit_gets_413_and_one_ctrl_c_stops_the_serve
     store, uri = model_uri
     port = free_port()
     environment = os.environ | {"MLFLOW_TRACKING_URI": store}
-    command = [sys.executable, "-m", "poster_ml.cli", "serve", "--model", uri, "--port", str(port), "--max-request-mb", "8"]
+    command = [
+        sys.executable,
+        "-m",
+        "poster_ml.cli",
+        "serve",
+        "--model",
+        uri,
+        "--port",
+        str(port),
+        "--max-request-mb",
+        "8",
+    ]
     # Its own process group, as a shell gives a foreground job: Ctrl-C goes to the group.
-    process = subprocess.Popen(command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -209,8 +324,15 @@ def test_a_chunked_upload_over_the_limit_gets_413_and_one_ctrl_c_stops_the_serve
                 yield b"A" * size
 
         # No Content-Length: requests sends a generator as Transfer-Encoding: chunked.
-        answer = requests.post(f"http://127.0.0.1:{port}/invocations", data=chunks(), headers={"Content-Type": "application/json"}, timeout=120)
-        assert answer.status_code == 413 and answer.json()["error_code"] == "REQUEST_TOO_LARGE", answer.text[:300]
+        answer = requests.post(
+            f"http://127.0.0.1:{port}/invocations",
+            data=chunks(),
+            headers={"Content-Type": "application/json"},
+            timeout=120,
+        )
+        assert answer.status_code == 413 and answer.json()["error_code"] == "REQUEST_TOO_LARGE", (
+            answer.text[:300]
+        )
         assert request(port, b"", "/ping", "GET")[0] == 200
         assert request(port, json.dumps(formats(jpeg_base64())["inputs"]).encode())[0] == 200
         os.killpg(process.pid, signal.SIGINT)
@@ -219,4 +341,8 @@ def test_a_chunked_upload_over_the_limit_gets_413_and_one_ctrl_c_stops_the_serve
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, output[-2000:]
-    assert "Finished server process" in output and "Force exit" not in output and "Traceback" not in output
+    assert (
+        "Finished server process" in output
+        and "Force exit" not in output
+        and "Traceback" not in output
+    )

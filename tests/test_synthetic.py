@@ -16,14 +16,24 @@ def gradient_features(images: np.ndarray) -> np.ndarray:
     gray = images.astype(np.float32).mean(-1)
     edges = np.abs(np.diff(gray, axis=1))[:, :, :-1] + np.abs(np.diff(gray, axis=2))[:, :-1, :]
     count, side = len(images), (edges.shape[1] // 9) * 9
-    return edges[:, :side, :side].reshape(count, 9, side // 9, 9, side // 9).mean((2, 4)).reshape(count, -1)
+    return (
+        edges[:, :side, :side]
+        .reshape(count, 9, side // 9, 9, side // 9)
+        .mean((2, 4))
+        .reshape(count, -1)
+    )
 
 
 def test_signal_is_learnable_by_a_simple_classifier(tmp_path):
     dataset = prepare(PreprocessConfig(count=600, size=64, out=str(tmp_path), seed=1))
     train, test = dataset.split("train"), dataset.split("test")
-    features = {name: gradient_features(dataset.reader(name).read(np.arange(len(rows)))) for name, rows in (("train", train), ("test", test))}
-    classifier = HistGradientBoostingClassifier(max_iter=100, random_state=0).fit(features["train"], train["label"])
+    features = {
+        name: gradient_features(dataset.reader(name).read(np.arange(len(rows))))
+        for name, rows in (("train", train), ("test", test))
+    }
+    classifier = HistGradientBoostingClassifier(max_iter=100, random_state=0).fit(
+        features["train"], train["label"]
+    )
     accuracy = classifier.score(features["test"], test["label"])
     majority = max(test["label"].mean(), 1 - test["label"].mean())
     assert accuracy > majority + 0.12, (accuracy, majority)
@@ -50,7 +60,12 @@ def test_a_poster_depends_only_on_seed_and_index(tmp_path):
 def test_dataset_json_states_the_signal_and_the_measured_baseline(synthetic_dataset):
     info = synthetic_dataset.info
     facts = info["synthetic_signal"]
-    assert facts == {"title_cue_accuracy": 0.896, "best_rule_accuracy": 0.9562, "accuracy_ceiling": 0.8193, "expected_fresh_share": 0.5588}
+    assert facts == {
+        "title_cue_accuracy": 0.896,
+        "best_rule_accuracy": 0.9562,
+        "accuracy_ceiling": 0.8193,
+        "expected_fresh_share": 0.5588,
+    }
     # 400 posters: the measured share lies within three standard errors of the expected one.
     assert abs(info["fresh_share"] - facts["expected_fresh_share"]) < 3 * (0.56 * 0.44 / 400) ** 0.5
     assert info["majority_baseline"] == max(info["fresh_share"], 1 - info["fresh_share"])

@@ -21,7 +21,12 @@ from mlflow.tracking import MlflowClient
 from poster_ml.cli import main
 
 PASSWORD = "correct-horse-battery-staple"
-TINY = ["--variants", "basic_cnn", "--overrides", "max_epochs=2 image_size=40 synthetic_count=120 batch_size=16"]
+TINY = [
+    "--variants",
+    "basic_cnn",
+    "--overrides",
+    "max_epochs=2 image_size=40 synthetic_count=120 batch_size=16",
+]
 
 
 def test_the_server_refuses_to_start_without_an_admin_password(monkeypatch, capsys):
@@ -37,9 +42,28 @@ def team_server(postgres_database, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "poster_ml.cli", "server", "--backend-store-uri", f"{POSTGRES}/{runs_db}", "--auth-database-uri", f"{POSTGRES}/{users_db}",
-               "--artifacts-destination", str(tmp_path / "artifacts"), "--port", str(port), "--workers", "1"]
-    server = subprocess.Popen(command, env=os.environ | {"POSTER_ML_ADMIN_PASSWORD": PASSWORD}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "poster_ml.cli",
+        "server",
+        "--backend-store-uri",
+        f"{POSTGRES}/{runs_db}",
+        "--auth-database-uri",
+        f"{POSTGRES}/{users_db}",
+        "--artifacts-destination",
+        str(tmp_path / "artifacts"),
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    server = subprocess.Popen(
+        command,
+        env=os.environ | {"POSTER_ML_ADMIN_PASSWORD": PASSWORD},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -63,7 +87,9 @@ def as_user(monkeypatch, uri: str, user: str, password: str) -> None:
     mlflow.set_tracking_uri(uri)
 
 
-def test_a_team_trains_registers_and_serves_through_the_server(team_server, monkeypatch, tmp_path, capsys):
+def test_a_team_trains_registers_and_serves_through_the_server(
+    team_server, monkeypatch, tmp_path, capsys
+):
     monkeypatch.chdir(tmp_path)
     as_user(monkeypatch, team_server, "admin", PASSWORD)
     assert main(["train", "--profile", "quick", "--trials", "0", *TINY]) == 0
@@ -76,15 +102,28 @@ def test_a_team_trains_registers_and_serves_through_the_server(team_server, monk
     auth.grant_user_permission("reader", "experiment", experiment.experiment_id, "READ")
     auth.grant_user_permission("reader", "registered_model", "poster-ml", "READ")
 
-    assert requests.get(f"{team_server}/api/2.0/mlflow/experiments/search", params={"max_results": 1}, timeout=10).status_code == 401
+    assert (
+        requests.get(
+            f"{team_server}/api/2.0/mlflow/experiments/search",
+            params={"max_results": 1},
+            timeout=10,
+        ).status_code
+        == 401
+    )
     # A wrong password against the real server: one line that blames the credentials.
     as_user(monkeypatch, team_server, "reader", "a-wrong-password")
     capsys.readouterr()
     assert main(["evaluate"]) == 1
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 1 and "refused the credentials" in errors[0] and "a-wrong-password" not in errors[0]
+    assert (
+        len(errors) == 1
+        and "refused the credentials" in errors[0]
+        and "a-wrong-password" not in errors[0]
+    )
     as_user(monkeypatch, team_server, "reader", "reader-password-1")
-    champion = mlflow.pyfunc.load_model("models:/poster-ml@champion")  # Through the server, artifacts too.
+    champion = mlflow.pyfunc.load_model(
+        "models:/poster-ml@champion"
+    )  # Through the server, artifacts too.
     assert champion.metadata.signature is not None
     with pytest.raises(MlflowException) as refused:
         MlflowClient().create_run(experiment.experiment_id)
@@ -93,45 +132,159 @@ def test_a_team_trains_registers_and_serves_through_the_server(team_server, monk
         MlflowClient().set_registered_model_alias("poster-ml", "champion", "1")
 
 
-def test_two_tuning_workers_share_one_study_and_either_train_run_evaluates_and_registers(team_server, postgres_database, tmp_path, monkeypatch):
+def test_two_tuning_workers_share_one_study_and_either_train_run_evaluates_and_registers(
+    team_server, postgres_database, tmp_path, monkeypatch
+):
     storage = f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres_database('optuna')}"
     optuna.storages.RDBStorage(storage)
-    environment = os.environ | {"MLFLOW_TRACKING_URI": team_server, "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": PASSWORD}
-    subprocess.run([sys.executable, "-m", "poster_ml.cli", "preprocess", "--count", "120", "--size", "40", "--out", str(tmp_path / "data")], env=environment, cwd=tmp_path, check=True, capture_output=True)
-    command = [sys.executable, "-m", "poster_ml.cli", "train", "--profile", "quick", "--data", str(tmp_path / "data"), "--trials", "4",
-               "--storage", storage, "--study-name", "team", *TINY]
-    workers = [subprocess.Popen(command, env=environment, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    environment = os.environ | {
+        "MLFLOW_TRACKING_URI": team_server,
+        "MLFLOW_TRACKING_USERNAME": "admin",
+        "MLFLOW_TRACKING_PASSWORD": PASSWORD,
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "poster_ml.cli",
+            "preprocess",
+            "--count",
+            "120",
+            "--size",
+            "40",
+            "--out",
+            str(tmp_path / "data"),
+        ],
+        env=environment,
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "poster_ml.cli",
+        "train",
+        "--profile",
+        "quick",
+        "--data",
+        str(tmp_path / "data"),
+        "--trials",
+        "4",
+        "--storage",
+        storage,
+        "--study-name",
+        "team",
+        *TINY,
+    ]
+    workers = [
+        subprocess.Popen(
+            command,
+            env=environment,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [worker.communicate(timeout=600)[0] for worker in workers]
-    assert [worker.returncode for worker in workers] == [0, 0], [output[-2000:] for output in outputs]
+    assert [worker.returncode for worker in workers] == [0, 0], [
+        output[-2000:] for output in outputs
+    ]
     client = MlflowClient(team_server)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
         patch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
         experiment = client.get_experiment_by_name("poster-ml")
-        trials = [run for run in client.search_runs([experiment.experiment_id], "tags.`poster_ml.step` = 'trial'") if run.info.status in ("FINISHED", "KILLED")]
-        train_runs = client.search_runs([experiment.experiment_id], "tags.`poster_ml.step` = 'train'")
-        variants = client.search_runs([experiment.experiment_id], "tags.`poster_ml.step` = 'train_variant'")
+        trials = [
+            run
+            for run in client.search_runs(
+                [experiment.experiment_id], "tags.`poster_ml.step` = 'trial'"
+            )
+            if run.info.status in ("FINISHED", "KILLED")
+        ]
+        train_runs = client.search_runs(
+            [experiment.experiment_id], "tags.`poster_ml.step` = 'train'"
+        )
+        variants = client.search_runs(
+            [experiment.experiment_id], "tags.`poster_ml.step` = 'train_variant'"
+        )
     # Exactly N trials between the workers, each under its own worker's variant run; both
     # variant runs link the study's best trial's model.
-    assert len(trials) == 4 and {run.data.tags["mlflow.parentRunId"] for run in trials} <= {run.info.run_id for run in variants}
-    assert sorted(run.data.tags["mlflow.parentRunId"] for run in variants) == sorted(run.info.run_id for run in train_runs)
+    assert len(trials) == 4 and {run.data.tags["mlflow.parentRunId"] for run in trials} <= {
+        run.info.run_id for run in variants
+    }
+    assert sorted(run.data.tags["mlflow.parentRunId"] for run in variants) == sorted(
+        run.info.run_id for run in train_runs
+    )
     assert len({run.data.tags["model_uri"] for run in variants}) == 1
     # The README's recipe goes on: evaluate (latest) and register, on either worker's run.
     monkeypatch.chdir(tmp_path)
     as_user(monkeypatch, team_server, "admin", PASSWORD)
-    assert main(["evaluate", "--bootstrap-samples", "20", "--cam-posters", "2", "--activations-variant", "none"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--bootstrap-samples",
+                "20",
+                "--cam-posters",
+                "2",
+                "--activations-variant",
+                "none",
+            ]
+        )
+        == 0
+    )
     for train_run in train_runs:
-        assert main(["register", "--train-run", train_run.info.run_id, "--allow-cpu", "true", "--bootstrap-samples", "20"]) == 0
+        assert (
+            main(
+                [
+                    "register",
+                    "--train-run",
+                    train_run.info.run_id,
+                    "--allow-cpu",
+                    "true",
+                    "--bootstrap-samples",
+                    "20",
+                ]
+            )
+            == 0
+        )
 
 
 def test_training_over_two_replicas_scales_batch_and_learning_rate_and_logs_them(tmp_path):
     """Two logical CPU devices stand in for two GPUs: the MirroredStrategy path runs."""
     environment = os.environ | {"POSTER_ML_CPU_REPLICAS": "2"}
-    finished = subprocess.run([sys.executable, "-m", "poster_ml.cli", "train", "--profile", "quick", "--trials", "0", *TINY], env=environment, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=600)
+    finished = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "poster_ml.cli",
+            "train",
+            "--profile",
+            "quick",
+            "--trials",
+            "0",
+            *TINY,
+        ],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert finished.returncode == 0, finished.stderr[-3000:]
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
-    variant = next(run for run in client.search_runs([e.experiment_id for e in client.search_experiments()]) if run.data.tags.get("poster_ml.step") == "train_variant")
+    variant = next(
+        run
+        for run in client.search_runs([e.experiment_id for e in client.search_experiments()])
+        if run.data.tags.get("poster_ml.step") == "train_variant"
+    )
     assert variant.data.tags["replicas"] == "2"
-    model = mlflow.search_logged_models(experiment_ids=[variant.info.experiment_id], output_format="list")[0]
-    assert model.params["global_batch_size"] == "32" and float(model.params["learning_rate"]) == pytest.approx(2e-3)
+    model = mlflow.search_logged_models(
+        experiment_ids=[variant.info.experiment_id], output_format="list"
+    )[0]
+    assert model.params["global_batch_size"] == "32" and float(
+        model.params["learning_rate"]
+    ) == pytest.approx(2e-3)

@@ -25,12 +25,27 @@ from poster_ml.models.predict import predict_probabilities
 from poster_ml.models.variants import VARIANTS
 from poster_ml.tracking import loading, trials
 
-TINY = ["--variants", "basic_cnn", "--overrides", "max_epochs=2 image_size=40 synthetic_count=120 batch_size=16"]
+TINY = [
+    "--variants",
+    "basic_cnn",
+    "--overrides",
+    "max_epochs=2 image_size=40 synthetic_count=120 batch_size=16",
+]
 
 
 def suggested(seed: int, count: int) -> list[dict]:
-    study, _ = studies.open_study("seeded", optuna.storages.InMemoryStorage(), seed, "none", VARIANTS["vgg16_finetune_aug"], {})
-    study.optimize(lambda trial: sum(tuning.search_space(trial, VARIANTS["vgg16_finetune_aug"]).values()), n_trials=count)
+    study, _ = studies.open_study(
+        "seeded",
+        optuna.storages.InMemoryStorage(),
+        seed,
+        "none",
+        VARIANTS["vgg16_finetune_aug"],
+        {},
+    )
+    study.optimize(
+        lambda trial: sum(tuning.search_space(trial, VARIANTS["vgg16_finetune_aug"]).values()),
+        n_trials=count,
+    )
     return [trial.params for trial in study.trials]
 
 
@@ -38,13 +53,21 @@ def test_a_seeded_study_suggests_the_same_sequence_and_starts_from_the_study_val
     first, again, other = suggested(7, 5), suggested(7, 5), suggested(8, 5)
     assert first == again and first[1:] != other[1:]
     assert first[0] == {"dropout": 0.3, "learning_rate": 1e-6, "unfreeze_blocks": 2}
-    assert all(0 <= params["dropout"] <= 0.6 and 1e-7 <= params["learning_rate"] <= 1e-5 and 0 <= params["unfreeze_blocks"] <= 4 for params in first)
+    assert all(
+        0 <= params["dropout"] <= 0.6
+        and 1e-7 <= params["learning_rate"] <= 1e-5
+        and 0 <= params["unfreeze_blocks"] <= 4
+        for params in first
+    )
 
 
 def test_the_search_space_tunes_unfreezing_only_where_a_base_is_fine_tuned():
     study = optuna.create_study()
-    for name, expected in (("basic_cnn", {"dropout", "learning_rate"}), ("vgg16_features", {"dropout", "learning_rate"}),
-                           ("inception_v3_finetune_aug", {"dropout", "learning_rate", "unfreeze_blocks"})):
+    for name, expected in (
+        ("basic_cnn", {"dropout", "learning_rate"}),
+        ("vgg16_features", {"dropout", "learning_rate"}),
+        ("inception_v3_finetune_aug", {"dropout", "learning_rate", "unfreeze_blocks"}),
+    ):
         assert set(tuning.search_space(study.ask(), VARIANTS[name])) == expected
 
 
@@ -53,52 +76,100 @@ def test_pruned_and_failed_trials_end_their_runs_killed_and_failed():
     mlflow.set_experiment("poster-ml")
     study = optuna.create_study()
     with mlflow.start_run(run_name="variant") as variant:
+
         def objective(trial):
             with trials.trial_run(trial, variant.info.run_id, {"dropout": 0.1}):
                 if trial.number == 0:
                     raise optuna.TrialPruned()
                 raise RuntimeError("the loss became NaN\nsecond line")
+
         study.optimize(objective, n_trials=2, catch=(RuntimeError,))
     client = MlflowClient()
-    runs = {run.info.run_name: run for run in client.search_runs([variant.info.experiment_id]) if run.info.run_name.startswith("trial")}
+    runs = {
+        run.info.run_name: run
+        for run in client.search_runs([variant.info.experiment_id])
+        if run.info.run_name.startswith("trial")
+    }
     assert runs["trial-0"].info.status == "KILLED" and runs["trial-0"].data.tags["pruned"] == "true"
-    assert runs["trial-1"].info.status == "FAILED" and runs["trial-1"].data.tags["failure_reason"] == "the loss became NaN"
+    assert (
+        runs["trial-1"].info.status == "FAILED"
+        and runs["trial-1"].data.tags["failure_reason"] == "the loss became NaN"
+    )
     assert study.trials[0].user_attrs[tuning.TRIAL_RUN_ATTRIBUTE] == runs["trial-0"].info.run_id
     assert runs["trial-1"].data.tags["mlflow.parentRunId"] == variant.info.run_id
 
 
 def test_train_with_trials_logs_each_trial_under_its_variant_run(tmp_path):
-    assert main(["train", "--profile", "quick", "--trials", "3", *TINY]) == 0  # The default data folder.
+    assert (
+        main(["train", "--profile", "quick", "--trials", "3", *TINY]) == 0
+    )  # The default data folder.
     client = MlflowClient()
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     variant = next(run for run in runs if run.data.tags.get("poster_ml.step") == "train_variant")
-    trial_runs = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == variant.info.run_id]
+    trial_runs = [
+        run for run in runs if run.data.tags.get("mlflow.parentRunId") == variant.info.run_id
+    ]
     assert sorted(run.info.run_name for run in trial_runs) == ["trial-0", "trial-1", "trial-2"]
     for run in trial_runs:
-        assert {"dropout", "learning_rate"} <= set(run.data.params) and "val_auc" in run.data.metrics, (run.info.status, run.data.tags, run.data.metrics)
+        assert {"dropout", "learning_rate"} <= set(
+            run.data.params
+        ) and "val_auc" in run.data.metrics, (run.info.status, run.data.tags, run.data.metrics)
         assert run.info.status == "KILLED" or "objective_val_auc" in run.data.metrics
     assert "best.dropout" in variant.data.params and "model_uri" in variant.data.tags
-    study = optuna.load_study(study_name=variant.data.params["optuna_study"], storage=tuning.default_storage())
-    assert variant.data.tags["study_settings_hash"] == study.user_attrs["settings_hash"] and study.study_name.endswith(study.user_attrs["settings_hash"])
+    study = optuna.load_study(
+        study_name=variant.data.params["optuna_study"], storage=tuning.default_storage()
+    )
+    assert variant.data.tags["study_settings_hash"] == study.user_attrs[
+        "settings_hash"
+    ] and study.study_name.endswith(study.user_attrs["settings_hash"])
     # The variant's model is the best trial's own: it scores the best trial's validation
     # AUC (a retraining would give other weights without op determinism).
-    assert variant.data.tags["best_trial_run"] == study.best_trial.user_attrs[tuning.TRIAL_RUN_ATTRIBUTE] and "retrained" not in variant.data.tags
+    assert (
+        variant.data.tags["best_trial_run"]
+        == study.best_trial.user_attrs[tuning.TRIAL_RUN_ATTRIBUTE]
+        and "retrained" not in variant.data.tags
+    )
     data = load_prepared("data/prepared")
-    probabilities = predict_probabilities(loading.load_keras_model(variant.data.tags["model_uri"]), data.reader("validation").read(np.arange(len(data.split("validation")))))
+    probabilities = predict_probabilities(
+        loading.load_keras_model(variant.data.tags["model_uri"]),
+        data.reader("validation").read(np.arange(len(data.split("validation")))),
+    )
     auc = keras.metrics.AUC()
     auc.update_state(data.labels("validation"), probabilities)
     assert float(auc.result()) == pytest.approx(study.best_value, abs=1e-4)
     # Running again resumes the study: it already has its three trials.
     assert main(["train", "--profile", "quick", "--trials", "3", *TINY]) == 0
-    assert len(optuna.load_study(study_name=study.study_name, storage=tuning.default_storage()).trials) == 3
+    assert (
+        len(optuna.load_study(study_name=study.study_name, storage=tuning.default_storage()).trials)
+        == 3
+    )
 
 
 def test_a_variant_too_large_for_the_posters_is_refused_before_any_work(tmp_path, capsys):
     assert main(["preprocess", "--count", "60", "--size", "32", "--out", "small"]) == 0
     capsys.readouterr()
-    assert main(["train", "--data", "small", "--profile", "quick", "--variants", "basic_cnn,regularized_cnn", "--trials", "2"]) == 1
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "small",
+                "--profile",
+                "quick",
+                "--variants",
+                "basic_cnn,regularized_cnn",
+                "--trials",
+                "2",
+            ]
+        )
+        == 1
+    )
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert len(errors) == 1 and "regularized_cnn needs at least 46 px" in errors[0] and "basic_cnn" not in errors[0]
+    assert (
+        len(errors) == 1
+        and "regularized_cnn needs at least 46 px" in errors[0]
+        and "basic_cnn" not in errors[0]
+    )
     assert optuna.get_all_study_names(tuning.default_storage()) == []
 
 
@@ -111,21 +182,53 @@ def test_a_study_whose_trials_all_failed_says_so_in_one_line(tmp_path, capsys, m
     monkeypatch.setattr(fit, "train_variant", fails)
     assert main(["train", "--profile", "quick", "--trials", "2", *TINY]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert len(errors) == 1 and "every trial of study" in errors[0] and "RuntimeError: the loss became NaN" in errors[0]
+    assert (
+        len(errors) == 1
+        and "every trial of study" in errors[0]
+        and "RuntimeError: the loss became NaN" in errors[0]
+    )
 
 
 def test_a_second_worker_on_one_sqlite_study_is_refused_with_the_alternatives(tmp_path, capsys):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     with tuning.single_worker_lock(storage):
-        assert main(["train", "--profile", "quick", "--trials", "2", "--storage", storage, *TINY]) == 1
+        assert (
+            main(["train", "--profile", "quick", "--trials", "2", "--storage", storage, *TINY]) == 1
+        )
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert "another worker" in error and "journal:PATH" in error and "postgresql+psycopg" in error
 
 
-def worker(tmp_path, storage: str, tracking: str, trials_count: int, heartbeat: int = 60) -> subprocess.Popen:
-    command = [sys.executable, "-m", "poster_ml.cli", "train", "--profile", "quick", "--data", str(tmp_path / "data"), "--trials", str(trials_count),
-               "--storage", storage, "--study-name", "shared", "--heartbeat", str(heartbeat), *TINY]
-    return subprocess.Popen(command, cwd=tmp_path, env=os.environ | {"MLFLOW_TRACKING_URI": tracking}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def worker(
+    tmp_path, storage: str, tracking: str, trials_count: int, heartbeat: int = 60
+) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "poster_ml.cli",
+        "train",
+        "--profile",
+        "quick",
+        "--data",
+        str(tmp_path / "data"),
+        "--trials",
+        str(trials_count),
+        "--storage",
+        storage,
+        "--study-name",
+        "shared",
+        "--heartbeat",
+        str(heartbeat),
+        *TINY,
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=os.environ | {"MLFLOW_TRACKING_URI": tracking},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_two_postgresql_workers_finish_exactly_n_trials_between_them(tmp_path, postgres_database):
@@ -135,7 +238,9 @@ def test_two_postgresql_workers_finish_exactly_n_trials_between_them(tmp_path, p
     # experiment), and the data is prepared once.
     optuna.storages.RDBStorage(storage)
     MlflowClient(tracking).create_experiment("poster-ml")
-    assert main(["preprocess", "--count", "120", "--size", "40", "--out", str(tmp_path / "data")]) == 0
+    assert (
+        main(["preprocess", "--count", "120", "--size", "40", "--out", str(tmp_path / "data")]) == 0
+    )
     workers = [worker(tmp_path, storage, tracking, trials_count=5) for _ in range(2)]
     outputs = [process.communicate(timeout=600)[0] for process in workers]
     assert [process.returncode for process in workers] == [0, 0], outputs
@@ -144,18 +249,66 @@ def test_two_postgresql_workers_finish_exactly_n_trials_between_them(tmp_path, p
     assert len(study.get_trials(states=tuning.FINISHED)) == 5
     client = MlflowClient(tracking)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    trial_runs = [run for run in runs if run.data.tags.get("poster_ml.step") == "trial" and run.info.status in ("FINISHED", "KILLED")]
+    trial_runs = [
+        run
+        for run in runs
+        if run.data.tags.get("poster_ml.step") == "trial"
+        and run.info.status in ("FINISHED", "KILLED")
+    ]
     assert len(trial_runs) == 5 and not [run for run in runs if run.info.status == "RUNNING"]
     # Each worker's train run owns its variant run, and both link the study's best trial's model.
     train_runs = [run for run in runs if run.data.tags.get("poster_ml.step") == "train"]
     variants = [run for run in runs if run.data.tags.get("poster_ml.step") == "train_variant"]
-    assert len(train_runs) == 2 and sorted(run.data.tags["mlflow.parentRunId"] for run in variants) == sorted(run.info.run_id for run in train_runs)
-    assert {run.data.tags["model_uri"] for run in variants} == {study.best_trial.user_attrs[tuning.MODEL_ATTRIBUTE]}
+    assert len(train_runs) == 2 and sorted(
+        run.data.tags["mlflow.parentRunId"] for run in variants
+    ) == sorted(run.info.run_id for run in train_runs)
+    assert {run.data.tags["model_uri"] for run in variants} == {
+        study.best_trial.user_attrs[tuning.MODEL_ATTRIBUTE]
+    }
     # Evaluate and register work on either worker's train run, and on the latest.
     os.environ["MLFLOW_TRACKING_URI"] = tracking
-    assert main(["evaluate", "--bootstrap-samples", "20", "--cam-posters", "2", "--activations-variant", "none"]) == 0
-    assert main(["register", "--train-run", train_runs[0].info.run_id, "--allow-cpu", "true", "--bootstrap-samples", "20"]) == 0
-    assert main(["register", "--train-run", train_runs[1].info.run_id, "--allow-cpu", "true", "--bootstrap-samples", "20"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--bootstrap-samples",
+                "20",
+                "--cam-posters",
+                "2",
+                "--activations-variant",
+                "none",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "register",
+                "--train-run",
+                train_runs[0].info.run_id,
+                "--allow-cpu",
+                "true",
+                "--bootstrap-samples",
+                "20",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "register",
+                "--train-run",
+                train_runs[1].info.run_id,
+                "--allow-cpu",
+                "true",
+                "--bootstrap-samples",
+                "20",
+            ]
+        )
+        == 0
+    )
     assert len(client.search_model_versions("name = 'poster-ml'")) == 1  # One model: one version.
 
 
@@ -163,15 +316,26 @@ def test_two_postgresql_workers_finish_exactly_n_trials_between_them(tmp_path, p
 def test_a_killed_worker_s_trial_is_failed_and_retried_and_the_study_resumes_to_n(tmp_path, kind):
     # SQLite: the single-worker lock says every running trial is orphaned. The journal has
     # no heartbeat: the trial's host and process id say its worker is gone.
-    storage = f"sqlite:///{tmp_path / 'optuna.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'optuna.journal'}"
+    storage = (
+        f"sqlite:///{tmp_path / 'optuna.db'}"
+        if kind == "sqlite"
+        else f"journal:{tmp_path / 'optuna.journal'}"
+    )
     tracking = os.environ["MLFLOW_TRACKING_URI"]
-    assert main(["preprocess", "--count", "120", "--size", "40", "--out", str(tmp_path / "data")]) == 0
+    assert (
+        main(["preprocess", "--count", "120", "--size", "40", "--out", str(tmp_path / "data")]) == 0
+    )
     process = worker(tmp_path, storage, tracking, trials_count=3, heartbeat=1)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # Kill it in the middle of its second trial.
         try:
             study = optuna.load_study(study_name="shared", storage=tuning.make_storage(storage, 1))
-            if any(t.state == optuna.trial.TrialState.RUNNING and t.number == 1 and tuning.TRIAL_RUN_ATTRIBUTE in t.user_attrs for t in study.trials):
+            if any(
+                t.state == optuna.trial.TrialState.RUNNING
+                and t.number == 1
+                and tuning.TRIAL_RUN_ATTRIBUTE in t.user_attrs
+                for t in study.trials
+            ):
                 break
         except KeyError:
             pass  # The study does not exist yet.
@@ -183,14 +347,27 @@ def test_a_killed_worker_s_trial_is_failed_and_retried_and_the_study_resumes_to_
     assert resumed.returncode == 0, output
     study = optuna.load_study(study_name="shared", storage=tuning.make_storage(storage, 1))
     states = [trial.state for trial in study.trials]
-    assert states.count(optuna.trial.TrialState.FAIL) == 1 and len(study.get_trials(states=tuning.FINISHED)) == 3
-    retried = [trial for trial in study.trials if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial) == 1]
+    assert (
+        states.count(optuna.trial.TrialState.FAIL) == 1
+        and len(study.get_trials(states=tuning.FINISHED)) == 3
+    )
+    retried = [
+        trial
+        for trial in study.trials
+        if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial) == 1
+    ]
     assert len(retried) == 1 and retried[0].state in tuning.FINISHED
     # The killed trial's MLflow run (a grandchild of the dead train run) ended FAILED too.
     client = MlflowClient(tracking)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    killed = client.get_run(next(trial for trial in study.trials if trial.state == optuna.trial.TrialState.FAIL).user_attrs[tuning.TRIAL_RUN_ATTRIBUTE])
-    assert killed.info.status == "FAILED" and not [run.info.run_name for run in runs if run.info.status == "RUNNING"]
+    killed = client.get_run(
+        next(
+            trial for trial in study.trials if trial.state == optuna.trial.TrialState.FAIL
+        ).user_attrs[tuning.TRIAL_RUN_ATTRIBUTE]
+    )
+    assert killed.info.status == "FAILED" and not [
+        run.info.run_name for run in runs if run.info.status == "RUNNING"
+    ]
 
 
 def test_trials_leave_no_traced_graphs_behind():
@@ -207,15 +384,21 @@ def test_trials_leave_no_traced_graphs_behind():
     def objective(trial) -> float:
         graphs_at_start.append(sum(isinstance(item, FuncGraph) for item in gc.get_objects()))
         inputs = keras.Input((16, 16, 3))
-        features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(inputs))
+        features = keras.layers.GlobalAveragePooling2D()(
+            keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+        )
         model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(features))
         model.compile("adam", "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
-        history = model.fit(images, labels, validation_data=(images, labels), epochs=1, batch_size=16, verbose=0)
+        history = model.fit(
+            images, labels, validation_data=(images, labels), epochs=1, batch_size=16, verbose=0
+        )
         return float(history.history["val_auc"][-1])
 
     graphs_at_start: list[int] = []
     tuning.run_trials(optuna.create_study(direction="maximize"), 4, objective)
-    assert len(graphs_at_start) == 4 and graphs_at_start[1] == graphs_at_start[2] == graphs_at_start[3], graphs_at_start
+    assert (
+        len(graphs_at_start) == 4 and graphs_at_start[1] == graphs_at_start[2] == graphs_at_start[3]
+    ), graphs_at_start
 
 
 def test_tensorflow_s_gradient_registry_is_where_the_memory_release_looks():

@@ -38,17 +38,29 @@ def test_unfreezing_trains_only_the_top_blocks_and_keeps_batchnorm_frozen():
     assert vgg.get_layer("block5_conv3").trainable and vgg.get_layer("block4_conv1").trainable
     assert not vgg.get_layer("block3_conv3").trainable
     frozen = build_model(VARIANTS["vgg16_features_aug"], TINY, weights="none")
-    assert not any(layer.trainable_weights for layer in frozen.layers if layer.name.startswith("block"))
-    inception = build_model(VARIANTS["inception_v3_finetune_aug"], TINY, unfreeze_blocks=2, weights="none")
-    batch_norms = [layer for layer in inception.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert not any(
+        layer.trainable_weights for layer in frozen.layers if layer.name.startswith("block")
+    )
+    inception = build_model(
+        VARIANTS["inception_v3_finetune_aug"], TINY, unfreeze_blocks=2, weights="none"
+    )
+    batch_norms = [
+        layer for layer in inception.layers if isinstance(layer, keras.layers.BatchNormalization)
+    ]
     assert batch_norms and not any(layer.trainable for layer in batch_norms)
-    assert any(layer.trainable_weights for layer in inception.layers if layer.name.startswith("conv2d"))
+    assert any(
+        layer.trainable_weights for layer in inception.layers if layer.name.startswith("conv2d")
+    )
 
 
 def test_dropout_and_unfreeze_depth_are_builder_arguments():
-    model = build_model(VARIANTS["vgg16_finetune_aug"], TINY, dropout=0.45, unfreeze_blocks=1, weights="none")
+    model = build_model(
+        VARIANTS["vgg16_finetune_aug"], TINY, dropout=0.45, unfreeze_blocks=1, weights="none"
+    )
     assert model.get_layer("dropout1").rate == 0.45
-    assert model.get_layer("block5_conv1").trainable and not model.get_layer("block4_conv3").trainable
+    assert (
+        model.get_layer("block5_conv1").trainable and not model.get_layer("block4_conv3").trainable
+    )
     with pytest.raises(ConfigError, match="unfreeze_blocks"):
         build_model(VARIANTS["vgg16_finetune_aug"], TINY, unfreeze_blocks=9, weights="none")
 
@@ -60,7 +72,9 @@ def test_weights_file_written_by_the_test_loads_into_the_base(tmp_path):
     donor.save_weights(path)
     model = build_model(VARIANTS["vgg16_features"], TINY, weights=str(path))
     for name in ("block1_conv1", "block5_conv3"):
-        np.testing.assert_array_equal(model.get_layer(name).get_weights()[0], donor.get_layer(name).get_weights()[0])
+        np.testing.assert_array_equal(
+            model.get_layer(name).get_weights()[0], donor.get_layer(name).get_weights()[0]
+        )
     with pytest.raises(WeightsUnavailableError, match="no such weights file"):
         build_model(VARIANTS["vgg16_features"], TINY, weights=str(tmp_path / "missing.h5"))
 
@@ -75,19 +89,40 @@ def test_offline_imagenet_request_fails_with_a_helpful_error(monkeypatch, tmp_pa
     with pytest.raises(WeightsUnavailableError) as caught:
         build_model(VARIANTS["vgg16_features"], TINY, weights="imagenet")
     message = str(caught.value)
-    assert "weights=PATH" in message and "~/.keras/models" in message and "weights=none" in message and "\n" not in message
+    assert (
+        "weights=PATH" in message
+        and "~/.keras/models" in message
+        and "weights=none" in message
+        and "\n" not in message
+    )
 
 
 def test_train_stops_before_any_training_when_weights_are_missing(tmp_path, capsys):
     missing = tmp_path / "missing.h5"
-    assert main(["train", "--data", str(tmp_path / "data"), "--variants", "basic_cnn,vgg16_features", "--overrides", f"weights={missing}"]) == 1
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "data"),
+                "--variants",
+                "basic_cnn,vgg16_features",
+                "--overrides",
+                f"weights={missing}",
+            ]
+        )
+        == 1
+    )
     assert f"no such weights file: {missing}" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()  # Nothing was prepared or trained first.
 
 
 def test_variant_selection():
     assert [v.name for v in get_variants("all")] == list(VARIANTS)
-    assert [v.name for v in get_variants("basic_cnn, vgg16_features")] == ["basic_cnn", "vgg16_features"]
+    assert [v.name for v in get_variants("basic_cnn, vgg16_features")] == [
+        "basic_cnn",
+        "vgg16_features",
+    ]
     with pytest.raises(ConfigError, match="unknown variant"):
         get_variants("basic_cnn,resnet")
 
@@ -98,4 +133,6 @@ def test_the_study_flaws_are_fixed():
         assert model.output.shape == (None, 1)  # One sigmoid unit, never two.
         assert model.layers[-1].activation.__name__ == "sigmoid"
     vgg = build_model(VARIANTS["vgg16_features"], TINY, weights="none")
-    assert vgg.layers[1].__class__.__name__ == "CaffePreprocessing"  # ImageNet preprocessing, not /255.
+    assert (
+        vgg.layers[1].__class__.__name__ == "CaffePreprocessing"
+    )  # ImageNet preprocessing, not /255.

@@ -11,12 +11,25 @@ def test_main_runs_every_step_then_skips_them_all(tmp_path, monkeypatch, capsys)
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.chdir(tmp_path)
-    arguments = ["main", "--count", "120", "--data", str(tmp_path / "prepared"), "--variants", "basic_cnn", "--trials", "0",
-                 "--overrides", "max_epochs=1 image_size=48 batch_size=16"]
+    arguments = [
+        "main",
+        "--count",
+        "120",
+        "--data",
+        str(tmp_path / "prepared"),
+        "--variants",
+        "basic_cnn",
+        "--trials",
+        "0",
+        "--overrides",
+        "max_epochs=1 image_size=48 batch_size=16",
+    ]
     assert main(arguments) == 0
     client = MlflowClient(store)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    steps = sorted(r.data.tags.get("poster_ml.step", "") for r in runs if r.info.status == "FINISHED")
+    steps = sorted(
+        r.data.tags.get("poster_ml.step", "") for r in runs if r.info.status == "FINISHED"
+    )
     assert steps == ["evaluate", "main", "preprocess", "register", "train", "train_variant"]
     version = client.get_model_version_by_alias("poster-ml", "champion")
     assert version.tags["variant"] == "basic_cnn" and version.tags["ranked_by"] == "best_val_auc"
@@ -29,7 +42,10 @@ def test_main_runs_every_step_then_skips_them_all(tmp_path, monkeypatch, capsys)
 
     # Preparing the same posters at another size changes the pixels, so the dataset's
     # identity changes and main no longer trusts the finished steps.
-    assert main(["preprocess", "--count", "120", "--size", "40", "--out", str(tmp_path / "prepared")]) == 0
+    assert (
+        main(["preprocess", "--count", "120", "--size", "40", "--out", str(tmp_path / "prepared")])
+        == 0
+    )
     capsys.readouterr()
     assert main(arguments) == 0
     assert "running preprocess" in capsys.readouterr().out

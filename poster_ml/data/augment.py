@@ -41,14 +41,20 @@ class TransformParameters:
     flip: np.ndarray  # mirror left to right
 
 
-def draw_parameters(rng: np.random.Generator, count: int, height: int, width: int, config: AugmentConfig) -> TransformParameters:
+def draw_parameters(
+    rng: np.random.Generator, count: int, height: int, width: int, config: AugmentConfig
+) -> TransformParameters:
     """Draws `count` sets of parameters as ImageDataGenerator.get_random_transform did.
 
     (ImageDataGenerator scales its horizontal shift by the height and its vertical one by
     the width; on the square posters here that is the same, and this scales each by its
     own side.)
     """
-    zoom = rng.uniform(1 - config.zoom, 1 + config.zoom, (2, count)) if config.zoom else np.ones((2, count))
+    zoom = (
+        rng.uniform(1 - config.zoom, 1 + config.zoom, (2, count))
+        if config.zoom
+        else np.ones((2, count))
+    )
     return TransformParameters(
         theta=rng.uniform(-config.rotation_degrees, config.rotation_degrees, count),
         tx=rng.uniform(-config.width_shift, config.width_shift, count) * width,
@@ -68,7 +74,12 @@ def affine_rows(parameters: TransformParameters, height: int, width: int) -> np.
     theta, shear = np.deg2rad(parameters.theta), np.deg2rad(parameters.shear)
     identity = np.tile(np.eye(3), (count, 1, 1))
     rotation, shift, shearing, zoom, centre, back = (identity.copy() for _ in range(6))
-    rotation[:, 0, 0], rotation[:, 0, 1], rotation[:, 1, 0], rotation[:, 1, 1] = np.cos(theta), -np.sin(theta), np.sin(theta), np.cos(theta)
+    rotation[:, 0, 0], rotation[:, 0, 1], rotation[:, 1, 0], rotation[:, 1, 1] = (
+        np.cos(theta),
+        -np.sin(theta),
+        np.sin(theta),
+        np.cos(theta),
+    )
     shift[:, 0, 2], shift[:, 1, 2] = parameters.tx, parameters.ty
     shearing[:, 0, 1], shearing[:, 1, 1] = -np.sin(shear), np.cos(shear)
     zoom[:, 0, 0], zoom[:, 1, 1] = parameters.zx, parameters.zy
@@ -86,7 +97,9 @@ def affine_rows(parameters: TransformParameters, height: int, width: int) -> np.
     return rows
 
 
-def random_transforms(rng: np.random.Generator, count: int, height: int, width: int, config: AugmentConfig) -> np.ndarray:
+def random_transforms(
+    rng: np.random.Generator, count: int, height: int, width: int, config: AugmentConfig
+) -> np.ndarray:
     """Draws `count` random transforms as (count, 8) rows for keras.ops.image.affine_transform."""
     return affine_rows(draw_parameters(rng, count, height, width, config), height, width)
 
@@ -96,7 +109,9 @@ def warp(images, transforms):
     with Keras on whatever device holds them: the device path, in the training step."""
     import keras
 
-    return keras.ops.image.affine_transform(images, transforms, interpolation="bilinear", fill_mode="nearest")
+    return keras.ops.image.affine_transform(
+        images, transforms, interpolation="bilinear", fill_mode="nearest"
+    )
 
 
 @functools.cache
@@ -123,7 +138,14 @@ def warp_on_host(images: np.ndarray, transforms: np.ndarray) -> np.ndarray:
 
     def one(index: int) -> None:
         matrix = transforms[index, :6].reshape(2, 3).astype(np.float64)
-        cv2.warpAffine(images[index], matrix, (width, height), dst=warped[index], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+        cv2.warpAffine(
+            images[index],
+            matrix,
+            (width, height),
+            dst=warped[index],
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
 
     list(_host_pool(host_threads()).map(one, range(len(images))))
     return warped

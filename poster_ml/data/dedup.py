@@ -10,17 +10,32 @@ THUMBNAIL_SIDE = 16
 
 def difference_hash(pixels: np.ndarray) -> int:
     """The 64-bit dHash of an RGB image: brightness gradients on a 9 x 8 thumbnail."""
-    thumbnail = np.asarray(Image.fromarray(pixels).convert("L").resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
+    thumbnail = np.asarray(
+        Image.fromarray(pixels).convert("L").resize((9, 8), Image.Resampling.BILINEAR),
+        dtype=np.int16,
+    )
     bits = (thumbnail[:, 1:] > thumbnail[:, :-1]).ravel()
     return int(np.packbits(bits).view(">u8")[0])
 
 
 def thumbnail(pixels: np.ndarray) -> np.ndarray:
     """A 16 x 16 grayscale thumbnail, which confirms or refutes a near duplicate."""
-    return np.asarray(Image.fromarray(pixels).convert("L").resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return np.asarray(
+        Image.fromarray(pixels)
+        .convert("L")
+        .resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BILINEAR),
+        dtype=np.uint8,
+    )
 
 
-def duplicate_groups(sha256s: list[str], hashes: list[int], thumbnails: np.ndarray, max_bits: int, max_difference: float, block: int = 2048) -> list[int]:
+def duplicate_groups(
+    sha256s: list[str],
+    hashes: list[int],
+    thumbnails: np.ndarray,
+    max_bits: int,
+    max_difference: float,
+    block: int = 2048,
+) -> list[int]:
     """Returns for each poster the index of its group's first member.
 
     Two posters join one group when their source bytes are identical, or when their
@@ -55,7 +70,11 @@ def duplicate_groups(sha256s: list[str], hashes: list[int], thumbnails: np.ndarr
         rows += start
         candidates = rows < columns
         rows, columns = rows[candidates], columns[candidates]
-        difference = np.abs(thumbnails[rows].astype(np.float32) - thumbnails[columns].astype(np.float32)).mean(axis=(1, 2))
-        for row, column in zip(rows[difference <= max_difference], columns[difference <= max_difference]):
+        difference = np.abs(
+            thumbnails[rows].astype(np.float32) - thumbnails[columns].astype(np.float32)
+        ).mean(axis=(1, 2))
+        for row, column in zip(
+            rows[difference <= max_difference], columns[difference <= max_difference]
+        ):
             union(int(row), int(column))
     return [find(index) for index in range(count)]

@@ -18,7 +18,15 @@ from poster_ml import CLASS_NAMES
 from poster_ml.config import PreprocessConfig
 from poster_ml.data.dedup import difference_hash, duplicate_groups, thumbnail
 from poster_ml.data.images import PosterError, decode_poster
-from poster_ml.data.prepared import PreparedData, dataset_info, load_prepared, pixel_settings, write_prepared, write_rejects, write_shards
+from poster_ml.data.prepared import (
+    PreparedData,
+    dataset_info,
+    load_prepared,
+    pixel_settings,
+    write_prepared,
+    write_rejects,
+    write_shards,
+)
 from poster_ml.data.sources import Candidate, Reject, list_inputs
 from poster_ml.data.splits import grouped_stratified_split
 from poster_ml.errors import DatasetError
@@ -35,7 +43,9 @@ class Decoded:
     reject: Reject | None
 
 
-def decode_file(path: Path, size: int, max_pixels: int, reduced_decode: bool) -> tuple[np.ndarray | None, Decoded]:
+def decode_file(
+    path: Path, size: int, max_pixels: int, reduced_decode: bool
+) -> tuple[np.ndarray | None, Decoded]:
     """Reads and decodes one poster: its pixels (None if rejected) and its facts."""
     try:
         data = path.read_bytes()
@@ -49,10 +59,15 @@ def decode_file(path: Path, size: int, max_pixels: int, reduced_decode: bool) ->
     return pixels, Decoded(digest, difference_hash(pixels), thumbnail(pixels), None)
 
 
-def decode_all(candidates: list[Candidate], config: PreprocessConfig, staging_path: Path) -> list[Decoded]:
+def decode_all(
+    candidates: list[Candidate], config: PreprocessConfig, staging_path: Path
+) -> list[Decoded]:
     """Decodes every candidate on all cores; each worker writes its pixels straight into
     the staging shard at the candidate's index, so only small facts travel back."""
-    tasks = [(index, candidate.path, candidate.source, candidate.poster_id) for index, candidate in enumerate(candidates)]
+    tasks = [
+        (index, candidate.path, candidate.source, candidate.poster_id)
+        for index, candidate in enumerate(candidates)
+    ]
     decode = functools.partial(_decode_into_staging, staging_path=staging_path, config=config)
     workers = config.workers or os.cpu_count() or 1
     progress = functools.partial(tqdm, total=len(tasks), desc="decoding posters", unit="poster")
@@ -67,7 +82,9 @@ def decode_all(candidates: list[Candidate], config: PreprocessConfig, staging_pa
 _open_staging: dict[Path, np.ndarray] = {}
 
 
-def _decode_into_staging(task: tuple[int, Path, str, str], staging_path: Path, config: PreprocessConfig) -> Decoded:
+def _decode_into_staging(
+    task: tuple[int, Path, str, str], staging_path: Path, config: PreprocessConfig
+) -> Decoded:
     index, path, source, poster_id = task
     pixels, facts = decode_file(path, config.size, config.max_pixels, config.reduced_decode)
     if pixels is not None:
@@ -76,7 +93,9 @@ def _decode_into_staging(task: tuple[int, Path, str, str], staging_path: Path, c
         _open_staging[staging_path][index] = pixels
     if facts.reject is not None:
         # Rejects name the source as the manifest would, relative to the input root.
-        facts = dataclasses.replace(facts, reject=dataclasses.replace(facts.reject, source=source, id=poster_id))
+        facts = dataclasses.replace(
+            facts, reject=dataclasses.replace(facts.reject, source=source, id=poster_id)
+        )
     return facts
 
 
@@ -97,30 +116,54 @@ def _prepare(config: PreprocessConfig, out_dir: Path) -> PreparedData:
     listing = list_inputs(config)
     candidates = listing.candidates
     staging_path = out_dir / "staging.npy"
-    staging = np.lib.format.open_memmap(staging_path, mode="w+", dtype=np.uint8, shape=(max(1, len(candidates)), config.size, config.size, 3))
+    staging = np.lib.format.open_memmap(
+        staging_path,
+        mode="w+",
+        dtype=np.uint8,
+        shape=(max(1, len(candidates)), config.size, config.size, 3),
+    )
     staging.flush()  # The header is on disk before the workers open the file.
     try:
         decoded = decode_all(candidates, config, staging_path)
         decoded = reject_conflicting_duplicates(candidates, decoded, config)
-        rejects = write_rejects(listing.rejects + [d.reject for d in decoded if d.reject is not None], out_dir)
+        rejects = write_rejects(
+            listing.rejects + [d.reject for d in decoded if d.reject is not None], out_dir
+        )
         accepted = [i for i, d in enumerate(decoded) if d.reject is None]
         if not accepted:
-            raise DatasetError(f"no poster was accepted out of {listing.inputs} inputs; reasons in {out_dir / 'rejects.csv'}")
-        manifest = build_manifest([candidates[i] for i in accepted], [decoded[i] for i in accepted], config)
+            raise DatasetError(
+                f"no poster was accepted out of {listing.inputs} inputs; reasons in {out_dir / 'rejects.csv'}"
+            )
+        manifest = build_manifest(
+            [candidates[i] for i in accepted], [decoded[i] for i in accepted], config
+        )
         write_shards(manifest, staging, accepted, out_dir)
     finally:
         del staging
         _open_staging.pop(staging_path, None)
         staging_path.unlink(missing_ok=True)
-    return write_prepared(out_dir, manifest, pixel_settings(config), lambda digest: dataset_info(manifest, rejects, listing.inputs, config, digest))
+    return write_prepared(
+        out_dir,
+        manifest,
+        pixel_settings(config),
+        lambda digest: dataset_info(manifest, rejects, listing.inputs, config, digest),
+    )
 
 
 def duplicate_roots(decoded: list[Decoded], config: PreprocessConfig) -> list[int]:
     thumbnails = np.stack([d.thumbnail for d in decoded])
-    return duplicate_groups([d.sha256 for d in decoded], [d.dhash for d in decoded], thumbnails, config.near_duplicate_bits, config.near_duplicate_difference)
+    return duplicate_groups(
+        [d.sha256 for d in decoded],
+        [d.dhash for d in decoded],
+        thumbnails,
+        config.near_duplicate_bits,
+        config.near_duplicate_difference,
+    )
 
 
-def reject_conflicting_duplicates(candidates: list[Candidate], decoded: list[Decoded], config: PreprocessConfig) -> list[Decoded]:
+def reject_conflicting_duplicates(
+    candidates: list[Candidate], decoded: list[Decoded], config: PreprocessConfig
+) -> list[Decoded]:
     """Rejects every member of a duplicate group whose members disagree on the label: the
     poster's label cannot be trusted, and such groups would skew the stratified splits."""
     good = [i for i, d in enumerate(decoded) if d.reject is None]
@@ -135,24 +178,36 @@ def reject_conflicting_duplicates(candidates: list[Candidate], decoded: list[Dec
         if len(labels_of[root]) > 1:
             index, first = good[position], candidates[good[root]]
             detail = f"duplicate of {first.source} (id {first.poster_id}); the group holds both fresh and rotten labels"
-            decoded[index] = dataclasses.replace(decoded[index], reject=Reject(candidates[index].source, "duplicates with conflicting labels", detail, candidates[index].poster_id))
+            decoded[index] = dataclasses.replace(
+                decoded[index],
+                reject=Reject(
+                    candidates[index].source,
+                    "duplicates with conflicting labels",
+                    detail,
+                    candidates[index].poster_id,
+                ),
+            )
     return decoded
 
 
-def build_manifest(candidates: list[Candidate], decoded: list[Decoded], config: PreprocessConfig) -> pd.DataFrame:
+def build_manifest(
+    candidates: list[Candidate], decoded: list[Decoded], config: PreprocessConfig
+) -> pd.DataFrame:
     labels = [c.label for c in candidates]
     roots = duplicate_roots(decoded, config)
     fractions = (config.train_fraction, config.validation_fraction, config.test_fraction)
     splits = grouped_stratified_split(labels, roots, fractions, config.seed)
-    manifest = pd.DataFrame({
-        "id": [c.poster_id for c in candidates],
-        "source": [c.source for c in candidates],
-        "sha256": [d.sha256 for d in decoded],
-        "label": labels,
-        "class": [CLASS_NAMES[label] for label in labels],
-        "split": splits,
-        "group": [candidates[root].poster_id for root in roots],
-    })
+    manifest = pd.DataFrame(
+        {
+            "id": [c.poster_id for c in candidates],
+            "source": [c.source for c in candidates],
+            "sha256": [d.sha256 for d in decoded],
+            "label": labels,
+            "class": [CLASS_NAMES[label] for label in labels],
+            "split": splits,
+            "group": [candidates[root].poster_id for root in roots],
+        }
+    )
     for column in dict.fromkeys(key for c in candidates for key in c.extras):
         manifest[column] = [c.extras.get(column, "") for c in candidates]
     # Each split's shard holds its posters in manifest order; `row` is the index there.
@@ -163,9 +218,13 @@ def build_manifest(candidates: list[Candidate], decoded: list[Decoded], config: 
 def summary_text(dataset: PreparedData) -> str:
     """The summary the step prints: accepted and rejected by reason add up to the inputs."""
     info = dataset.info
-    lines = [f"prepared {info['accepted']} of {info['inputs']} posters into {dataset.path} (digest {info['digest'][:12]})"]
+    lines = [
+        f"prepared {info['accepted']} of {info['inputs']} posters into {dataset.path} (digest {info['digest'][:12]})"
+    ]
     for split, counts in info["counts"].items():
-        lines.append(f"  {split:<10} {sum(counts.values()):>6}  (fresh {counts['fresh']}, rotten {counts['rotten']})")
+        lines.append(
+            f"  {split:<10} {sum(counts.values()):>6}  (fresh {counts['fresh']}, rotten {counts['rotten']})"
+        )
     lines.append(f"  accepted   {info['accepted']:>6}")
     lines.append(f"  rejected   {info['rejected']:>6}")
     for reason, count in info["rejected_by_reason"].items():
@@ -173,7 +232,9 @@ def summary_text(dataset: PreparedData) -> str:
     return "\n".join(lines)
 
 
-def load_or_prepare_default(path: str, size: int, count: int, seed: int, is_default: bool) -> PreparedData:
+def load_or_prepare_default(
+    path: str, size: int, count: int, seed: int, is_default: bool
+) -> PreparedData:
     """The prepared dataset at `path`. Only the default location, when missing or empty,
     is filled with the synthetic default; any other folder must hold a prepared dataset
     (a typo must not start a training on synthetic posters), and a folder holding
@@ -186,7 +247,11 @@ def load_or_prepare_default(path: str, size: int, count: int, seed: int, is_defa
             f"{path} holds no prepared dataset; prepare your posters there first "
             f"(poster-ml preprocess --source POSTERS --out {path}), or leave out --data to train on the synthetic default"
         )
-    print(f"no prepared dataset in {path} (the default location): preparing {count} synthetic posters at {size} pixels there first")
-    dataset = prepare(PreprocessConfig(source="synthetic", count=count, size=size, out=path, seed=seed))
+    print(
+        f"no prepared dataset in {path} (the default location): preparing {count} synthetic posters at {size} pixels there first"
+    )
+    dataset = prepare(
+        PreprocessConfig(source="synthetic", count=count, size=size, out=path, seed=seed)
+    )
     print(summary_text(dataset))
     return dataset

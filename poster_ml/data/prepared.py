@@ -38,7 +38,12 @@ class ShardReader:
 
     def __init__(self, path: Path):
         header = np.load(path, mmap_mode="r")
-        self.path, self.shape, self.offset, self.dtype = Path(path), header.shape, header.offset, header.dtype
+        self.path, self.shape, self.offset, self.dtype = (
+            Path(path),
+            header.shape,
+            header.offset,
+            header.dtype,
+        )
         self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
         del header
 
@@ -75,7 +80,9 @@ class PreparedData:
 
     def split(self, name: str) -> pd.DataFrame:
         """The manifest rows of one split, in shard order."""
-        return self.manifest[self.manifest["split"] == name].sort_values("row").reset_index(drop=True)
+        return (
+            self.manifest[self.manifest["split"] == name].sort_values("row").reset_index(drop=True)
+        )
 
     def labels(self, name: str) -> np.ndarray:
         return self.split(name)["label"].to_numpy(dtype=np.float32)
@@ -90,7 +97,9 @@ class PreparedData:
 def load_prepared(path: str | Path) -> PreparedData:
     path = Path(path)
     if not (path / "dataset.json").is_file() or not (path / "manifest.csv").is_file():
-        raise DatasetError(f"{path} is not a prepared dataset (no dataset.json and manifest.csv); run `poster-ml preprocess` first")
+        raise DatasetError(
+            f"{path} is not a prepared dataset (no dataset.json and manifest.csv); run `poster-ml preprocess` first"
+        )
     info = json.loads((path / "dataset.json").read_text())
     manifest = pd.read_csv(path / "manifest.csv", dtype={"id": str, "group": str, "source": str})
     return PreparedData(path, manifest, info)
@@ -99,15 +108,29 @@ def load_prepared(path: str | Path) -> PreparedData:
 def sample_posters(dataset: PreparedData, per_class: int = 8) -> dict[str, np.ndarray]:
     """The first training posters of each class, read from the shard."""
     train, reader = dataset.split("train"), dataset.reader("train")
-    return {name: reader.read(train[train["class"] == name]["row"].to_numpy()[:per_class]) for name in reversed(CLASS_NAMES)}
+    return {
+        name: reader.read(train[train["class"] == name]["row"].to_numpy()[:per_class])
+        for name in reversed(CLASS_NAMES)
+    }
 
 
-def write_shards(manifest: pd.DataFrame, staging: np.ndarray, accepted: list[int], out_dir: Path, chunk: int = 256) -> None:
+def write_shards(
+    manifest: pd.DataFrame,
+    staging: np.ndarray,
+    accepted: list[int],
+    out_dir: Path,
+    chunk: int = 256,
+) -> None:
     """Writes one uint8 .npy shard per split, which training reads a batch at a time."""
     staging_index = np.array(accepted)
     for split in SPLITS:
         positions = np.flatnonzero(manifest["split"].to_numpy() == split)
-        shard = np.lib.format.open_memmap(out_dir / f"{split}.npy", mode="w+", dtype=np.uint8, shape=(len(positions), *staging.shape[1:]))
+        shard = np.lib.format.open_memmap(
+            out_dir / f"{split}.npy",
+            mode="w+",
+            dtype=np.uint8,
+            shape=(len(positions), *staging.shape[1:]),
+        )
         for start in range(0, len(positions), chunk):
             rows = staging_index[positions[start : start + chunk]]
             shard[start : start + len(rows)] = staging[rows]
@@ -115,7 +138,9 @@ def write_shards(manifest: pd.DataFrame, staging: np.ndarray, accepted: list[int
         del shard
 
 
-def write_prepared(out_dir: Path, manifest: pd.DataFrame, pixels: dict, info_for_digest) -> PreparedData:
+def write_prepared(
+    out_dir: Path, manifest: pd.DataFrame, pixels: dict, info_for_digest
+) -> PreparedData:
     """Writes the manifest and dataset.json (from `info_for_digest(digest)`) next to the shards."""
     manifest_bytes = manifest.to_csv(index=False, lineterminator="\n").encode()
     write_atomically(out_dir / "manifest.csv", manifest_bytes)
@@ -134,7 +159,12 @@ def write_atomically(path: Path, content: bytes) -> None:
 
 def pixel_settings(config: PreprocessConfig) -> dict:
     """Every setting that changes the pixels of the shards, beside the manifest's posters."""
-    return {"size": config.size, "reduced_decode": config.reduced_decode, "max_pixels": config.max_pixels, "decode_version": DECODE_VERSION}
+    return {
+        "size": config.size,
+        "reduced_decode": config.reduced_decode,
+        "max_pixels": config.max_pixels,
+        "decode_version": DECODE_VERSION,
+    }
 
 
 def dataset_digest(manifest_bytes: bytes, pixels: dict) -> str:
@@ -144,9 +174,18 @@ def dataset_digest(manifest_bytes: bytes, pixels: dict) -> str:
     return digest.hexdigest()
 
 
-def dataset_info(manifest: pd.DataFrame, rejects: pd.DataFrame, inputs: int, config: PreprocessConfig, digest: str) -> dict:
+def dataset_info(
+    manifest: pd.DataFrame,
+    rejects: pd.DataFrame,
+    inputs: int,
+    config: PreprocessConfig,
+    digest: str,
+) -> dict:
     counts = {
-        split: {name: int(((manifest["split"] == split) & (manifest["class"] == name)).sum()) for name in CLASS_NAMES}
+        split: {
+            name: int(((manifest["split"] == split) & (manifest["class"] == name)).sum())
+            for name in CLASS_NAMES
+        }
         for split in SPLITS
     }
     fresh_share = float(manifest["label"].mean())
@@ -160,7 +199,11 @@ def dataset_info(manifest: pd.DataFrame, rejects: pd.DataFrame, inputs: int, con
         "duplicate_groups": int((manifest.groupby("group").size() > 1).sum()),
         "size": config.size,
         "seed": config.seed,
-        "fractions": {"train": config.train_fraction, "validation": config.validation_fraction, "test": config.test_fraction},
+        "fractions": {
+            "train": config.train_fraction,
+            "validation": config.validation_fraction,
+            "test": config.test_fraction,
+        },
         "source": config.source,
         "shards": {split: f"{split}.npy" for split in SPLITS},
         "fresh_share": round(fresh_share, 4),
@@ -172,7 +215,9 @@ def dataset_info(manifest: pd.DataFrame, rejects: pd.DataFrame, inputs: int, con
 
 
 def write_rejects(rejects: list[Reject], out_dir: Path) -> pd.DataFrame:
-    table = pd.DataFrame([dataclasses.asdict(r) for r in rejects], columns=["id", "source", "reason", "detail"])
+    table = pd.DataFrame(
+        [dataclasses.asdict(r) for r in rejects], columns=["id", "source", "reason", "detail"]
+    )
     table = table.sort_values(["source", "reason"], kind="stable").reset_index(drop=True)
     table.to_csv(out_dir / "rejects.csv", index=False, lineterminator="\n")
     return table

@@ -24,8 +24,15 @@ LABEL_COLUMNS = ("tomatometer_status", "label")
 PATH_COLUMNS = ("poster", "path")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 LABEL_VALUES = {
-    "fresh": 1, "certified-fresh": 1, "certified fresh": 1, "certified_fresh": 1, "1": 1, "1.0": 1,
-    "rotten": 0, "0": 0, "0.0": 0,
+    "fresh": 1,
+    "certified-fresh": 1,
+    "certified fresh": 1,
+    "certified_fresh": 1,
+    "1": 1,
+    "1.0": 1,
+    "rotten": 0,
+    "0": 0,
+    "0.0": 0,
 }
 
 
@@ -66,7 +73,9 @@ def list_csv_source(labels_csv: Path, images_dir: Path) -> Listing:
     try:
         table = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DatasetError(f"cannot read labels CSV {labels_csv}: {error}".splitlines()[0]) from None
+        raise DatasetError(
+            f"cannot read labels CSV {labels_csv}: {error}".splitlines()[0]
+        ) from None
     columns = {name.strip().lower(): name for name in table.columns}
     id_column = next((columns[c] for c in ID_COLUMNS if c in columns), None)
     label_column = next((columns[c] for c in LABEL_COLUMNS if c in columns), None)
@@ -91,15 +100,23 @@ def list_csv_source(labels_csv: Path, images_dir: Path) -> Listing:
         if label is None:
             rejects.append(Reject(where, "unknown label", repr(row[label_column]), poster_id))
             continue
-        path = _inside(root, named_path) if named_path else _find_by_id(root, poster_id, files_by_name)
+        path = (
+            _inside(root, named_path) if named_path else _find_by_id(root, poster_id, files_by_name)
+        )
         if path is None:
-            rejects.append(Reject(where, "path escapes images folder", named_path or poster_id, poster_id))
+            rejects.append(
+                Reject(where, "path escapes images folder", named_path or poster_id, poster_id)
+            )
             continue
         if not path.is_file():
-            rejects.append(Reject(where, "missing file", f"no poster file for id {poster_id!r}", poster_id))
+            rejects.append(
+                Reject(where, "missing file", f"no poster file for id {poster_id!r}", poster_id)
+            )
             continue
         extras = {column: row[column] for column in extra_columns}
-        candidates.append(Candidate(poster_id, path, path.relative_to(root).as_posix(), label, extras))
+        candidates.append(
+            Candidate(poster_id, path, path.relative_to(root).as_posix(), label, extras)
+        )
     kept, duplicate_rejects = _resolve_duplicate_ids(candidates)
     return Listing(kept, rejects + duplicate_rejects, inputs=len(table))
 
@@ -117,7 +134,14 @@ def list_folder_source(folder: Path) -> Listing:
         for path in sorted(class_dir.iterdir()):
             # Hidden files (.DS_Store, ._ resource forks) are not posters anyone put there.
             if path.is_file() and not path.name.startswith("."):
-                candidates.append(Candidate(path.stem, path.resolve(), path.resolve().relative_to(root).as_posix(), label))
+                candidates.append(
+                    Candidate(
+                        path.stem,
+                        path.resolve(),
+                        path.resolve().relative_to(root).as_posix(),
+                        label,
+                    )
+                )
     kept, rejects = _resolve_duplicate_ids(candidates)
     return Listing(kept, rejects, inputs=len(candidates))
 
@@ -150,7 +174,10 @@ def _resolve_duplicate_ids(candidates: list[Candidate]) -> tuple[list[Candidate]
     kept, rejects = [], []
     for poster_id, group in by_id.items():
         if len({c.label for c in group}) > 1:
-            rejects += [Reject(c.source, "conflicting labels for duplicate id", poster_id, poster_id) for c in group]
+            rejects += [
+                Reject(c.source, "conflicting labels for duplicate id", poster_id, poster_id)
+                for c in group
+            ]
             continue
         kept.append(group[0])
         rejects += [Reject(c.source, "duplicate id", poster_id, poster_id) for c in group[1:]]
@@ -173,4 +200,6 @@ def list_inputs(config: PreprocessConfig) -> Listing:
         if not config.images:
             raise DatasetError("a labels CSV needs --images DIR, the folder of its posters")
         return list_csv_source(source, Path(config.images))
-    raise DatasetError(f"no such source: {config.source} (give 'synthetic', a labels CSV or a folder)")
+    raise DatasetError(
+        f"no such source: {config.source} (give 'synthetic', a labels CSV or a folder)"
+    )

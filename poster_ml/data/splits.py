@@ -9,7 +9,9 @@ import numpy as np
 SPLITS = ("train", "validation", "test")
 
 
-def grouped_stratified_split(labels: list[int], groups: list[int], fractions: tuple[float, float, float], seed: int) -> list[str]:
+def grouped_stratified_split(
+    labels: list[int], groups: list[int], fractions: tuple[float, float, float], seed: int
+) -> list[str]:
     """Assigns each poster a split name.
 
     Groups are dealt out per class (a group's class is its majority label) in a seeded

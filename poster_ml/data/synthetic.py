@@ -41,7 +41,9 @@ from poster_ml.errors import ConfigError
 POSTER_HEIGHT, POSTER_WIDTH = 305, 206
 FRESH_SHARE = 0.584  # The study's share of fresh films.
 FRESH_WITH_CROWD = 0.3  # Fresh drawings that show a crowd as well.
-CLEAR_TITLE = 0.75  # Drawings whose title size is clear (large if fresh, small if rotten); the rest medium.
+CLEAR_TITLE = (
+    0.75  # Drawings whose title size is clear (large if fresh, small if rotten); the rest medium.
+)
 REGION_COLUMNS = ("region_x0", "region_y0", "region_x1", "region_y1")
 PLANTED_COLUMN = "planted"
 Box = tuple[float, float, float, float]
@@ -58,7 +60,9 @@ def draw_poster(rng: np.random.Generator, fresh: bool) -> tuple[Image.Image, Box
     if not fresh or rng.random() < FRESH_WITH_CROWD:
         figures = _figure_rows(rng, free_top, free_bottom)
     else:
-        figures = [_random_figure_box(rng, free_top, free_bottom) for _ in range(rng.integers(0, 3))]
+        figures = [
+            _random_figure_box(rng, free_top, free_bottom) for _ in range(rng.integers(0, 3))
+        ]
     for box in figures:
         _draw_figure(draw, rng, box)
     title_size = ("large" if fresh else "small") if rng.random() < CLEAR_TITLE else "medium"
@@ -75,7 +79,10 @@ def _draw_background(draw: ImageDraw.ImageDraw, rng: np.random.Generator) -> Non
     top, bottom = np.array(_random_colour(rng)), np.array(_random_colour(rng))
     for row in range(POSTER_HEIGHT):
         share = row / (POSTER_HEIGHT - 1)
-        draw.line([(0, row), (POSTER_WIDTH, row)], fill=tuple(int(v) for v in top * (1 - share) + bottom * share))
+        draw.line(
+            [(0, row), (POSTER_WIDTH, row)],
+            fill=tuple(int(v) for v in top * (1 - share) + bottom * share),
+        )
     # Soft distracting shapes appear on both classes.
     for _ in range(rng.integers(0, 4)):
         x0, y0 = rng.integers(0, POSTER_WIDTH), rng.integers(0, POSTER_HEIGHT)
@@ -84,7 +91,9 @@ def _draw_background(draw: ImageDraw.ImageDraw, rng: np.random.Generator) -> Non
         shape([x0, y0, x1, y1], fill=_random_colour(rng, 40, 216))
 
 
-def _draw_title(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: str, at_top: bool) -> Box:
+def _draw_title(
+    draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: str, at_top: bool
+) -> Box:
     letters = "".join(rng.choice(list(string.ascii_uppercase), size=rng.integers(4, 9)))
     font_size = int(rng.integers(*{"large": (38, 56), "medium": (22, 30), "small": (11, 17)}[size]))
     font = ImageFont.load_default(size=font_size)
@@ -95,8 +104,17 @@ def _draw_title(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: str, 
     x = float(rng.uniform(6, max(6.0, POSTER_WIDTH - 6 - text_width)))
     y = float(rng.uniform(0.03, 0.12) if at_top else rng.uniform(0.74, 0.84)) * POSTER_HEIGHT
     y = min(y, POSTER_HEIGHT - 1.25 * font_size - 4)
-    draw.text((x, y), letters, font=font, fill=_random_colour(rng), stroke_width=max(1, font_size // 14), stroke_fill=(0, 0, 0))
-    left, top, right, bottom = draw.textbbox((x, y), letters, font=font, stroke_width=max(1, font_size // 14))
+    draw.text(
+        (x, y),
+        letters,
+        font=font,
+        fill=_random_colour(rng),
+        stroke_width=max(1, font_size // 14),
+        stroke_fill=(0, 0, 0),
+    )
+    left, top, right, bottom = draw.textbbox(
+        (x, y), letters, font=font, stroke_width=max(1, font_size // 14)
+    )
     return (left, top, right, bottom)
 
 
@@ -104,7 +122,12 @@ def _random_figure_box(rng: np.random.Generator, free_top: float, free_bottom: f
     width = float(rng.uniform(40, 70))
     height = width * 2.2
     x0 = float(rng.uniform(0, POSTER_WIDTH - width))
-    y0 = float(rng.uniform(free_top * POSTER_HEIGHT, max(free_top * POSTER_HEIGHT + 1, free_bottom * POSTER_HEIGHT - height)))
+    y0 = float(
+        rng.uniform(
+            free_top * POSTER_HEIGHT,
+            max(free_top * POSTER_HEIGHT + 1, free_bottom * POSTER_HEIGHT - height),
+        )
+    )
     return (x0, y0, x0 + width, y0 + height)
 
 
@@ -136,12 +159,26 @@ def _draw_figure(draw: ImageDraw.ImageDraw, rng: np.random.Generator, box: Box) 
     width, height = x1 - x0, y1 - y0
     head = min(width * 0.6, height * 0.3)
     centre = (x0 + x1) / 2
-    draw.ellipse([centre - head / 2, y0, centre + head / 2, y0 + head], fill=_random_colour(rng, 120, 256), outline=(0, 0, 0))
-    draw.rounded_rectangle([x0, y0 + head * 1.05, x1, y1], radius=width / 4, fill=_random_colour(rng), outline=(0, 0, 0))
+    draw.ellipse(
+        [centre - head / 2, y0, centre + head / 2, y0 + head],
+        fill=_random_colour(rng, 120, 256),
+        outline=(0, 0, 0),
+    )
+    draw.rounded_rectangle(
+        [x0, y0 + head * 1.05, x1, y1],
+        radius=width / 4,
+        fill=_random_colour(rng),
+        outline=(0, 0, 0),
+    )
 
 
 def _enclosing_box(boxes: list[Box]) -> Box:
-    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
 
 
 def signal_facts(label_noise: float) -> dict[str, float]:
@@ -160,7 +197,9 @@ def signal_facts(label_noise: float) -> dict[str, float]:
     }
 
 
-def write_synthetic_posters(out_dir: Path, count: int, seed: int, label_noise: float = 0.15) -> Path:
+def write_synthetic_posters(
+    out_dir: Path, count: int, seed: int, label_noise: float = 0.15
+) -> Path:
     """Writes `count` JPEG posters and a labels CSV shaped like the public Rotten Tomatoes data.
 
     Returns the CSV's path; the posters lie in `out_dir/images/<movie_id>.jpg`. Poster i
@@ -185,5 +224,12 @@ def write_synthetic_posters(out_dir: Path, count: int, seed: int, label_noise: f
             movie_id = f"syn{index:06d}"
             image.save(images_dir / f"{movie_id}.jpg", quality=90)
             region = (x0 / POSTER_WIDTH, y0 / POSTER_HEIGHT, x1 / POSTER_WIDTH, y1 / POSTER_HEIGHT)
-            writer.writerow([movie_id, status, "fresh" if planted_fresh else "rotten", *(f"{v:.4f}" for v in np.clip(region, 0, 1))])
+            writer.writerow(
+                [
+                    movie_id,
+                    status,
+                    "fresh" if planted_fresh else "rotten",
+                    *(f"{v:.4f}" for v in np.clip(region, 0, 1)),
+                ]
+            )
     return labels_path

@@ -13,7 +13,14 @@ def following_activation(model: keras.Model, layer: keras.layers.Layer, hops: in
     """The activation layer fed by `layer` directly or through batch normalisation, if any."""
     tensor = layer.output
     for _ in range(hops):
-        consumer = next((candidate for candidate in model.layers if getattr(candidate, "input", None) is tensor), None)
+        consumer = next(
+            (
+                candidate
+                for candidate in model.layers
+                if getattr(candidate, "input", None) is tensor
+            ),
+            None,
+        )
         if consumer is None:
             return None
         if isinstance(consumer, (keras.layers.Activation, keras.layers.ReLU)):
@@ -22,7 +29,9 @@ def following_activation(model: keras.Model, layer: keras.layers.Layer, hops: in
     return None
 
 
-def intermediate_activations(model: keras.Model, image: np.ndarray, conv_numbers: tuple[int, ...] = (1, 4, 9)) -> dict:
+def intermediate_activations(
+    model: keras.Model, image: np.ndarray, conv_numbers: tuple[int, ...] = (1, 4, 9)
+) -> dict:
     """Channel grids of the chosen conv layers (1-based among the model's Conv2D layers) and
     of the ReLU that follows each, for one poster, as the study drew them for InceptionV3."""
     convolutions = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
@@ -38,6 +47,8 @@ def intermediate_activations(model: keras.Model, image: np.ndarray, conv_numbers
     outputs = probe(image[None].astype(np.float32), training=False)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     return {
-        f"activations_{layer.name}.png": plots.activation_grid(keras.ops.convert_to_numpy(output)[0], f"{model.name}: {layer.name}")
+        f"activations_{layer.name}.png": plots.activation_grid(
+            keras.ops.convert_to_numpy(output)[0], f"{model.name}: {layer.name}"
+        )
         for layer, output in zip(chosen, outputs)
     }

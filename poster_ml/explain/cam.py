@@ -33,7 +33,9 @@ def float32_copy(model: keras.Model) -> keras.Model:
 def _float32_policies(config):
     """The config with every mixed dtype policy replaced by float32."""
     if isinstance(config, dict):
-        if config.get("class_name") == "DTypePolicy" and str(config.get("config", {}).get("name", "")).startswith("mixed_"):
+        if config.get("class_name") == "DTypePolicy" and str(
+            config.get("config", {}).get("name", "")
+        ).startswith("mixed_"):
             return {**config, "config": {**config["config"], "name": "float32"}}
         return {key: _float32_policies(value) for key, value in config.items()}
     if isinstance(config, list):
@@ -45,7 +47,11 @@ def output_unit(model: keras.Model) -> keras.layers.Dense:
     """The one-unit Dense layer whose sigmoid is the probability of fresh."""
     if any(layer.name == OUTPUT_LAYER for layer in model.layers):
         return model.get_layer(OUTPUT_LAYER)
-    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense) and layer.units == 1]
+    dense = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Dense) and layer.units == 1
+    ]
     if not dense:
         raise ValueError(f"model {model.name} has no one-unit Dense output layer to explain")
     return dense[-1]
@@ -66,7 +72,9 @@ def feature_and_logit_model(model: keras.Model, layer_name: str) -> keras.Model:
     unit = output_unit(model)
     logits = keras.layers.Dense(1, dtype="float32", name="fresh_logit")
     if any(layer.name == layer_name for layer in model.layers):
-        cam_model = keras.Model(model.inputs[0], [model.get_layer(layer_name).output, logits(unit.input)])
+        cam_model = keras.Model(
+            model.inputs[0], [model.get_layer(layer_name).output, logits(unit.input)]
+        )
     else:
         inputs = keras.Input(model.inputs[0].shape[1:])
         feature_maps, penultimate = _chain_until(model, unit, layer_name, inputs)
@@ -88,7 +96,14 @@ def _chain_until(model: keras.Model, stop, layer_name: str, inputs):
     """Calls the model's layers again on `inputs` up to `stop` (exclusive), the nested model
     that holds the named layer replaced by a two-output copy; returns (its feature maps,
     the last tensor)."""
-    container = next((layer for layer in model.layers if isinstance(layer, keras.Model) and _contains(layer, layer_name)), None)
+    container = next(
+        (
+            layer
+            for layer in model.layers
+            if isinstance(layer, keras.Model) and _contains(layer, layer_name)
+        ),
+        None,
+    )
     if container is None:
         raise ValueError(f"model {model.name} has no layer {layer_name!r}")
     x, feature_maps = inputs, None
@@ -105,10 +120,16 @@ def _chain_until(model: keras.Model, stop, layer_name: str, inputs):
 
 
 def _contains(model: keras.Model, layer_name: str) -> bool:
-    return any(layer.name == layer_name or (isinstance(layer, keras.Model) and _contains(layer, layer_name)) for layer in model.layers)
+    return any(
+        layer.name == layer_name
+        or (isinstance(layer, keras.Model) and _contains(layer, layer_name))
+        for layer in model.layers
+    )
 
 
-def class_gradients(cam_model: keras.Model, images: np.ndarray, toward_fresh: np.ndarray | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+def class_gradients(
+    cam_model: keras.Model, images: np.ndarray, toward_fresh: np.ndarray | None = None
+) -> tuple[tf.Tensor, tf.Tensor]:
     """The feature maps and the gradient of the explained class's logit with respect to them.
 
     Each map explains the class the model predicts (fresh or rotten) unless
@@ -139,7 +160,9 @@ def layer_cam_from(feature_maps: tf.Tensor, gradients: tf.Tensor) -> np.ndarray:
     of heads that Flatten (every study variant but InceptionV3): there a channel's
     gradient differs from place to place. LayerCAM keeps the place.
     """
-    return _normalise(tf.reduce_sum(tf.nn.relu(gradients) * tf.nn.relu(feature_maps), axis=-1).numpy())
+    return _normalise(
+        tf.reduce_sum(tf.nn.relu(gradients) * tf.nn.relu(feature_maps), axis=-1).numpy()
+    )
 
 
 CAM_METHODS = {"grad_cam": grad_cam_from, "layer_cam": layer_cam_from}
@@ -148,25 +171,38 @@ CAM_METHODS = {"grad_cam": grad_cam_from, "layer_cam": layer_cam_from}
 def class_activation_maps(cam_model: keras.Model, images: np.ndarray) -> dict[str, np.ndarray]:
     """Every method's maps for the predicted class, from one forward and backward pass."""
     feature_maps, gradients = class_gradients(cam_model, images)
-    return {method: from_gradients(feature_maps, gradients) for method, from_gradients in CAM_METHODS.items()}
+    return {
+        method: from_gradients(feature_maps, gradients)
+        for method, from_gradients in CAM_METHODS.items()
+    }
 
 
-def grad_cam(cam_model: keras.Model, images: np.ndarray, toward_fresh: np.ndarray | None = None) -> np.ndarray:
+def grad_cam(
+    cam_model: keras.Model, images: np.ndarray, toward_fresh: np.ndarray | None = None
+) -> np.ndarray:
     return grad_cam_from(*class_gradients(cam_model, images, toward_fresh))
 
 
-def layer_cam(cam_model: keras.Model, images: np.ndarray, toward_fresh: np.ndarray | None = None) -> np.ndarray:
+def layer_cam(
+    cam_model: keras.Model, images: np.ndarray, toward_fresh: np.ndarray | None = None
+) -> np.ndarray:
     return layer_cam_from(*class_gradients(cam_model, images, toward_fresh))
 
 
 def classic_cam(model: keras.Model, cam_model: keras.Model, images: np.ndarray) -> np.ndarray:
     """The study's CAM for a global-average-pooling head: feature maps weighted by the
     product of the following dense layers' kernels, as drawn for InceptionV3."""
-    dense_layers = [layer for layer in model.layers[model.layers.index(model.get_layer("global_average_pooling")) :] if isinstance(layer, keras.layers.Dense)]
+    dense_layers = [
+        layer
+        for layer in model.layers[model.layers.index(model.get_layer("global_average_pooling")) :]
+        if isinstance(layer, keras.layers.Dense)
+    ]
     weights = dense_layers[0].kernel.numpy()
     for layer in dense_layers[1:]:
         weights = weights @ layer.kernel.numpy()
-    feature_maps = keras.ops.convert_to_numpy(cam_model(images.astype(np.float32), training=False)[0]).astype(np.float32)
+    feature_maps = keras.ops.convert_to_numpy(
+        cam_model(images.astype(np.float32), training=False)[0]
+    ).astype(np.float32)
     maps = np.einsum("nhwc,c->nhw", feature_maps, weights[:, 0])
     return _normalise(np.maximum(maps, 0))
 
@@ -178,4 +214,6 @@ def _normalise(maps: np.ndarray) -> np.ndarray:
 
 def upsample(maps: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of (n, h, w) maps to the poster's size."""
-    return keras.ops.convert_to_numpy(keras.ops.image.resize(maps[..., None], (height, width), interpolation="bilinear"))[..., 0]
+    return keras.ops.convert_to_numpy(
+        keras.ops.image.resize(maps[..., None], (height, width), interpolation="bilinear")
+    )[..., 0]

@@ -57,7 +57,11 @@ def localisation_score(maps: np.ndarray, regions: np.ndarray) -> tuple[float, fl
 def location_priors(train_split: pd.DataFrame) -> dict[str, np.ndarray]:
     """Each planted class's mean region mask over the training split, as a (GRID, GRID) map."""
     regions, planted = region_table(train_split)
-    return {name: region_masks(regions[planted == name], GRID, GRID).mean(axis=0) for name in ("fresh", "rotten") if (planted == name).any()}
+    return {
+        name: region_masks(regions[planted == name], GRID, GRID).mean(axis=0)
+        for name in ("fresh", "rotten")
+        if (planted == name).any()
+    }
 
 
 def region_table(split: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +81,9 @@ def same_class_permutation(planted: np.ndarray, rng: np.random.Generator) -> np.
     return partner
 
 
-def ratio_with_interval(scores: np.ndarray, baseline: np.ndarray, samples: int, seed: int) -> tuple[float, float, float]:
+def ratio_with_interval(
+    scores: np.ndarray, baseline: np.ndarray, samples: int, seed: int
+) -> tuple[float, float, float]:
     """mean(scores) / mean(baseline), with a percentile bootstrap 95 % interval over posters."""
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(scores), (samples, len(scores)))
@@ -86,7 +92,14 @@ def ratio_with_interval(scores: np.ndarray, baseline: np.ndarray, samples: int, 
     return float(scores.mean() / baseline.mean()), float(low), float(high)
 
 
-def method_scores(maps: np.ndarray, regions: np.ndarray, prior_shares: np.ndarray, partner: np.ndarray, samples: int, seed: int) -> dict[str, float]:
+def method_scores(
+    maps: np.ndarray,
+    regions: np.ndarray,
+    prior_shares: np.ndarray,
+    partner: np.ndarray,
+    samples: int,
+    seed: int,
+) -> dict[str, float]:
     """One method's score, both baselines, and the ratio to the stronger one with its interval."""
     if maps.shape[1] * maps.shape[2] <= 1:
         return {"localisation_scorable": 0.0}
@@ -118,7 +131,16 @@ def scorable_rows(split: pd.DataFrame, probabilities: np.ndarray) -> np.ndarray:
     return np.flatnonzero(correct & as_drawn & ~np.isnan(regions).any(axis=1))
 
 
-def localisation_metrics(cam_model, images_of, split: pd.DataFrame, probabilities: np.ndarray, priors: dict[str, np.ndarray], samples: int = 1000, seed: int = 0, batch: int = 64) -> dict[str, float]:
+def localisation_metrics(
+    cam_model,
+    images_of,
+    split: pd.DataFrame,
+    probabilities: np.ndarray,
+    priors: dict[str, np.ndarray],
+    samples: int = 1000,
+    seed: int = 0,
+    batch: int = 64,
+) -> dict[str, float]:
     """Every CAM method's localisation on the test posters, against both baselines."""
     if not {PLANTED_COLUMN, *REGION_COLUMNS} <= set(split.columns) or not priors:
         return {}
@@ -129,9 +151,20 @@ def localisation_metrics(cam_model, images_of, split: pd.DataFrame, probabilitie
     prior_maps = np.stack([priors[name] for name in planted])
     prior_shares = shares_inside(prior_maps, regions)
     partner = same_class_permutation(planted, np.random.default_rng(seed))
-    batches = [class_activation_maps(cam_model, images_of(rows[start : start + batch])) for start in range(0, len(rows), batch)]
-    results = {"cam_posters": float(len(rows)), "cam_uniform_baseline": localisation_score(prior_maps, regions)[1]}
+    batches = [
+        class_activation_maps(cam_model, images_of(rows[start : start + batch]))
+        for start in range(0, len(rows), batch)
+    ]
+    results = {
+        "cam_posters": float(len(rows)),
+        "cam_uniform_baseline": localisation_score(prior_maps, regions)[1],
+    }
     for method in batches[0]:
         maps = np.concatenate([maps[method] for maps in batches])
-        results |= {f"{method}_{name}": value for name, value in method_scores(maps, regions, prior_shares, partner, samples, seed).items()}
+        results |= {
+            f"{method}_{name}": value
+            for name, value in method_scores(
+                maps, regions, prior_shares, partner, samples, seed
+            ).items()
+        }
     return results

@@ -17,7 +17,14 @@ class Interval:
     high: float
 
 
-def bootstrap_interval(labels: np.ndarray, probabilities: np.ndarray, statistic, samples: int, seed: int, level: float = 0.95) -> Interval:
+def bootstrap_interval(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    statistic,
+    samples: int,
+    seed: int,
+    level: float = 0.95,
+) -> Interval:
     """Percentile bootstrap interval of `statistic(labels, probabilities)` over resampled posters."""
     rng = np.random.default_rng(seed)
     count = len(labels)
@@ -31,11 +38,19 @@ def bootstrap_interval(labels: np.ndarray, probabilities: np.ndarray, statistic,
     return Interval(float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
 
 
-def accuracy(labels: np.ndarray, probabilities: np.ndarray, threshold: float = DECISION_THRESHOLD) -> float:
+def accuracy(
+    labels: np.ndarray, probabilities: np.ndarray, threshold: float = DECISION_THRESHOLD
+) -> float:
     return float(np.mean((probabilities >= threshold) == labels.astype(bool)))
 
 
-def evaluate_probabilities(labels: np.ndarray, probabilities: np.ndarray, majority_class: int, samples: int = 1000, seed: int = 0) -> dict[str, float]:
+def evaluate_probabilities(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    majority_class: int,
+    samples: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
     """Every headline metric of the test split, with 95 % intervals for accuracy and ROC AUC.
 
     `majority_class` is the training split's majority class: always predicting it is
@@ -43,12 +58,21 @@ def evaluate_probabilities(labels: np.ndarray, probabilities: np.ndarray, majori
     """
     labels = labels.astype(int)
     predicted = predicted_fresh(probabilities).astype(int)
-    report = metrics.classification_report(labels, predicted, labels=[0, 1], target_names=list(CLASS_NAMES), output_dict=True, zero_division=0)
+    report = metrics.classification_report(
+        labels,
+        predicted,
+        labels=[0, 1],
+        target_names=list(CLASS_NAMES),
+        output_dict=True,
+        zero_division=0,
+    )
     results = {
         "accuracy": accuracy(labels, probabilities),
         "roc_auc": float(metrics.roc_auc_score(labels, probabilities)),
         "pr_auc": float(metrics.average_precision_score(labels, probabilities)),
-        "log_loss": float(metrics.log_loss(labels, np.clip(probabilities, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "log_loss": float(
+            metrics.log_loss(labels, np.clip(probabilities, 1e-7, 1 - 1e-7), labels=[0, 1])
+        ),
         "brier": float(metrics.brier_score_loss(labels, probabilities)),
         "majority_baseline": float(np.mean(labels == majority_class)),
         "count": float(len(labels)),
@@ -64,20 +88,29 @@ def evaluate_probabilities(labels: np.ndarray, probabilities: np.ndarray, majori
 
 
 def classification_report_text(labels: np.ndarray, probabilities: np.ndarray) -> str:
-    return metrics.classification_report(labels.astype(int), predicted_fresh(probabilities).astype(int), labels=[0, 1], target_names=list(CLASS_NAMES), digits=4, zero_division=0)
+    return metrics.classification_report(
+        labels.astype(int),
+        predicted_fresh(probabilities).astype(int),
+        labels=[0, 1],
+        target_names=list(CLASS_NAMES),
+        digits=4,
+        zero_division=0,
+    )
 
 
 def predictions_table(split: pd.DataFrame, probabilities: np.ndarray) -> pd.DataFrame:
     """One row per test poster: id, source, true class, probability of fresh, prediction."""
     predicted = predicted_fresh(probabilities)
-    return pd.DataFrame({
-        "id": split["id"],
-        "source": split["source"],
-        "true_class": [CLASS_NAMES[label] for label in split["label"]],
-        "probability_fresh": probabilities,
-        "predicted_class": np.where(predicted, "fresh", "rotten"),
-        "correct": predicted == split["label"].astype(bool).to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "id": split["id"],
+            "source": split["source"],
+            "true_class": [CLASS_NAMES[label] for label in split["label"]],
+            "probability_fresh": probabilities,
+            "predicted_class": np.where(predicted, "fresh", "rotten"),
+            "correct": predicted == split["label"].astype(bool).to_numpy(),
+        }
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,9 +138,16 @@ def auc_difference(labels: np.ndarray, pair: np.ndarray) -> float:
     return metrics.roc_auc_score(labels, pair[:, 0]) - metrics.roc_auc_score(labels, pair[:, 1])
 
 
-def paired_auc_comparison(labels: np.ndarray, new: np.ndarray, old: np.ndarray, samples: int = 1000, seed: int = 0) -> PairedComparison:
+def paired_auc_comparison(
+    labels: np.ndarray, new: np.ndarray, old: np.ndarray, samples: int = 1000, seed: int = 0
+) -> PairedComparison:
     labels = labels.astype(int)
     # Both models' scores resample together, row by row: that is what makes it paired.
-    interval = bootstrap_interval(labels, np.column_stack([new, old]), auc_difference, samples, seed)
-    new_auc, old_auc = float(metrics.roc_auc_score(labels, new)), float(metrics.roc_auc_score(labels, old))
+    interval = bootstrap_interval(
+        labels, np.column_stack([new, old]), auc_difference, samples, seed
+    )
+    new_auc, old_auc = (
+        float(metrics.roc_auc_score(labels, new)),
+        float(metrics.roc_auc_score(labels, old)),
+    )
     return PairedComparison(new_auc, old_auc, new_auc - old_auc, interval.low, interval.high)

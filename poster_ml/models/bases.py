@@ -39,16 +39,31 @@ class PretrainedBase:
 
 PRETRAINED_BASES = {
     # VGG16: its five conv blocks, each ending in a pooling layer; all but the first may train.
-    "vgg16": PretrainedBase(keras.applications.VGG16, CaffePreprocessing, r"block\d_pool", "block5_conv3", max_unfreeze=4),
+    "vgg16": PretrainedBase(
+        keras.applications.VGG16,
+        CaffePreprocessing,
+        r"block\d_pool",
+        "block5_conv3",
+        max_unfreeze=4,
+    ),
     # InceptionResNetV2: each residual block (block35_*, block17_*, block8_*) and each
     # reduction (mixed_*) is one block, so the study's "from block8_10 on" is one block;
     # tuning explores up to its block8 group and the final conv (ten blocks).
     "inception_resnet_v2": PretrainedBase(
-        keras.applications.InceptionResNetV2, lambda: layers.Rescaling(1 / 127.5, offset=-1),
-        r"mixed_\w+|block\d+_\d+_ac|conv_7b_ac", "conv_7b_ac", max_unfreeze=10,
+        keras.applications.InceptionResNetV2,
+        lambda: layers.Rescaling(1 / 127.5, offset=-1),
+        r"mixed_\w+|block\d+_\d+_ac|conv_7b_ac",
+        "conv_7b_ac",
+        max_unfreeze=10,
     ),
     # InceptionV3: its eleven mixed blocks, mixed0 to mixed10.
-    "inception_v3": PretrainedBase(keras.applications.InceptionV3, lambda: layers.Rescaling(1 / 127.5, offset=-1), r"mixed\d+", "mixed10", max_unfreeze=10),
+    "inception_v3": PretrainedBase(
+        keras.applications.InceptionV3,
+        lambda: layers.Rescaling(1 / 127.5, offset=-1),
+        r"mixed\d+",
+        "mixed10",
+        max_unfreeze=10,
+    ),
 }
 
 
@@ -61,14 +76,22 @@ def pretrained_base(name: str, inputs, unfreeze_blocks: int, weights: str):
     spec = PRETRAINED_BASES[name]
     x = spec.preprocessing()(inputs)
     base = load_application(spec.application, x, weights)
-    block_ends = [index for index, layer in enumerate(base.layers) if re.fullmatch(spec.block_ends, layer.name)]
+    block_ends = [
+        index
+        for index, layer in enumerate(base.layers)
+        if re.fullmatch(spec.block_ends, layer.name)
+    ]
     if not 0 <= unfreeze_blocks < len(block_ends):
-        raise ConfigError(f"unfreeze_blocks for {name} must be in [0, {len(block_ends) - 1}], got {unfreeze_blocks}")
+        raise ConfigError(
+            f"unfreeze_blocks for {name} must be in [0, {len(block_ends) - 1}], got {unfreeze_blocks}"
+        )
     first_trainable = block_ends[-unfreeze_blocks - 1] + 1 if unfreeze_blocks else len(base.layers)
     for index, layer in enumerate(base.layers):
         # BatchNorm stays in inference mode even in unfrozen blocks: a non-trainable
         # BatchNormalization layer in Keras 3 uses its moving statistics.
-        layer.trainable = index >= first_trainable and not isinstance(layer, layers.BatchNormalization)
+        layer.trainable = index >= first_trainable and not isinstance(
+            layer, layers.BatchNormalization
+        )
     return base.output
 
 
@@ -80,7 +103,11 @@ def check_weights(bases: list[str], weights: str) -> dict[str, str]:
     resolved = {}
     for base in dict.fromkeys(bases):
         try:
-            load_application(PRETRAINED_BASES[base].application, keras.Input((75, 75, 3)), "imagenet" if weights == "auto" else weights)
+            load_application(
+                PRETRAINED_BASES[base].application,
+                keras.Input((75, 75, 3)),
+                "imagenet" if weights == "auto" else weights,
+            )
             resolved[base] = "imagenet" if weights == "auto" else weights
         except WeightsUnavailableError:
             if weights != "auto":
@@ -90,7 +117,9 @@ def check_weights(bases: list[str], weights: str) -> dict[str, str]:
     return resolved
 
 
-def load_application(application: Callable[..., keras.Model], input_tensor, weights: str) -> keras.Model:
+def load_application(
+    application: Callable[..., keras.Model], input_tensor, weights: str
+) -> keras.Model:
     """Builds a keras.applications base with 'imagenet', 'none' or a weights-file path."""
     if weights == "none":
         return application(include_top=False, weights=None, input_tensor=input_tensor)
@@ -106,5 +135,5 @@ def load_application(application: Callable[..., keras.Model], input_tensor, weig
         raise WeightsUnavailableError(
             f"cannot download ImageNet weights for {application.__name__} ({str(error).splitlines()[0][:120]}); "
             "put the *_notop.h5 file in ~/.keras/models/ (or $KERAS_HOME/models/), or point the setting at it "
-            "(--overrides \"weights=PATH\"), or train from scratch with weights=none"
+            '(--overrides "weights=PATH"), or train from scratch with weights=none'
         ) from None

@@ -22,23 +22,34 @@ from poster_ml.data.prepared import PreparedData, ShardReader
 from poster_ml.locks import exclusive
 
 
-def feature_cache_dir(data: PreparedData, extractor: keras.Model, base: str, weights: str, seed: int, root: str = "") -> Path:
+def feature_cache_dir(
+    data: PreparedData, extractor: keras.Model, base: str, weights: str, seed: int, root: str = ""
+) -> Path:
     """The cache folder for these features; any change to what they depend on gives a new one."""
     if Path(weights).is_file():
         weights = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
-    key = json.dumps({
-        "dataset": data.digest,
-        "base": base,
-        "weights": weights,
-        "seed": seed if weights == "none" else None,
-        "size": data.image_size,
-        "dtype_policy": keras.config.dtype_policy().name,
-        "trainable": [layer.name for layer in extractor.layers if layer.trainable and layer.weights],
-    }, sort_keys=True)
-    return (Path(root) if root else data.path / "features") / hashlib.sha256(key.encode()).hexdigest()[:16]
+    key = json.dumps(
+        {
+            "dataset": data.digest,
+            "base": base,
+            "weights": weights,
+            "seed": seed if weights == "none" else None,
+            "size": data.image_size,
+            "dtype_policy": keras.config.dtype_policy().name,
+            "trainable": [
+                layer.name for layer in extractor.layers if layer.trainable and layer.weights
+            ],
+        },
+        sort_keys=True,
+    )
+    return (Path(root) if root else data.path / "features") / hashlib.sha256(
+        key.encode()
+    ).hexdigest()[:16]
 
 
-def cached_features(extractor: keras.Model, data: PreparedData, split: str, cache: Path, batch_size: int) -> ShardReader:
+def cached_features(
+    extractor: keras.Model, data: PreparedData, split: str, cache: Path, batch_size: int
+) -> ShardReader:
     """The base's features of one split, computed once, streamed to a .npy file, then reused.
 
     A second training that needs the same cache at the same time waits for the first to
@@ -51,14 +62,23 @@ def cached_features(extractor: keras.Model, data: PreparedData, split: str, cach
     return ShardReader(path)
 
 
-def compute_features(extractor: keras.Model, data: PreparedData, split: str, path: Path, batch_size: int) -> None:
+def compute_features(
+    extractor: keras.Model, data: PreparedData, split: str, path: Path, batch_size: int
+) -> None:
     """Streams the extractor's output for every poster of a split into `path`, renamed into
     place only once complete."""
     partial = path.with_name(f"{split}.partial.npy")
-    output = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(len(data.split(split)), *extractor.output.shape[1:]))
+    output = np.lib.format.open_memmap(
+        partial,
+        mode="w+",
+        dtype=np.float32,
+        shape=(len(data.split(split)), *extractor.output.shape[1:]),
+    )
     start = 0
     batches = image_batches(data, split, batch_size, seed=0)
-    for images, _ in tqdm(batches, total=len(batches), desc=f"caching {split} features", unit="batch"):
+    for images, _ in tqdm(
+        batches, total=len(batches), desc=f"caching {split} features", unit="batch"
+    ):
         batch = keras.ops.convert_to_numpy(extractor(images, training=False))
         output[start : start + len(batch)] = batch
         start += len(batch)

@@ -23,7 +23,9 @@ def configure_cpu_replicas() -> None:
     if cpu_replicas() > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         try:
-            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas())
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas()
+            )
         except RuntimeError:
             pass  # Already configured (or started) in this process.
 
@@ -32,7 +34,9 @@ def distribution_strategy() -> tf.distribute.Strategy:
     """A MirroredStrategy over every visible GPU (or the logical CPUs standing in for them);
     the default strategy on a CPU."""
     if cpu_replicas() > 1:
-        return tf.distribute.MirroredStrategy([device.name for device in tf.config.list_logical_devices("CPU")])
+        return tf.distribute.MirroredStrategy(
+            [device.name for device in tf.config.list_logical_devices("CPU")]
+        )
     return tf.distribute.MirroredStrategy() if has_gpu() else tf.distribute.get_strategy()
 
 
@@ -63,4 +67,8 @@ def with_device_warp(model: keras.Model) -> keras.Model:
     that is logged and served stays `model`."""
     images = keras.Input(model.inputs[0].shape[1:], name="image", dtype="uint8")
     transforms = keras.Input((8,), name="transform")
-    return keras.Model({"image": images, "transform": transforms}, model(DeviceWarp(name="device_warp")(images, transforms)), name=f"{model.name}_device_warp")
+    return keras.Model(
+        {"image": images, "transform": transforms},
+        model(DeviceWarp(name="device_warp")(images, transforms)),
+        name=f"{model.name}_device_warp",
+    )

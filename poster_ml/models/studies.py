@@ -30,25 +30,40 @@ NOT_IDENTITY = ("trials", "feature_cache", "image_size", "synthetic_count")
 live, and how train would prepare a default dataset (the dataset digest covers that)."""
 
 
-def study_settings(variant: Variant, config: TrainConfig, augment: AugmentConfig, dataset_digest: str) -> dict[str, Any]:
+def study_settings(
+    variant: Variant, config: TrainConfig, augment: AugmentConfig, dataset_digest: str
+) -> dict[str, Any]:
     """Every setting that changes what a trial of this variant trains, as plain JSON values."""
-    described = {field.name: getattr(variant, field.name) for field in dataclasses.fields(variant) if field.name not in ("head", "description")}
+    described = {
+        field.name: getattr(variant, field.name)
+        for field in dataclasses.fields(variant)
+        if field.name not in ("head", "description")
+    }
     # The search space's bounds, read off a throwaway trial: the one function stays the truth.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     trial = optuna.create_study(storage=optuna.storages.InMemoryStorage()).ask()
     search_space(trial, variant)
-    bounds = {name: json.loads(optuna.distributions.distribution_to_json(distribution)) for name, distribution in sorted(trial.distributions.items())}
+    bounds = {
+        name: json.loads(optuna.distributions.distribution_to_json(distribution))
+        for name, distribution in sorted(trial.distributions.items())
+    }
     return {
         "dataset_digest": dataset_digest,
         "variant": described,
-        "train": {name: value for name, value in dataclasses.asdict(config).items() if name not in NOT_IDENTITY},
+        "train": {
+            name: value
+            for name, value in dataclasses.asdict(config).items()
+            if name not in NOT_IDENTITY
+        },
         "augment": dataclasses.asdict(augment) if variant.augment else None,
         "search_space": bounds,
     }
 
 
 def settings_hash(settings: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[
+        :12
+    ]
 
 
 def study_name(experiment: str, variant: str, settings: dict[str, Any]) -> str:
@@ -69,15 +84,26 @@ def flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What changed between two studies' settings, as 'name: old -> new' lines."""
     before, after = flat(old), flat(new)
-    return [f"{key}: {before.get(key)} -> {after.get(key)}" for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
+    return [
+        f"{key}: {before.get(key)} -> {after.get(key)}"
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key) != after.get(key)
+    ]
 
 
-def open_study(name: str, storage, seed: int, pruner: str, variant: Variant, settings: dict) -> tuple[optuna.Study, bool]:
+def open_study(
+    name: str, storage, seed: int, pruner: str, variant: Variant, settings: dict
+) -> tuple[optuna.Study, bool]:
     """Creates the study, or loads it to resume or to join other workers; returns it and
     whether this process created it. A new study records its settings and starts with the
     study's values; an existing one must have been made with the same settings."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    options = {"study_name": name, "storage": storage, "sampler": optuna.samplers.TPESampler(seed=seed), "pruner": make_pruner(pruner)}
+    options = {
+        "study_name": name,
+        "storage": storage,
+        "sampler": optuna.samplers.TPESampler(seed=seed),
+        "pruner": make_pruner(pruner),
+    }
     try:
         study = optuna.create_study(direction="maximize", **options)
     except optuna.exceptions.DuplicatedStudyError:
@@ -85,7 +111,9 @@ def open_study(name: str, storage, seed: int, pruner: str, variant: Variant, set
         recorded = wait_for_attribute(study, SETTINGS_ATTRIBUTE)
         if recorded is not None and recorded != settings:
             changed = "; ".join(differences(recorded, settings)[:5])
-            raise ConfigError(f"study {name} was made with other settings ({changed}); use the same settings, or another --study-name")
+            raise ConfigError(
+                f"study {name} was made with other settings ({changed}); use the same settings, or another --study-name"
+            )
         return study, False
     study.set_user_attr(VARIANT_ATTRIBUTE, variant.name)
     study.set_user_attr(HASH_ATTRIBUTE, settings_hash(settings))
@@ -100,8 +128,13 @@ def opening_line(study: optuna.Study, created: bool, storage, settings: dict) ->
     variant = study.user_attrs.get(VARIANT_ATTRIBUTE)
     if not created:
         return f"{variant}: resuming study {study.study_name} (same settings, {finished_trials(study)} finished trials)"
-    others = [summary for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)
-              if summary.study_name != study.study_name and summary.user_attrs.get(VARIANT_ATTRIBUTE) == variant and SETTINGS_ATTRIBUTE in summary.user_attrs]
+    others = [
+        summary
+        for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)
+        if summary.study_name != study.study_name
+        and summary.user_attrs.get(VARIANT_ATTRIBUTE) == variant
+        and SETTINGS_ATTRIBUTE in summary.user_attrs
+    ]
     if not others:
         return f"{variant}: new study {study.study_name}"
     latest = max(others, key=lambda summary: summary.datetime_start or summary.datetime_start.min)

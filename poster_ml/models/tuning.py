@@ -44,10 +44,14 @@ def search_space(trial: optuna.Trial, variant: Variant) -> dict[str, float | int
     base's own blocks train. The cached-features variant tunes its head only."""
     values: dict[str, float | int] = {
         "dropout": trial.suggest_float("dropout", 0.0, 0.6),
-        "learning_rate": trial.suggest_float("learning_rate", variant.learning_rate / 10, variant.learning_rate * 10, log=True),
+        "learning_rate": trial.suggest_float(
+            "learning_rate", variant.learning_rate / 10, variant.learning_rate * 10, log=True
+        ),
     }
     if tunes_unfreezing(variant):
-        values["unfreeze_blocks"] = trial.suggest_int("unfreeze_blocks", 0, PRETRAINED_BASES[variant.base].max_unfreeze)
+        values["unfreeze_blocks"] = trial.suggest_int(
+            "unfreeze_blocks", 0, PRETRAINED_BASES[variant.base].max_unfreeze
+        )
     return values
 
 
@@ -57,7 +61,10 @@ def tunes_unfreezing(variant: Variant) -> bool:
 
 def study_values(variant: Variant) -> dict[str, float | int]:
     """The study's own values in the search space's names: the first trial of every study."""
-    values: dict[str, float | int] = {"dropout": variant.dropout, "learning_rate": variant.learning_rate}
+    values: dict[str, float | int] = {
+        "dropout": variant.dropout,
+        "learning_rate": variant.learning_rate,
+    }
     if tunes_unfreezing(variant):
         values["unfreeze_blocks"] = variant.unfreeze_blocks
     return values
@@ -67,7 +74,11 @@ def default_storage() -> str:
     """An SQLite file optuna.db beside the MLflow store (never inside MLflow's database:
     both keep a table named alembic_version)."""
     tracking = os.environ.get("MLFLOW_TRACKING_URI", "")
-    folder = Path(tracking.removeprefix("sqlite:///")).parent if tracking.startswith("sqlite:///") else Path.cwd()
+    folder = (
+        Path(tracking.removeprefix("sqlite:///")).parent
+        if tracking.startswith("sqlite:///")
+        else Path.cwd()
+    )
     return f"sqlite:///{folder / 'optuna.db'}"
 
 
@@ -78,7 +89,9 @@ def make_storage(url: str, heartbeat_seconds: int):
     if url.startswith("journal:"):
         return JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     if not url.startswith(("sqlite:", "postgresql", "mysql")):
-        raise ConfigError(f"storage must be sqlite:///PATH, postgresql+psycopg://... or journal:PATH, got {url!r}")
+        raise ConfigError(
+            f"storage must be sqlite:///PATH, postgresql+psycopg://... or journal:PATH, got {url!r}"
+        )
     return RDBStorage(
         url,
         heartbeat_interval=heartbeat_seconds,
@@ -99,7 +112,9 @@ def single_worker_lock(url: str) -> Iterator[None]:
         "for several processes on one machine use --storage journal:PATH, "
         "for workers on several machines --storage postgresql+psycopg://USER@HOST/DATABASE"
     )
-    with exclusive(Path(url.removeprefix("sqlite:///") + ".lock"), wait=False, busy_message=message):
+    with exclusive(
+        Path(url.removeprefix("sqlite:///") + ".lock"), wait=False, busy_message=message
+    ):
         yield
 
 
@@ -135,7 +150,9 @@ def fail_dead_trials(study: optuna.Study, every_running: bool = False) -> int:
 
 def beats_finished(study: optuna.Study, value: float) -> bool:
     """Whether `value` beats every completed trial of the study (or none has completed)."""
-    values = [trial.value for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    values = [
+        trial.value for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    ]
     return not values or value > max(values)
 
 
@@ -167,8 +184,14 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     if completed:
         return study.best_trial
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    reason = failed[0].user_attrs.get(FAILURE_ATTRIBUTE, "no reason recorded") if failed else "none finished"
-    raise ConfigError(f"every trial of study {study.study_name} failed or was pruned ({len(study.trials)} trials); the first failure: {reason}")
+    reason = (
+        failed[0].user_attrs.get(FAILURE_ATTRIBUTE, "no reason recorded")
+        if failed
+        else "none finished"
+    )
+    raise ConfigError(
+        f"every trial of study {study.study_name} failed or was pruned ({len(study.trials)} trials); the first failure: {reason}"
+    )
 
 
 def run_trials(study: optuna.Study, total: int, objective: Callable[[optuna.Trial], float]) -> None:
@@ -182,4 +205,6 @@ def run_trials(study: optuna.Study, total: int, objective: Callable[[optuna.Tria
     if remaining > 0:
         cap = MaxTrialsCallback(total, states=(*FINISHED, TrialState.RUNNING, TrialState.WAITING))
         # A failed trial (one bad setting, say) is recorded and tuning goes on.
-        study.optimize(releasing_memory(objective), n_trials=remaining, callbacks=[cap], catch=(Exception,))
+        study.optimize(
+            releasing_memory(objective), n_trials=remaining, callbacks=[cap], catch=(Exception,)
+        )

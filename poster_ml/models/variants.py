@@ -41,11 +41,16 @@ class Variant:
 
     def make_optimizer(self, learning_rate: float | None = None) -> keras.optimizers.Optimizer:
         """A fresh instance of the study's optimiser, at its learning rate unless one is given."""
-        return OPTIMIZERS[self.optimizer](learning_rate=self.learning_rate if learning_rate is None else learning_rate)
+        return OPTIMIZERS[self.optimizer](
+            learning_rate=self.learning_rate if learning_rate is None else learning_rate
+        )
 
     def resolve(self, dropout: float | None, unfreeze_blocks: int | None) -> tuple[float, int]:
         """The dropout and unfreeze depth to build with: None means the variant's own value."""
-        return (self.dropout if dropout is None else dropout, self.unfreeze_blocks if unfreeze_blocks is None else unfreeze_blocks)
+        return (
+            self.dropout if dropout is None else dropout,
+            self.unfreeze_blocks if unfreeze_blocks is None else unfreeze_blocks,
+        )
 
     @property
     def cam_layer(self) -> str:
@@ -56,7 +61,11 @@ def dense_head(units: tuple[int, ...], flatten: str = "flatten") -> Callable:
     """Flatten (or global average pooling), Dense-ReLU layers each followed by dropout, one sigmoid unit."""
 
     def head(features, dropout: float):
-        x = layers.Flatten(name="flatten")(features) if flatten == "flatten" else layers.GlobalAveragePooling2D(name="global_average_pooling")(features)
+        x = (
+            layers.Flatten(name="flatten")(features)
+            if flatten == "flatten"
+            else layers.GlobalAveragePooling2D(name="global_average_pooling")(features)
+        )
         for index, width in enumerate(units, start=1):
             x = layers.Dense(width, activation="relu", name=f"dense{index}")(x)
             if dropout > 0:
@@ -74,40 +83,98 @@ VARIANTS = {
     variant.name: variant
     for variant in (
         Variant(
-            name="basic_cnn", description="Conv16-64-128 with max pooling, Dense512", base="cnn3", head=dense_head((512,)),
-            optimizer="rmsprop", learning_rate=1e-3, epochs=15, augment=False, dropout=0.0,
+            name="basic_cnn",
+            description="Conv16-64-128 with max pooling, Dense512",
+            base="cnn3",
+            head=dense_head((512,)),
+            optimizer="rmsprop",
+            learning_rate=1e-3,
+            epochs=15,
+            augment=False,
+            dropout=0.0,
         ),
         Variant(
-            name="regularized_cnn", description="four conv blocks, Dense512-Dropout-Dense512-Dropout", base="cnn4", head=dense_head((512, 512)),
-            optimizer="rmsprop", learning_rate=1e-3, epochs=15, augment=False, dropout=0.3,
+            name="regularized_cnn",
+            description="four conv blocks, Dense512-Dropout-Dense512-Dropout",
+            base="cnn4",
+            head=dense_head((512, 512)),
+            optimizer="rmsprop",
+            learning_rate=1e-3,
+            epochs=15,
+            augment=False,
+            dropout=0.3,
         ),
         Variant(
-            name="regularized_cnn_aug", description="as regularized_cnn, with augmentation", base="cnn4", head=dense_head((512, 512)),
-            optimizer="rmsprop", learning_rate=1e-4, epochs=50, augment=True, dropout=0.3,
+            name="regularized_cnn_aug",
+            description="as regularized_cnn, with augmentation",
+            base="cnn4",
+            head=dense_head((512, 512)),
+            optimizer="rmsprop",
+            learning_rate=1e-4,
+            epochs=50,
+            augment=True,
+            dropout=0.3,
         ),
         Variant(
-            name="vgg16_features", description="frozen VGG16, head trained on cached features", base="vgg16", head=dense_head((512, 512)),
-            optimizer="rmsprop", learning_rate=1e-4, epochs=15, augment=False, dropout=0.3, cached_features=True,
+            name="vgg16_features",
+            description="frozen VGG16, head trained on cached features",
+            base="vgg16",
+            head=dense_head((512, 512)),
+            optimizer="rmsprop",
+            learning_rate=1e-4,
+            epochs=15,
+            augment=False,
+            dropout=0.3,
+            cached_features=True,
         ),
         Variant(
-            name="vgg16_features_aug", description="frozen VGG16 on every augmented batch", base="vgg16", head=dense_head((512, 512)),
-            optimizer="rmsprop", learning_rate=2e-5, epochs=50, augment=True, dropout=0.3,
+            name="vgg16_features_aug",
+            description="frozen VGG16 on every augmented batch",
+            base="vgg16",
+            head=dense_head((512, 512)),
+            optimizer="rmsprop",
+            learning_rate=2e-5,
+            epochs=50,
+            augment=True,
+            dropout=0.3,
         ),
         Variant(
-            name="vgg16_finetune_aug", description="VGG16 with blocks 4 and 5 trained", base="vgg16", head=dense_head((512, 512)),
-            optimizer="rmsprop", learning_rate=1e-6, epochs=50, augment=True, dropout=0.3, unfreeze_blocks=2,
+            name="vgg16_finetune_aug",
+            description="VGG16 with blocks 4 and 5 trained",
+            base="vgg16",
+            head=dense_head((512, 512)),
+            optimizer="rmsprop",
+            learning_rate=1e-6,
+            epochs=50,
+            augment=True,
+            dropout=0.3,
+            unfreeze_blocks=2,
         ),
         # The study tried InceptionResNetV2 twice; this follows its second, fully written
         # attempt (unfrozen from block8_10 on, Adam 1e-6). Tuning explores the rest.
         Variant(
-            name="inception_resnet_v2_finetune_aug", description="InceptionResNetV2 from block8_10 on (the study's second attempt), Flatten, Dense512",
-            base="inception_resnet_v2", head=dense_head((512,)),
-            optimizer="adam", learning_rate=1e-6, epochs=50, augment=True, dropout=0.0, unfreeze_blocks=1,
+            name="inception_resnet_v2_finetune_aug",
+            description="InceptionResNetV2 from block8_10 on (the study's second attempt), Flatten, Dense512",
+            base="inception_resnet_v2",
+            head=dense_head((512,)),
+            optimizer="adam",
+            learning_rate=1e-6,
+            epochs=50,
+            augment=True,
+            dropout=0.0,
+            unfreeze_blocks=1,
         ),
         Variant(
-            name="inception_v3_finetune_aug", description="InceptionV3 top two blocks, global average pooling, Dense256", base="inception_v3",
+            name="inception_v3_finetune_aug",
+            description="InceptionV3 top two blocks, global average pooling, Dense256",
+            base="inception_v3",
             head=dense_head((256,), flatten="average"),
-            optimizer="adam", learning_rate=1e-6, epochs=50, augment=True, dropout=0.1, unfreeze_blocks=2,
+            optimizer="adam",
+            learning_rate=1e-6,
+            epochs=50,
+            augment=True,
+            dropout=0.1,
+            unfreeze_blocks=2,
         ),
     )
 }
@@ -143,12 +210,24 @@ def smallest_image_size(variant: Variant) -> int:
 
 def check_image_size(variants: list[Variant], image_size: int) -> None:
     """Refuses, before any work, a variant that cannot be built at the prepared size."""
-    too_small = [f"{variant.name} needs at least {smallest_image_size(variant)} px" for variant in variants if image_size < smallest_image_size(variant)]
+    too_small = [
+        f"{variant.name} needs at least {smallest_image_size(variant)} px"
+        for variant in variants
+        if image_size < smallest_image_size(variant)
+    ]
     if too_small:
-        raise ConfigError(f"the prepared posters are {image_size} px: {'; '.join(too_small)}; prepare them larger (preprocess --size) or leave those variants out")
+        raise ConfigError(
+            f"the prepared posters are {image_size} px: {'; '.join(too_small)}; prepare them larger (preprocess --size) or leave those variants out"
+        )
 
 
-def build_model(variant: Variant, image_size: int, dropout: float | None = None, unfreeze_blocks: int | None = None, weights: str = "none") -> keras.Model:
+def build_model(
+    variant: Variant,
+    image_size: int,
+    dropout: float | None = None,
+    unfreeze_blocks: int | None = None,
+    weights: str = "none",
+) -> keras.Model:
     """Builds the full model, images in, probability of fresh out.
 
     `dropout` and `unfreeze_blocks` default to the study's values; Optuna tunes both.

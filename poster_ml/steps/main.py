@@ -22,13 +22,22 @@ from poster_ml.tracking.runs import configure_tracking
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
-def previous_run(entry_point: str, parameters: dict[str, str], git_commit: str | None) -> mlflow.entities.Run | None:
+def previous_run(
+    entry_point: str, parameters: dict[str, str], git_commit: str | None
+) -> mlflow.entities.Run | None:
     """The latest finished run of `entry_point` with these parameters and source commit."""
     client = MlflowClient()
     experiment_id = mlflow.active_run().info.experiment_id
-    for run in client.search_runs([experiment_id], filter_string=f"tags.`{mlflow_tags.MLFLOW_PROJECT_ENTRY_POINT}` = '{entry_point}' and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"]):
+    for run in client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{mlflow_tags.MLFLOW_PROJECT_ENTRY_POINT}` = '{entry_point}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    ):
         # `mlflow run` logs string parameters as the shell-quoted text it substituted.
-        if any(run.data.params.get(name) not in (value, shlex.quote(value)) for name, value in parameters.items()):
+        if any(
+            run.data.params.get(name) not in (value, shlex.quote(value))
+            for name, value in parameters.items()
+        ):
             continue
         if git_commit and run.data.tags.get(mlflow_tags.MLFLOW_GIT_COMMIT) != git_commit:
             continue
@@ -36,10 +45,14 @@ def previous_run(entry_point: str, parameters: dict[str, str], git_commit: str |
     return None
 
 
-def run_step(entry_point: str, parameters: dict[str, object], force: bool, still_valid=lambda run: True) -> mlflow.entities.Run:
+def run_step(
+    entry_point: str, parameters: dict[str, object], force: bool, still_valid=lambda run: True
+) -> mlflow.entities.Run:
     parameters = {name: str(value) for name, value in parameters.items()}
     active = mlflow.active_run()
-    git_commit = MlflowClient().get_run(active.info.run_id).data.tags.get(mlflow_tags.MLFLOW_GIT_COMMIT)
+    git_commit = (
+        MlflowClient().get_run(active.info.run_id).data.tags.get(mlflow_tags.MLFLOW_GIT_COMMIT)
+    )
     if not force:
         run = previous_run(entry_point, parameters, git_commit)
         if run is not None and still_valid(run):
@@ -47,8 +60,17 @@ def run_step(entry_point: str, parameters: dict[str, object], force: bool, still
             return run
     print(f"running {entry_point} with {parameters}")
     # MLproject commands start with `python`: make it this interpreter, venv activated or not.
-    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    submitted = mlflow.projects.run(str(PROJECT_DIR), entry_point=entry_point, parameters=parameters, env_manager="local", experiment_id=active.info.experiment_id, synchronous=True)
+    os.environ["PATH"] = os.pathsep.join(
+        [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+    )
+    submitted = mlflow.projects.run(
+        str(PROJECT_DIR),
+        entry_point=entry_point,
+        parameters=parameters,
+        env_manager="local",
+        experiment_id=active.info.experiment_id,
+        synchronous=True,
+    )
     return MlflowClient().get_run(submitted.run_id)
 
 
@@ -77,16 +99,46 @@ def run_workflow(config: WorkflowConfig) -> None:
         except PosterMLError:
             return False
 
-    train_overrides, _ = split_overrides(parse_overrides(config.overrides), TrainConfig, AugmentConfig)
+    train_overrides, _ = split_overrides(
+        parse_overrides(config.overrides), TrainConfig, AugmentConfig
+    )
     image_size = train_config(config.profile, train_overrides).image_size
     configure_tracking()
     with mlflow.start_run(run_name="main") as parent:
         mlflow.set_tag("poster_ml.step", "main")
-        preprocess_parameters = {"source": config.source, "images": config.images, "count": config.count, "size": image_size, "out": config.data}
+        preprocess_parameters = {
+            "source": config.source,
+            "images": config.images,
+            "count": config.count,
+            "size": image_size,
+            "out": config.data,
+        }
         preprocess = run_step("preprocess", preprocess_parameters, config.force, same_dataset)
-        train = run_step("train", {"profile": config.profile, "data": config.data, "variants": config.variants, "overrides": config.overrides, "trials": config.trials}, config.force, same_dataset)
+        train = run_step(
+            "train",
+            {
+                "profile": config.profile,
+                "data": config.data,
+                "variants": config.variants,
+                "overrides": config.overrides,
+                "trials": config.trials,
+            },
+            config.force,
+            same_dataset,
+        )
         evaluate = run_step("evaluate", {"train_run": train.info.run_id}, config.force)
         # A laptop has no GPU: by default main registers the best model whatever trained it.
-        register = run_step("register", {"train_run": train.info.run_id, "allow_cpu": allow_cpu(config)}, config.force)
-        mlflow.set_tags({"preprocess_run_id": preprocess.info.run_id, "train_run_id": train.info.run_id, "evaluate_run_id": evaluate.info.run_id, "register_run_id": register.info.run_id})
+        register = run_step(
+            "register",
+            {"train_run": train.info.run_id, "allow_cpu": allow_cpu(config)},
+            config.force,
+        )
+        mlflow.set_tags(
+            {
+                "preprocess_run_id": preprocess.info.run_id,
+                "train_run_id": train.info.run_id,
+                "evaluate_run_id": evaluate.info.run_id,
+                "register_run_id": register.info.run_id,
+            }
+        )
     print(f"main run {parent.info.run_id} finished")

@@ -23,7 +23,12 @@ def list_files(paths: list[str]) -> list[Path]:
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            files += sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
         elif path.is_file():
             files.append(path)
         else:
@@ -40,17 +45,32 @@ def predict_step(config: PredictConfig) -> pd.DataFrame:
     with runs.step_run("predict", {"predict": config}, seed=0):
         model, settings = loading.load_poster_model(config.model)
         scored, rejected = [], []
-        for start in tqdm(range(0, len(files), config.batch_size), desc="scoring posters", unit="batch"):
+        for start in tqdm(
+            range(0, len(files), config.batch_size), desc="scoring posters", unit="batch"
+        ):
             batch, images = [], []
             for path in files[start : start + config.batch_size]:
                 try:
                     images.append(decode_poster(path.read_bytes(), settings["image_size"]))
                     batch.append(path)
                 except (PosterError, OSError) as error:
-                    rejected.append({"path": str(path), "reason": getattr(error, "reason", "unreadable file"), "detail": str(error).splitlines()[0][:200]})
+                    rejected.append(
+                        {
+                            "path": str(path),
+                            "reason": getattr(error, "reason", "unreadable file"),
+                            "detail": str(error).splitlines()[0][:200],
+                        }
+                    )
             if images:
                 probabilities = predict_probabilities(model, np.stack(images))
-                scored += [{"path": str(path), "probability_fresh": float(p), "label": CLASS_NAMES[int(predicted_fresh(p))]} for path, p in zip(batch, probabilities)]
+                scored += [
+                    {
+                        "path": str(path),
+                        "probability_fresh": float(p),
+                        "label": CLASS_NAMES[int(predicted_fresh(p))],
+                    }
+                    for path, p in zip(batch, probabilities)
+                ]
                 if config.cam:
                     write_overlays(model, np.stack(images), batch, probabilities, Path(config.cam))
         predictions = pd.DataFrame(scored, columns=["path", "probability_fresh", "label"])
@@ -60,20 +80,36 @@ def predict_step(config: PredictConfig) -> pd.DataFrame:
         predictions.to_csv(out, index=False)
         rejects.to_csv(out.with_suffix(".rejects.csv"), index=False)
         artifacts.log_files([out, out.with_suffix(".rejects.csv")])
-    print(f"scored {len(predictions)}, rejected {len(rejects)} of {len(files)} files: {out} (rejects in {out.with_suffix('.rejects.csv')})")
+    print(
+        f"scored {len(predictions)}, rejected {len(rejects)} of {len(files)} files: {out} (rejects in {out.with_suffix('.rejects.csv')})"
+    )
     return predictions
 
 
-def write_overlays(model, images: np.ndarray, paths: list[Path], probabilities: np.ndarray, folder: Path) -> None:
+def write_overlays(
+    model, images: np.ndarray, paths: list[Path], probabilities: np.ndarray, folder: Path
+) -> None:
     """A LayerCAM overlay per poster, explaining the class the model predicts."""
     from poster_ml import plots
-    from poster_ml.explain.cam import class_activation_maps, feature_and_logit_model, float32_copy, upsample
+    from poster_ml.explain.cam import (
+        class_activation_maps,
+        feature_and_logit_model,
+        float32_copy,
+        upsample,
+    )
     from poster_ml.explain.grids import cam_layer_name
 
     folder.mkdir(parents=True, exist_ok=True)
     model = float32_copy(model)
-    maps = upsample(class_activation_maps(feature_and_logit_model(model, cam_layer_name(model)), images)["layer_cam"], *images.shape[1:3])
+    maps = upsample(
+        class_activation_maps(feature_and_logit_model(model, cam_layer_name(model)), images)[
+            "layer_cam"
+        ],
+        *images.shape[1:3],
+    )
     for image, heat, path, probability in zip(images, maps, paths, probabilities):
-        figure = plots.heatmap_grid(image[None], heat[None], [f"p(fresh) {probability:.2f}"], path.name, columns=1)
+        figure = plots.heatmap_grid(
+            image[None], heat[None], [f"p(fresh) {probability:.2f}"], path.name, columns=1
+        )
         figure.savefig(folder / f"{path.stem}.cam.png", dpi=100)
         plots.close(figure)

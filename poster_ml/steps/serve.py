@@ -22,9 +22,22 @@ def serve_step(config: ServeConfig) -> int:
         environment = os.environ | {
             "POSTER_ML_MODEL_PATH": local,
             "POSTER_ML_MAX_REQUEST_BYTES": str(config.max_request_mb * 2**20),
-            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]),
+            "PYTHONPATH": os.pathsep.join(
+                [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
+            ),
         }
-        command = [sys.executable, "-m", "uvicorn", "--host", config.host, "--port", str(config.port), "--workers", str(config.workers), "poster_ml.tracking.serving_app:app"]
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            config.host,
+            "--port",
+            str(config.port),
+            "--workers",
+            str(config.workers),
+            "poster_ml.tracking.serving_app:app",
+        ]
         print(f"serving {config.model} at http://{config.host}:{config.port}/invocations")
         print(f"running: {shlex.join(command)}", flush=True)
         return run_in_foreground(command, environment)

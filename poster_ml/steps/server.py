@@ -23,9 +23,13 @@ from poster_ml.processes import run_in_foreground
 
 
 def admin_password() -> str:
-    password = os.environ.get("POSTER_ML_ADMIN_PASSWORD") or os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD")
+    password = os.environ.get("POSTER_ML_ADMIN_PASSWORD") or os.environ.get(
+        "MLFLOW_AUTH_ADMIN_PASSWORD"
+    )
     if not password:
-        raise ConfigError("no admin password: set POSTER_ML_ADMIN_PASSWORD (there is no default); the server does not start without one")
+        raise ConfigError(
+            "no admin password: set POSTER_ML_ADMIN_PASSWORD (there is no default); the server does not start without one"
+        )
     if len(password) < 12:
         raise ConfigError("the admin password must have at least 12 characters")
     return password
@@ -48,14 +52,33 @@ def server_step(config: ServerConfig) -> int:
         settings.write_text(auth_settings(config))
         settings.chmod(0o600)
         command = [
-            sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
-            "--backend-store-uri", config.backend_store_uri, "--serve-artifacts", "--artifacts-destination", config.artifacts_destination,
-            "--host", config.host, "--port", str(config.port), "--workers", str(config.workers),
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--app-name",
+            "basic-auth",
+            "--backend-store-uri",
+            config.backend_store_uri,
+            "--serve-artifacts",
+            "--artifacts-destination",
+            config.artifacts_destination,
+            "--host",
+            config.host,
+            "--port",
+            str(config.port),
+            "--workers",
+            str(config.workers),
         ]
         print(f"running: MLFLOW_AUTH_CONFIG_PATH={settings} {shlex.join(command)}", flush=True)
-        environment = os.environ | {"MLFLOW_AUTH_CONFIG_PATH": str(settings), "MLFLOW_AUTH_ADMIN_PASSWORD": password}
+        environment = os.environ | {
+            "MLFLOW_AUTH_CONFIG_PATH": str(settings),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+        }
         if not os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY"):
             # The CSRF key of the UI's forms; several servers behind one proxy need one shared key.
-            print("MLFLOW_FLASK_SERVER_SECRET_KEY is not set: using a random key for this start (set one for several servers)")
+            print(
+                "MLFLOW_FLASK_SERVER_SECRET_KEY is not set: using a random key for this start (set one for several servers)"
+            )
             environment["MLFLOW_FLASK_SERVER_SECRET_KEY"] = secrets.token_hex(32)
         return run_in_foreground(command, environment)

@@ -26,16 +26,32 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
 
     configure_cpu_replicas()  # Before anything starts TensorFlow's runtime.
     variants = get_variants(step.variants)
-    weights = check_weights([variant.base for variant in variants if variant.pretrained], config.weights)
+    weights = check_weights(
+        [variant.base for variant in variants if variant.pretrained], config.weights
+    )
     if config.weights == "auto" and weights:
-        print("weights=auto: " + ", ".join(f"{base} {'ImageNet' if value == 'imagenet' else 'random (no ImageNet weights here)'}" for base, value in weights.items()))
-    data = load_or_prepare_default(step.data, config.image_size, config.synthetic_count, config.seed, is_default=step.data == TrainStepConfig().data)
+        print(
+            "weights=auto: "
+            + ", ".join(
+                f"{base} {'ImageNet' if value == 'imagenet' else 'random (no ImageNet weights here)'}"
+                for base, value in weights.items()
+            )
+        )
+    data = load_or_prepare_default(
+        step.data,
+        config.image_size,
+        config.synthetic_count,
+        config.seed,
+        is_default=step.data == TrainStepConfig().data,
+    )
     check_image_size(variants, data.image_size)
     configs = {"train": config, "augment": augment, "step": step}
     # Workers sharing a journal or PostgreSQL study run side by side on purpose, each with
     # its own train run; their study (and its variant run) is what resumes.
     shared_study = bool(config.trials and step.storage and not step.storage.startswith("sqlite"))
-    with runs.step_run("train", configs, seed=config.seed, resumable=not shared_study, restart=step.restart) as parent:
+    with runs.step_run(
+        "train", configs, seed=config.seed, resumable=not shared_study, restart=step.restart
+    ) as parent:
         tags = device_info() | {"profile": step.profile}
         runs.set_tags(tags)
         artifacts.dataset_input(data, context="training")
@@ -43,15 +59,38 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
         rows = []
         for variant in variants:
             variant, variant_config, variant_tags = with_resolved_weights(variant, config, weights)
-            previous = runs.child_run(parent.info.run_id, variant.name) or (predecessor and runs.child_run(predecessor, variant.name))
-            if previous is not None and previous.info.status == "FINISHED" and (row := variant_models.finished_row(previous.info.run_id)) is not None:
-                if (reused := reuse_finished(previous, row, data, parent, tags | variant_tags)) is not None:
+            previous = runs.child_run(parent.info.run_id, variant.name) or (
+                predecessor and runs.child_run(predecessor, variant.name)
+            )
+            if (
+                previous is not None
+                and previous.info.status == "FINISHED"
+                and (row := variant_models.finished_row(previous.info.run_id)) is not None
+            ):
+                if (
+                    reused := reuse_finished(previous, row, data, parent, tags | variant_tags)
+                ) is not None:
                     rows.append(reused)
                     continue
-            print(f"training {variant.name}: {variant.description}" + (f", {config.trials} Optuna trials" if config.trials else ""))
+            print(
+                f"training {variant.name}: {variant.description}"
+                + (f", {config.trials} Optuna trials" if config.trials else "")
+            )
             # Each variant's traced graphs are released once it is logged (see models/session.py).
             train = releasing_memory(tune_variant if config.trials else train_once)
-            rows.append(train(variant, data, variant_config, augment, step, parent, tags | variant_tags, configs, previous))
+            rows.append(
+                train(
+                    variant,
+                    data,
+                    variant_config,
+                    augment,
+                    step,
+                    parent,
+                    tags | variant_tags,
+                    configs,
+                    previous,
+                )
+            )
         rows = [row for row in rows if row is not None]
         if not rows:
             print("no variant model was logged by this worker")
@@ -74,37 +113,57 @@ def with_resolved_weights(variant, config: TrainConfig, weights: dict[str, str])
         return variant, config, {}
     resolved = weights[variant.base]
     tags = {"weights": resolved}
-    if resolved == "none" and config.learning_rate is None and variant.learning_rate < CNN_LEARNING_RATE:
-        print(f"{variant.name} starts from random weights: it trains at the CNN learning rate {CNN_LEARNING_RATE:g}, not the fine-tuning rate {variant.learning_rate:g}")
+    if (
+        resolved == "none"
+        and config.learning_rate is None
+        and variant.learning_rate < CNN_LEARNING_RATE
+    ):
+        print(
+            f"{variant.name} starts from random weights: it trains at the CNN learning rate {CNN_LEARNING_RATE:g}, not the fine-tuning rate {variant.learning_rate:g}"
+        )
         variant = dataclasses.replace(variant, learning_rate=CNN_LEARNING_RATE)
         tags["learning_rate_source"] = "cnn_rate_for_random_weights"
     return variant, dataclasses.replace(config, weights=resolved), tags
 
 
-def reuse_finished(previous, row: dict, data: PreparedData, parent, tags: dict[str, str]) -> dict | None:
+def reuse_finished(
+    previous, row: dict, data: PreparedData, parent, tags: dict[str, str]
+) -> dict | None:
     """A variant an interrupted run finished: not trained again. In that same run it is
     already there; a run that continues another links the same model in a run of its own."""
     name = row["variant"]
     if runs.parent_id(previous) == parent.info.run_id:
         print(f"{name} finished in run {previous.info.run_id}: not trained again")
         return row
-    facts = variant_models.trial_facts(previous.data.tags.get("best_trial_run") or previous.info.run_id)
+    facts = variant_models.trial_facts(
+        previous.data.tags.get("best_trial_run") or previous.info.run_id
+    )
     if facts is None:
         return None  # Logged by an older poster-ml, without what a link needs: trained again.
-    print(f"{name} finished in the interrupted run {runs.parent_id(previous)}: its model is linked, not trained again")
+    print(
+        f"{name} finished in the interrupted run {runs.parent_id(previous)}: its model is linked, not trained again"
+    )
     with runs.variant_run(name, parent, tags | {"reused_from": previous.info.run_id}):
         artifacts.dataset_input(data, context="training")
         return variant_models.link_variant_model(facts, row["model_uri"], data)
 
 
-def train_once(variant, data: PreparedData, config: TrainConfig, augment, step, parent, tags, configs, previous) -> dict:
+def train_once(
+    variant, data: PreparedData, config: TrainConfig, augment, step, parent, tags, configs, previous
+) -> dict:
     """The study's values, one training, in one variant run. An interrupted variant
     continues from its last finished epoch: in its own run when this train run resumes it,
     in a new run (with the epochs so far) when this train run continues another."""
     from poster_ml.models.fit import train_variant
 
-    own = previous if previous is not None and runs.parent_id(previous) == parent.info.run_id else None
-    with runs.variant_run(variant.name, parent, tags, run_id=own.info.run_id if own else None) as run:
+    own = (
+        previous
+        if previous is not None and runs.parent_id(previous) == parent.info.run_id
+        else None
+    )
+    with runs.variant_run(
+        variant.name, parent, tags, run_id=own.info.run_id if own else None
+    ) as run:
         if own is None:
             artifacts.dataset_input(data, context="training")
             if previous is not None:
@@ -112,13 +171,22 @@ def train_once(variant, data: PreparedData, config: TrainConfig, augment, step, 
         logged = resume.last_logged_epoch(run.info.run_id)
         if logged >= 0:
             print(f"{variant.name}: resuming after epoch {logged + 1}")
-        trained = train_variant(variant, data, config, augment, [artifacts.epoch_logger(skip_through=logged)], backup_dir=resume.checkpoint_dir(run.info.run_id))
+        trained = train_variant(
+            variant,
+            data,
+            config,
+            augment,
+            [artifacts.epoch_logger(skip_through=logged)],
+            backup_dir=resume.checkpoint_dir(run.info.run_id),
+        )
         row = variant_models.log_trained_variant(trained, data, configs)
         resume.discard_checkpoints(run.info.run_id)
         return row
 
 
-def tune_variant(variant, data: PreparedData, config: TrainConfig, augment, step, parent, tags, configs, previous) -> dict:
+def tune_variant(
+    variant, data: PreparedData, config: TrainConfig, augment, step, parent, tags, configs, previous
+) -> dict:
     """Optuna trials, each a nested run under this train run's variant run; the variant's
     model is the study's best trial's own model (the study may span runs and workers)."""
     from optuna_integration import KerasPruningCallback
@@ -131,14 +199,27 @@ def tune_variant(variant, data: PreparedData, config: TrainConfig, augment, step
     storage = tuning.make_storage(url, step.heartbeat)
     name = step.study_name or studies.study_name(runs.experiment_name(), variant.name, settings)
     with tuning.single_worker_lock(url):
-        study, created = studies.open_study(name, storage, config.seed, config.pruner, variant, settings)
+        study, created = studies.open_study(
+            name, storage, config.seed, config.pruner, variant, settings
+        )
         print(studies.opening_line(study, created, storage, settings))
         # Under the SQLite lock no other worker is alive: every running trial is orphaned.
         if failed := tuning.fail_dead_trials(study, every_running=url.startswith("sqlite:")):
-            print(f"{variant.name}: {failed} trial(s) left running by a dead worker marked failed and queued again")
-        own = previous if previous is not None and runs.parent_id(previous) == parent.info.run_id else None
-        study_tags = {"optuna_study": study.study_name, "study_settings_hash": studies.settings_hash(settings)}
-        with runs.variant_run(variant.name, parent, tags | study_tags, run_id=own.info.run_id if own else None) as variant_run:
+            print(
+                f"{variant.name}: {failed} trial(s) left running by a dead worker marked failed and queued again"
+            )
+        own = (
+            previous
+            if previous is not None and runs.parent_id(previous) == parent.info.run_id
+            else None
+        )
+        study_tags = {
+            "optuna_study": study.study_name,
+            "study_settings_hash": studies.settings_hash(settings),
+        }
+        with runs.variant_run(
+            variant.name, parent, tags | study_tags, run_id=own.info.run_id if own else None
+        ) as variant_run:
             if own is None:
                 artifacts.dataset_input(data, context="training")
 
@@ -146,24 +227,32 @@ def tune_variant(variant, data: PreparedData, config: TrainConfig, augment, step
                 values = tuning.search_space(trial, variant)
                 with trials.trial_run(trial, variant_run.info.run_id, values):
                     callbacks = [artifacts.epoch_logger(), KerasPruningCallback(trial, "val_auc")]
-                    trained = train_variant(variant, data, dataclasses.replace(config, **values), augment, callbacks)
+                    trained = train_variant(
+                        variant, data, dataclasses.replace(config, **values), augment, callbacks
+                    )
                     value = float(trained.best_epoch["val_auc"])
                     trials.log_trial_value(value)
                     # Only a trial that beats every finished one can end up the best: it
                     # keeps its model, so the variant's model is never a retraining.
                     if tuning.beats_finished(study, value):
-                        trials.keep_trial_model(trial, variant_models.log_model(trained, data, configs))
+                        trials.keep_trial_model(
+                            trial, variant_models.log_model(trained, data, configs)
+                        )
                     return value
 
             tuning.run_trials(study, config.trials, objective)
             if not tuning.wait_for_other_workers(study, limit_seconds=10 * step.heartbeat):
-                print(f"{variant.name}: other workers' trials still run; linking the best trial finished so far")
+                print(
+                    f"{variant.name}: other workers' trials still run; linking the best trial finished so far"
+                )
             best = tuning.best_trial(study)
             trials.log_study(study, best)
             return link_best_trial(variant, best, data, config, augment, configs)
 
 
-def link_best_trial(variant, best, data: PreparedData, config: TrainConfig, augment, configs) -> dict:
+def link_best_trial(
+    variant, best, data: PreparedData, config: TrainConfig, augment, configs
+) -> dict:
     """Makes the best trial's own model the variant run's model. A best trial that kept no
     model (a study from before trials kept theirs) is trained again, and tagged so."""
     from poster_ml.models import tuning

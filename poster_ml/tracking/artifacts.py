@@ -65,7 +65,9 @@ def log_figure(figure, path: str, run_id: str | None = None) -> None:
 def log_preprocess(dataset: PreparedData) -> None:
     info = dataset.info
     dataset_input(dataset, context="preprocess")
-    mlflow.log_metrics({"inputs": info["inputs"], "accepted": info["accepted"], "rejected": info["rejected"]})
+    mlflow.log_metrics(
+        {"inputs": info["inputs"], "accepted": info["accepted"], "rejected": info["rejected"]}
+    )
     for name in ("manifest.csv", "rejects.csv", "dataset.json"):
         mlflow.log_artifact(str(dataset.path / name))
     log_figure(plots.class_balance_chart(info["counts"]), "class_balance.png")
@@ -80,7 +82,9 @@ def epoch_logger(skip_through: int = -1):
 
     def log(epoch, logs):
         if epoch > skip_through:
-            mlflow.log_metrics({name: float(value) for name, value in (logs or {}).items()}, step=epoch)
+            mlflow.log_metrics(
+                {name: float(value) for name, value in (logs or {}).items()}, step=epoch
+            )
 
     return keras.callbacks.LambdaCallback(on_epoch_end=log)
 
@@ -89,7 +93,13 @@ def log_evaluated_row(name: str, row: dict[str, Any], roc: tuple) -> None:
     """One model's results row and ROC curve on the evaluate run, so an interrupted
     evaluation resumes without evaluating it again."""
     false_positive, true_positive, auc = roc
-    mlflow.log_dict({"row": row, "roc": [list(map(float, false_positive)), list(map(float, true_positive)), float(auc)]}, f"evaluated/{name}.json")
+    mlflow.log_dict(
+        {
+            "row": row,
+            "roc": [list(map(float, false_positive)), list(map(float, true_positive)), float(auc)],
+        },
+        f"evaluated/{name}.json",
+    )
 
 
 def evaluated_row(run_id: str, name: str) -> tuple[dict[str, Any], tuple] | None:
@@ -108,6 +118,7 @@ def log_leaderboard(board: pd.DataFrame) -> None:
     mlflow.set_tags({"best_variant": best["variant"], "best_model_uri": best["model_uri"]})
     mlflow.log_metric("best_val_auc", float(best["val_auc"]))
 
+
 def log_model_evaluation(result, name: str, model_id: str | None, test_dataset) -> None:
     """Logs one model's evaluation from the evaluate run: its test metrics linked to the
     logged model and the test dataset, its figures, reports and predictions under
@@ -122,7 +133,9 @@ def log_model_evaluation(result, name: str, model_id: str | None, test_dataset) 
     mlflow.log_text(result.predictions.to_csv(index=False), f"{folder}/predictions.csv")
 
 
-def log_results_table(table: pd.DataFrame, localisation: pd.DataFrame, roc_figure, run_ids: list[str]) -> None:
+def log_results_table(
+    table: pd.DataFrame, localisation: pd.DataFrame, roc_figure, run_ids: list[str]
+) -> None:
     """The study's results table (Markdown and HTML), the CAM localisation table and every
     variant's ROC curve, on each run."""
     client = MlflowClient()
@@ -130,7 +143,11 @@ def log_results_table(table: pd.DataFrame, localisation: pd.DataFrame, roc_figur
         client.log_text(run_id, markdown_table(table), "results.md")
         if len(localisation):
             client.log_text(run_id, markdown_table(localisation), "cam_localisation.md")
-        client.log_text(run_id, table.to_html(index=False, float_format=lambda value: f"{value:.3f}", na_rep="-"), "results.html")
+        client.log_text(
+            run_id,
+            table.to_html(index=False, float_format=lambda value: f"{value:.3f}", na_rep="-"),
+            "results.html",
+        )
         client.log_figure(run_id, roc_figure, "roc_all_variants.png")
     plots.close(roc_figure)
 

@@ -18,7 +18,9 @@ def download_model(model_uri: str, folder: str) -> str:
     try:
         return mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
     except (MlflowException, OSError) as error:
-        raise DatasetError(f"cannot load model {model_uri}: {str(error).splitlines()[0]}") from error
+        raise DatasetError(
+            f"cannot load model {model_uri}: {str(error).splitlines()[0]}"
+        ) from error
 
 
 def load_poster_model(model_uri: str):
@@ -26,7 +28,9 @@ def load_poster_model(model_uri: str):
     try:
         wrapper = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
     except (MlflowException, OSError) as error:
-        raise DatasetError(f"cannot load model {model_uri}: {str(error).splitlines()[0]}") from error
+        raise DatasetError(
+            f"cannot load model {model_uri}: {str(error).splitlines()[0]}"
+        ) from error
     return wrapper.model, wrapper.settings
 
 
@@ -56,7 +60,11 @@ class EvaluationTarget:
 def variant_runs(train: mlflow.entities.Run) -> list[mlflow.entities.Run]:
     """The variant runs under a train run that have a model, in training order."""
     client = MlflowClient()
-    children = client.search_runs([train.info.experiment_id], f"tags.`mlflow.parentRunId` = '{train.info.run_id}'", order_by=["attributes.start_time ASC"])
+    children = client.search_runs(
+        [train.info.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{train.info.run_id}'",
+        order_by=["attributes.start_time ASC"],
+    )
     return [child for child in children if "model_uri" in child.data.tags]
 
 
@@ -66,16 +74,23 @@ def evaluation_targets(train: mlflow.entities.Run) -> list[EvaluationTarget]:
     client = MlflowClient()
     children = variant_runs(train)
     if not children:
-        raise DatasetError(f"train run {train.info.run_id} has no variant with a model to evaluate (it trained nothing, or every variant failed); "
-                           "train again, or pass --train-run with a run that has one")
+        raise DatasetError(
+            f"train run {train.info.run_id} has no variant with a model to evaluate (it trained nothing, or every variant failed); "
+            "train again, or pass --train-run with a run that has one"
+        )
     return [
         EvaluationTarget(
             child.data.tags["variant"],
             child.data.tags["model_uri"],
             child.info.run_id,
-            {"train_accuracy": child.data.metrics.get("best_train_accuracy"), "val_accuracy": child.data.metrics.get("best_val_accuracy"),
-             "val_auc": child.data.metrics.get("best_val_auc"), "pretrained": child.data.tags.get("pretrained"),
-             "epochs": trained_epochs(client, child.info.run_id), "seconds": child.data.metrics.get("train_seconds")},
+            {
+                "train_accuracy": child.data.metrics.get("best_train_accuracy"),
+                "val_accuracy": child.data.metrics.get("best_val_accuracy"),
+                "val_auc": child.data.metrics.get("best_val_auc"),
+                "pretrained": child.data.tags.get("pretrained"),
+                "epochs": trained_epochs(client, child.info.run_id),
+                "seconds": child.data.metrics.get("train_seconds"),
+            },
         )
         for child in children
     ]
@@ -86,5 +101,9 @@ def trained_epochs(client: MlflowClient, run_id: str) -> int:
     are logged by its trials), else the length of its loss history."""
     try:
         return int(mlflow.artifacts.load_dict(f"runs:/{run_id}/leaderboard_row.json")["epochs"])
-    except (MlflowException, OSError, KeyError):  # No row (an older run): count the epochs it logged.
+    except (
+        MlflowException,
+        OSError,
+        KeyError,
+    ):  # No row (an older run): count the epochs it logged.
         return len(client.get_metric_history(run_id, "loss"))

@@ -42,7 +42,9 @@ class PosterClassifier(mlflow.pyfunc.PythonModel):
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         self.settings = json.loads(Path(context.artifacts["settings"]).read_text())
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(
+        self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         """Scores a batch of posters: a DataFrame (or the scoring server's dict) with a
         column `image` of encoded files, as raw bytes or base64 text. Every error it
         raises is one short line that never repeats the request."""
@@ -53,7 +55,10 @@ class PosterClassifier(mlflow.pyfunc.PythonModel):
         from poster_ml.models.predict import predict_probabilities
 
         if "image" not in model_input:
-            raise MlflowException("the input needs a column 'image' of encoded poster files (base64 in JSON)", INVALID_PARAMETER_VALUE)
+            raise MlflowException(
+                "the input needs a column 'image' of encoded poster files (base64 in JSON)",
+                INVALID_PARAMETER_VALUE,
+            )
         values = list(model_input["image"])
         if not values:
             raise MlflowException("the request holds no posters", INVALID_PARAMETER_VALUE)
@@ -63,12 +68,16 @@ class PosterClassifier(mlflow.pyfunc.PythonModel):
             try:
                 images.append(decode_poster(as_bytes(value), size))
             except (PosterError, ValueError, binascii.Error) as error:
-                raise MlflowException(f"image {position}: {str(error).splitlines()[0][:200]}", INVALID_PARAMETER_VALUE) from None
+                raise MlflowException(
+                    f"image {position}: {str(error).splitlines()[0][:200]}", INVALID_PARAMETER_VALUE
+                ) from None
         probabilities = predict_probabilities(self.model, np.stack(images))
-        return pd.DataFrame({
-            "probability_fresh": probabilities.astype(np.float64),
-            "label": np.where(probabilities >= threshold, "fresh", "rotten"),
-        })
+        return pd.DataFrame(
+            {
+                "probability_fresh": probabilities.astype(np.float64),
+                "label": np.where(probabilities >= threshold, "fresh", "rotten"),
+            }
+        )
 
 
 IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"RIFF", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
@@ -97,17 +106,33 @@ def requirements() -> list[str]:
     """Pinned requirements of the served model, taken from this environment."""
     from importlib.metadata import version
 
-    return [f"{name}=={version(name)}" for name in ("tensorflow", "keras", "mlflow", "numpy", "pandas", "pillow")]
+    return [
+        f"{name}=={version(name)}"
+        for name in ("tensorflow", "keras", "mlflow", "numpy", "pandas", "pillow")
+    ]
 
 
-def log_poster_model(model, image_size: int, configs: dict, input_example_jpeg: bytes, name: str = "model", params: dict | None = None):
+def log_poster_model(
+    model,
+    image_size: int,
+    configs: dict,
+    input_example_jpeg: bytes,
+    name: str = "model",
+    params: dict | None = None,
+):
     """Logs `model` as a pyfunc named `name` (the variant's) with its hyperparameters as model
     params, signature, input example, settings and this package's code."""
     with tempfile.TemporaryDirectory() as folder:
         keras_path = os.path.join(folder, "model.keras")
         model.save(keras_path)
         settings_path = os.path.join(folder, "settings.json")
-        Path(settings_path).write_text(json.dumps({"image_size": image_size, "threshold": DECISION_THRESHOLD, "config": configs}, indent=2, default=str))
+        Path(settings_path).write_text(
+            json.dumps(
+                {"image_size": image_size, "threshold": DECISION_THRESHOLD, "config": configs},
+                indent=2,
+                default=str,
+            )
+        )
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=str(Path(__file__).with_name("served_model.py")),

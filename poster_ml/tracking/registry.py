@@ -15,7 +15,9 @@ RANKED_BY = "best_val_auc"
 GATE = "gate"  # The version tag the gate sets last: champion or challenger.
 
 
-def best_candidate(train: mlflow.entities.Run, allow_cpu: bool) -> tuple[LoggedModel, mlflow.entities.Run, str]:
+def best_candidate(
+    train: mlflow.entities.Run, allow_cpu: bool
+) -> tuple[LoggedModel, mlflow.entities.Run, str]:
     """The model of the train run's variant run with the best validation AUC, that run,
     and a note when a variant trained from random weights wins over one with pretrained
     weights. A variant run's model is the one its `model_uri` tag names (a tuned variant's
@@ -25,18 +27,26 @@ def best_candidate(train: mlflow.entities.Run, allow_cpu: bool) -> tuple[LoggedM
 
     children = variant_runs(train)
     if not children:
-        raise DatasetError(f"train run {train.info.run_id} has no variant with a model (it trained nothing, or every variant failed); "
-                           "train again, or pass --train-run with a run that has one")
+        raise DatasetError(
+            f"train run {train.info.run_id} has no variant with a model (it trained nothing, or every variant failed); "
+            "train again, or pass --train-run with a run that has one"
+        )
     eligible = [run for run in children if allow_cpu or run.data.tags.get("device") == "GPU"]
     if not eligible:
-        raise DatasetError(f"train run {train.info.run_id} has no GPU-trained variant to register; train on a GPU, or pass --allow-cpu true")
-    ranked = sorted(eligible, key=lambda run: run.data.metrics.get(RANKED_BY, float("-inf")), reverse=True)
+        raise DatasetError(
+            f"train run {train.info.run_id} has no GPU-trained variant to register; train on a GPU, or pass --allow-cpu true"
+        )
+    ranked = sorted(
+        eligible, key=lambda run: run.data.metrics.get(RANKED_BY, float("-inf")), reverse=True
+    )
     best, note = ranked[0], ""
     pretrained = [run for run in ranked if run.data.tags.get("pretrained") == "true"]
     if best.data.tags.get("pretrained") != "true" and pretrained:
         rival = pretrained[0]
-        note = (f"chosen over the best variant with pretrained weights, {rival.data.tags['variant']} (validation AUC "
-                f"{rival.data.metrics[RANKED_BY]:.3f}), because its validation AUC is higher ({best.data.metrics[RANKED_BY]:.3f})")
+        note = (
+            f"chosen over the best variant with pretrained weights, {rival.data.tags['variant']} (validation AUC "
+            f"{rival.data.metrics[RANKED_BY]:.3f}), because its validation AUC is higher ({best.data.metrics[RANKED_BY]:.3f})"
+        )
     return mlflow.get_logged_model(best.data.tags["model_uri"].removeprefix("models:/")), best, note
 
 
@@ -46,10 +56,14 @@ def existing_version(name: str, model_id: str):
         versions = MlflowClient().search_model_versions(f"name = '{name}'")
     except MlflowException:
         return None
-    return next((version for version in versions if version.tags.get("source_model_id") == model_id), None)
+    return next(
+        (version for version in versions if version.tags.get("source_model_id") == model_id), None
+    )
 
 
-def register(model: LoggedModel, run: mlflow.entities.Run, name: str) -> mlflow.entities.model_registry.ModelVersion:
+def register(
+    model: LoggedModel, run: mlflow.entities.Run, name: str
+) -> mlflow.entities.model_registry.ModelVersion:
     tags = {
         "variant": model.name,
         "source_model_id": model.model_id,

@@ -37,12 +37,22 @@ def short_message(body: bytes) -> dict:
     # "Failed to predict data '<the request>'. Error: <reason>": keep the reason only.
     reasons = re.findall(r"Error: (.*)", message)
     reason = reasons[-1] if reasons else message
-    reason = reason.split("\\nInput:")[0].split("\nInput:")[0].strip().splitlines()[0] if reason.strip() else "bad request"
+    reason = (
+        reason.split("\\nInput:")[0].split("\nInput:")[0].strip().splitlines()[0]
+        if reason.strip()
+        else "bad request"
+    )
     return {"error_code": error.get("error_code", "BAD_REQUEST"), "message": reason[:MAX_MESSAGE]}
 
 
 def too_large(size: str) -> JSONResponse:
-    return JSONResponse({"error_code": "REQUEST_TOO_LARGE", "message": f"the request of {size} bytes is over the limit of {MAX_REQUEST_BYTES}"}, status_code=413)
+    return JSONResponse(
+        {
+            "error_code": "REQUEST_TOO_LARGE",
+            "message": f"the request of {size} bytes is over the limit of {MAX_REQUEST_BYTES}",
+        },
+        status_code=413,
+    )
 
 
 class BodyLimit:
@@ -70,7 +80,9 @@ class BodyLimit:
                     state["over"] = True
                     if message.get("more_body"):
                         await drain(receive)
-                    return {"type": "http.disconnect"}  # The app stops reading; its answer is dropped.
+                    return {
+                        "type": "http.disconnect"
+                    }  # The app stops reading; its answer is dropped.
             return message
 
         async def guarded_send(message):

@@ -51,8 +51,12 @@ def causes(error: BaseException) -> Iterator[BaseException]:
 def store_error(error: Exception) -> PosterMLError | None:
     """The one-line error for a tracking-store or file failure, or None if `error` is not one."""
     uri = redacted(tracking_uri())
-    refused = TrackingStoreError(f"the tracking store {uri} refused the credentials (set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD); --verbose shows the cause")
-    unreachable = TrackingStoreError(f"cannot reach the tracking store {uri}; is the server or database running? --verbose shows the cause")
+    refused = TrackingStoreError(
+        f"the tracking store {uri} refused the credentials (set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD); --verbose shows the cause"
+    )
+    unreachable = TrackingStoreError(
+        f"cannot reach the tracking store {uri}; is the server or database running? --verbose shows the cause"
+    )
     for cause in causes(error):
         kind = classify(cause)
         if kind == "refused":
@@ -73,8 +77,20 @@ def classify(error: BaseException) -> str | None:
             return "refused"
         return "missing" if error.error_code == "RESOURCE_DOES_NOT_EXIST" else None
     if isinstance(error, requests.exceptions.HTTPError):
-        return "refused" if error.response is not None and error.response.status_code in REFUSED_STATUS else None
-    if isinstance(error, (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError, TimeoutError)):
+        return (
+            "refused"
+            if error.response is not None and error.response.status_code in REFUSED_STATUS
+            else None
+        )
+    if isinstance(
+        error,
+        (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+            ConnectionError,
+            TimeoutError,
+        ),
+    ):
         return "unreachable"
     if sqlstate(error).startswith(REFUSED_SQLSTATE_CLASS):
         return "refused"
@@ -87,7 +103,10 @@ def classify(error: BaseException) -> str | None:
 
 def database_connection_errors() -> tuple[type[BaseException], ...]:
     """The errors a database raises when it cannot be opened or connected to."""
-    errors: tuple[type[BaseException], ...] = (sqlalchemy.exc.OperationalError, sqlite3.OperationalError)
+    errors: tuple[type[BaseException], ...] = (
+        sqlalchemy.exc.OperationalError,
+        sqlite3.OperationalError,
+    )
     try:
         import psycopg  # The server extra's.
     except ImportError:

@@ -19,17 +19,38 @@ import mlflow
 import optuna
 from mlflow.entities import RunStatus
 
-from poster_ml.models.tuning import FAILURE_ATTRIBUTE, HOST_ATTRIBUTE, MODEL_ATTRIBUTE, PID_ATTRIBUTE, TRIAL_RUN_ATTRIBUTE
+from poster_ml.models.tuning import (
+    FAILURE_ATTRIBUTE,
+    HOST_ATTRIBUTE,
+    MODEL_ATTRIBUTE,
+    PID_ATTRIBUTE,
+    TRIAL_RUN_ATTRIBUTE,
+)
 from poster_ml.processes import HOST
 from poster_ml.tracking.resume import owner_tags
 
 
 @contextlib.contextmanager
-def trial_run(trial: optuna.Trial, variant_run_id: str, parameters: dict) -> Iterator[mlflow.ActiveRun]:
-    run = mlflow.start_run(run_name=f"trial-{trial.number}", nested=True, parent_run_id=variant_run_id)
-    for key, value in ((TRIAL_RUN_ATTRIBUTE, run.info.run_id), (HOST_ATTRIBUTE, HOST), (PID_ATTRIBUTE, os.getpid())):
+def trial_run(
+    trial: optuna.Trial, variant_run_id: str, parameters: dict
+) -> Iterator[mlflow.ActiveRun]:
+    run = mlflow.start_run(
+        run_name=f"trial-{trial.number}", nested=True, parent_run_id=variant_run_id
+    )
+    for key, value in (
+        (TRIAL_RUN_ATTRIBUTE, run.info.run_id),
+        (HOST_ATTRIBUTE, HOST),
+        (PID_ATTRIBUTE, os.getpid()),
+    ):
         trial.set_user_attr(key, value)
-    mlflow.set_tags({"poster_ml.step": "trial", "optuna_trial_number": str(trial.number), "optuna_study": trial.study.study_name} | owner_tags())
+    mlflow.set_tags(
+        {
+            "poster_ml.step": "trial",
+            "optuna_trial_number": str(trial.number),
+            "optuna_study": trial.study.study_name,
+        }
+        | owner_tags()
+    )
     mlflow.log_params(parameters)
     try:
         yield run
@@ -59,8 +80,17 @@ def log_study(study: optuna.Study, best: optuna.trial.FrozenTrial) -> None:
     """On the variant's run: the study, its best trial's parameters and value, and Optuna's plots."""
     from poster_ml import plots
 
-    mlflow.log_params({f"best.{name}": value for name, value in best.params.items()} | {"optuna_study": study.study_name})
-    mlflow.log_metrics({"best_trial_val_auc": best.value, "best_trial_number": best.number, "finished_trials": len(study.trials)})
+    mlflow.log_params(
+        {f"best.{name}": value for name, value in best.params.items()}
+        | {"optuna_study": study.study_name}
+    )
+    mlflow.log_metrics(
+        {
+            "best_trial_val_auc": best.value,
+            "best_trial_number": best.number,
+            "finished_trials": len(study.trials),
+        }
+    )
     for name, figure in plots.study_figures(study).items():
         mlflow.log_figure(figure, f"tuning/{name}")
         plots.close(figure)

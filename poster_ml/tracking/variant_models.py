@@ -26,7 +26,11 @@ from poster_ml.tracking.pyfunc_model import log_poster_model
 if TYPE_CHECKING:
     from poster_ml.models.fit import TrainedVariant
 
-FACTS_FILE, ROW_FILE, SEEN_FILE = "trained_variant.json", "leaderboard_row.json", "seen_posters.json"
+FACTS_FILE, ROW_FILE, SEEN_FILE = (
+    "trained_variant.json",
+    "leaderboard_row.json",
+    "seen_posters.json",
+)
 
 
 def trained_facts(trained: TrainedVariant) -> dict[str, Any]:
@@ -44,14 +48,22 @@ def trained_facts(trained: TrainedVariant) -> dict[str, Any]:
 def log_model(trained: TrainedVariant, data: PreparedData, configs: dict[str, Any]) -> str:
     """Logs the trained model on the active run (and the facts to link it later); returns its URI."""
     example = encode_jpeg(data.reader("validation").read(np.array([0]))[0])
-    params = {"variant": trained.variant.name, "pretrained": trained.pretrained, **trained.hyperparameters}
+    params = {
+        "variant": trained.variant.name,
+        "pretrained": trained.pretrained,
+        **trained.hyperparameters,
+    }
     configs = {name: dataclasses.asdict(config) for name, config in configs.items()}
-    info = log_poster_model(trained.model, data.image_size, configs, example, name=trained.variant.name, params=params)
+    info = log_poster_model(
+        trained.model, data.image_size, configs, example, name=trained.variant.name, params=params
+    )
     mlflow.log_dict(trained_facts(trained), FACTS_FILE)
     return info.model_uri
 
 
-def log_trained_variant(trained: TrainedVariant, data: PreparedData, configs: dict[str, Any]) -> dict[str, Any]:
+def log_trained_variant(
+    trained: TrainedVariant, data: PreparedData, configs: dict[str, Any]
+) -> dict[str, Any]:
     """Logs a model trained in the variant run itself, and links it; returns its leaderboard row."""
     return link_variant_model(trained_facts(trained), log_model(trained, data, configs), data)
 
@@ -73,8 +85,15 @@ def link_variant_model(facts: dict[str, Any], model_uri: str, data: PreparedData
         "images_per_second": round(float(history["images_per_second"].median()), 1),
         "pretrained": facts["pretrained"],
     }
-    mlflow.log_metrics({"best_train_accuracy": row["train_accuracy"], "train_seconds": facts["seconds"]})
-    mlflow.set_tags({"pretrained": str(facts["pretrained"]).lower(), "replicas": str(facts["hyperparameters"].get("replicas", 1))})
+    mlflow.log_metrics(
+        {"best_train_accuracy": row["train_accuracy"], "train_seconds": facts["seconds"]}
+    )
+    mlflow.set_tags(
+        {
+            "pretrained": str(facts["pretrained"]).lower(),
+            "replicas": str(facts["hyperparameters"].get("replicas", 1)),
+        }
+    )
     log_figure(plots.training_curves(history, name), f"curves_{name}.png")
     mlflow.log_text(facts["summary"], "model_summary.txt")
     mlflow.log_table(history, "history.json")
@@ -82,7 +101,11 @@ def link_variant_model(facts: dict[str, Any], model_uri: str, data: PreparedData
     mlflow.log_dict({"dataset_digest": data.digest, "sha256": sorted(seen)}, SEEN_FILE)
     # Logged once per variant run, to the run and to the model, linked to the validation split.
     model_id = model_uri.removeprefix("models:/")
-    mlflow.log_metrics({f"best_{key}": float(row[key]) for key in ("val_accuracy", "val_auc")}, model_id=model_id, dataset=split_dataset(data, "validation"))
+    mlflow.log_metrics(
+        {f"best_{key}": float(row[key]) for key in ("val_accuracy", "val_auc")},
+        model_id=model_id,
+        dataset=split_dataset(data, "validation"),
+    )
     row["model_uri"] = model_uri
     mlflow.set_tag("model_uri", model_uri)
     mlflow.log_dict(row, ROW_FILE)
