@@ -41,6 +41,12 @@ DEMO_VARIANTS ?= basic_cnn,regularized_cnn,regularized_cnn_aug,vgg16_features,vg
 demo: install
 	$(BIN)/mlflow run . -e main --env-manager local -P variants=$(DEMO_VARIANTS)
 
+# ruff (format and lint rules in pyproject.toml) and mypy on the package; CI runs it first.
+lint: install
+	$(BIN)/ruff format --check poster_ml tests benchmarks entrypoints
+	$(BIN)/ruff check poster_ml tests benchmarks entrypoints
+	$(BIN)/mypy
+
 test: install
 	$(BIN)/python -m pytest
 
@@ -56,4 +62,4 @@ serve: install
 server: install
 	$(BIN)/poster-ml server
 
-.PHONY: install lock demo test ui serve server
+.PHONY: install lock lint demo test ui serve server

@@ -6,7 +6,7 @@ from pathlib import Path
 # MLflow runs this file from the project folder; make the package importable uninstalled.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from poster_ml.cli import main  # noqa: E402
+from poster_ml.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["main", *sys.argv[1:]]))

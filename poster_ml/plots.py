@@ -23,7 +23,7 @@ def class_balance_chart(counts: dict[str, dict[str, int]]) -> plt.Figure:
     splits = list(counts)
     figure, axes = plt.subplots(figsize=(6, 3.5))
     positions = np.arange(len(splits))
-    for offset, name in zip((-0.2, 0.2), reversed(CLASS_NAMES)):
+    for offset, name in zip((-0.2, 0.2), reversed(CLASS_NAMES), strict=True):
         values = [counts[split][name] for split in splits]
         bars = axes.bar(
             positions + offset,
@@ -149,7 +149,7 @@ def heatmap_grid(
     figure, axes = plt.subplots(rows, columns, figsize=(columns * 2.4, rows * 2.8), squeeze=False)
     for axis in axes.ravel():
         axis.axis("off")
-    for axis, image, heat, caption in zip(axes.ravel(), images, maps, captions):
+    for axis, image, heat, caption in zip(axes.ravel(), images, maps, captions, strict=True):
         axis.imshow(image.astype(np.uint8))
         axis.imshow(
             heat,
@@ -176,7 +176,8 @@ def activation_grid(activations: np.ndarray, title: str, per_row: int = 16) -> p
         # The study's normalisation: minus mean, over std, times 64 plus 128, clipped.
         values = (values - values.mean()) / (values.std() + 1e-5) * 64 + 128
         top, left = (
-            index * (size + gap) for index, size in zip(divmod(channel, per_row), (height, width))
+            index * (size + gap)
+            for index, size in zip(divmod(channel, per_row), (height, width), strict=True)
         )
         canvas[top : top + height, left : left + width] = np.clip(values, 0, 255)
     figure, axes = plt.subplots(
@@ -214,7 +215,8 @@ def study_figures(study) -> dict[str, plt.Figure]:
                 axes = plot(study)
             except (ValueError, RuntimeError, ZeroDivisionError):
                 continue  # Importances need two finished trials that differ, for one.
-        figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+        figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure  # type: ignore[attr-defined]  # An array of axes.
+        assert isinstance(figure, plt.Figure)
         figure.set_size_inches(8, 5)
         figure.tight_layout()
         figures[name] = figure

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 VERBOSE_VARIABLE = "POSTER_ML_VERBOSE"
 

@@ -10,11 +10,11 @@ import argparse
 import dataclasses
 import types
 import typing
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from poster_ml.errors import ConfigError
 
-Config = TypeVar("Config")
+Config = TypeVar("Config", bound="Checked")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +75,8 @@ def setting(default: Any, help: str, allowed: Allowed | None = None) -> Any:
 class Checked:
     """Mixin for config dataclasses: every value is checked against its field's allowed
     range when the config is made, so a bad setting stops a step before any work."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field]]  # Every subclass is a dataclass.
 
     def __post_init__(self):
         for field in dataclasses.fields(self):

@@ -119,7 +119,7 @@ def test_augmented_batches_are_deterministic_under_a_seed_and_keep_shape_and_ran
         ]
 
     first, again, other = first_epoch(5), first_epoch(5), first_epoch(6)
-    for (x1, y1), (x2, y2) in zip(first, again):
+    for (x1, y1), (x2, y2) in zip(first, again, strict=True):
         np.testing.assert_array_equal(x1, x2)
         np.testing.assert_array_equal(y1, y2)
     assert not np.array_equal(first[0][0], other[0][0])
@@ -181,7 +181,9 @@ def test_host_and_device_paths_give_the_same_images_for_the_same_seed(synthetic_
         shuffle=True,
         augment_on="device",
     )
-    for (host_images, host_labels), (inputs, device_labels) in zip(host.take(3), device.take(3)):
+    for (host_images, host_labels), (inputs, device_labels) in zip(
+        host.take(3), device.take(3), strict=True
+    ):
         warped = keras.ops.convert_to_numpy(
             warp(keras.ops.cast(inputs["image"], "float32"), inputs["transform"])
         )

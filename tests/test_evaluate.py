@@ -211,7 +211,7 @@ def test_classic_cam_equals_grad_cam_for_a_linear_pooling_head_and_gradients_are
     np.testing.assert_allclose(
         classic_cam(model, cam_model, images), grad_cam(cam_model, images, toward_fresh), atol=1e-4
     )
-    feature_maps, gradients = class_gradients(cam_model, images, toward_fresh)
+    _feature_maps, gradients = class_gradients(cam_model, images, toward_fresh)
     # For a linear pooling head the logit's gradient is the kernel over the map's area, at
     # every place and for every poster; a probability's would be scaled by p (1 - p).
     kernel = model.layers[-1].get_weights()[0][:, 0]
@@ -239,7 +239,7 @@ def test_intermediate_activations_draw_conv_layers_and_their_relus():
 def test_evaluate_step_logs_metrics_figures_and_the_results_table(
     trained_store, monkeypatch, capsys
 ):
-    store, data = trained_store
+    store, _data = trained_store
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     assert (
         main(
@@ -454,9 +454,10 @@ def test_the_test_split_figures_are_scikit_learn_s_displays_with_chance_levels()
         "confusion_matrix.png",
         "reliability_curve.png",
     }
-    legend = lambda name: [
-        text.get_text() for text in figures[name].axes[0].get_legend().get_texts()
-    ]  # noqa: E731
+
+    def legend(name):
+        return [text.get_text() for text in figures[name].axes[0].get_legend().get_texts()]
+
     assert any("Chance level" in text for text in legend("roc_curve.png")) and any(
         "Chance level" in text for text in legend("precision_recall_curve.png")
     )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-
 from pathlib import Path
 
 import pytest
@@ -268,10 +268,8 @@ def test_an_interrupted_evaluation_resumes_without_evaluating_finished_models_ag
         "--activations-variant",
         "none",
     ]
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         main(arguments)
-    except KeyboardInterrupt:
-        pass
     capsys.readouterr()
     assert main(arguments) == 0
     printed = capsys.readouterr().out

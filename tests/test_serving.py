@@ -157,9 +157,10 @@ def bad_requests() -> dict[str, bytes]:
     truncated = base64.b64encode(
         encode(Image.new("RGB", (200, 300), (9, 99, 199)), "JPEG")[:300]
     ).decode()
-    split = lambda value: json.dumps(
-        {"dataframe_split": {"columns": ["image"], "data": [[value]]}}
-    ).encode()  # noqa: E731
+
+    def split(value):
+        return json.dumps({"dataframe_split": {"columns": ["image"], "data": [[value]]}}).encode()
+
     return {
         "invalid base64": split("%%% not base64 %%%"),
         "not an image": split(base64.b64encode(b"just some text, no poster").decode()),

@@ -9,14 +9,13 @@ import subprocess
 import sys
 import time
 
+import keras
 import mlflow
+import numpy as np
 import optuna
 import pytest
 from helpers import POSTGRES
 from mlflow.tracking import MlflowClient
-
-import keras
-import numpy as np
 
 from poster_ml.cli import main
 from poster_ml.data.prepared import load_prepared

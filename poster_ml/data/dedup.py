@@ -74,7 +74,7 @@ def duplicate_groups(
             thumbnails[rows].astype(np.float32) - thumbnails[columns].astype(np.float32)
         ).mean(axis=(1, 2))
         for row, column in zip(
-            rows[difference <= max_difference], columns[difference <= max_difference]
+            rows[difference <= max_difference], columns[difference <= max_difference], strict=True
         ):
             union(int(row), int(column))
     return [find(index) for index in range(count)]

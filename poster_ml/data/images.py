@@ -75,9 +75,8 @@ def decode_poster(
     except (OSError, ValueError, SyntaxError, EOFError) as error:
         raise _unreadable(error) from None
 
-    image = _to_rgb(ImageOps.exif_transpose(image))
-    image = image.resize((width, height), Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
+    rgb = _to_rgb(ImageOps.exif_transpose(image))
+    return np.asarray(rgb.resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
 def _unreadable(error: Exception) -> PosterError:

@@ -151,11 +151,13 @@ def _prepare(config: PreprocessConfig, out_dir: Path) -> PreparedData:
 
 
 def duplicate_roots(decoded: list[Decoded], config: PreprocessConfig) -> list[int]:
-    thumbnails = np.stack([d.thumbnail for d in decoded])
+    thumbnails = [d.thumbnail for d in decoded if d.thumbnail is not None]
+    if len(thumbnails) != len(decoded):
+        raise ValueError("duplicate_roots takes decoded posters, not rejects")
     return duplicate_groups(
         [d.sha256 for d in decoded],
         [d.dhash for d in decoded],
-        thumbnails,
+        np.stack(thumbnails),
         config.near_duplicate_bits,
         config.near_duplicate_difference,
     )

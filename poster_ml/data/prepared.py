@@ -56,7 +56,7 @@ class ShardReader:
         with open(self.path, "rb", buffering=0) as file:
             if len(rows) and np.all(np.diff(rows) == 1):
                 file.seek(self.offset + int(rows[0]) * self.row_bytes)
-                file.readinto(memoryview(batch).cast("B"))
+                file.readinto(memoryview(batch).cast("B"))  # type: ignore[arg-type]  # numpy arrays are buffers; its stubs do not say so.
                 return batch
             for position in np.argsort(rows, kind="stable"):
                 file.seek(self.offset + int(rows[position]) * self.row_bytes)

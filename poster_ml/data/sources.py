@@ -154,8 +154,8 @@ def _find_by_id(root: Path, poster_id: str, files_by_name: dict[str, Path]) -> P
     base = _inside(root, poster_id)
     if base is None:
         return None
-    found = (base.with_name(base.name + extension) for extension in IMAGE_EXTENSIONS)
-    return next((path for path in found if path.is_file()), base)
+    candidates = (base.with_name(base.name + extension) for extension in IMAGE_EXTENSIONS)
+    return next((path for path in candidates if path.is_file()), base)
 
 
 def _inside(root: Path, relative: str) -> Path | None:

@@ -88,7 +88,7 @@ def _draw_background(draw: ImageDraw.ImageDraw, rng: np.random.Generator) -> Non
         x0, y0 = rng.integers(0, POSTER_WIDTH), rng.integers(0, POSTER_HEIGHT)
         x1, y1 = x0 + rng.integers(20, 120), y0 + rng.integers(20, 120)
         shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
-        shape([x0, y0, x1, y1], fill=_random_colour(rng, 40, 216))
+        shape([int(x0), int(y0), int(x1), int(y1)], fill=_random_colour(rng, 40, 216))
 
 
 def _draw_title(

@@ -50,5 +50,5 @@ def intermediate_activations(
         f"activations_{layer.name}.png": plots.activation_grid(
             keras.ops.convert_to_numpy(output)[0], f"{model.name}: {layer.name}"
         )
-        for layer, output in zip(chosen, outputs)
+        for layer, output in zip(chosen, outputs, strict=True)
     }

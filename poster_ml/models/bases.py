@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import keras
 from keras import layers

@@ -92,7 +92,7 @@ def train_variant(
     data: PreparedData,
     config: TrainConfig,
     augment: AugmentConfig,
-    extra_callbacks: list[keras.callbacks.Callback] = (),
+    extra_callbacks: list[keras.callbacks.Callback] | tuple = (),
     backup_dir: Path | None = None,
 ) -> TrainedVariant:
     """Trains one variant on the prepared data and returns the model with its best weights.

@@ -3,6 +3,7 @@ policy, and whether augmentation warps on the host or on the device."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import keras
@@ -22,12 +23,11 @@ def configure_cpu_replicas() -> None:
     must happen before TensorFlow starts its runtime: the train step does it first."""
     if cpu_replicas() > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
-        try:
+        # RuntimeError: already configured (or started) in this process.
+        with contextlib.suppress(RuntimeError):
             tf.config.set_logical_device_configuration(
                 cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas()
             )
-        except RuntimeError:
-            pass  # Already configured (or started) in this process.
 
 
 def distribution_strategy() -> tf.distribute.Strategy:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import functools
 import gc
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import keras
 
@@ -29,7 +30,7 @@ def gradient_registry() -> dict | None:
         return None
     from tensorflow.python.framework import ops
 
-    return ops._gradient_registry._registry  # noqa: SLF001  No public API; tested.
+    return ops._gradient_registry._registry
 
 
 def releasing_memory(train: Callable[..., Result]) -> Callable[..., Result]:

@@ -11,6 +11,7 @@ is not: asking for more trials adds them to the same study.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
 import time
@@ -107,19 +108,25 @@ def open_study(
     try:
         study = optuna.create_study(direction="maximize", **options)
     except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(**options)
-        recorded = wait_for_attribute(study, SETTINGS_ATTRIBUTE)
-        if recorded is not None and recorded != settings:
-            changed = "; ".join(differences(recorded, settings)[:5])
-            raise ConfigError(
-                f"study {name} was made with other settings ({changed}); use the same settings, or another --study-name"
-            )
-        return study, False
+        return joined_study(options, settings), False
     study.set_user_attr(VARIANT_ATTRIBUTE, variant.name)
     study.set_user_attr(HASH_ATTRIBUTE, settings_hash(settings))
     study.set_user_attr(SETTINGS_ATTRIBUTE, settings)
     study.enqueue_trial(study_values(variant))
     return study, True
+
+
+def joined_study(options: dict, settings: dict) -> optuna.Study:
+    """An existing study, which must have been made with the same settings."""
+    study = optuna.load_study(**options)
+    recorded = wait_for_attribute(study, SETTINGS_ATTRIBUTE)
+    if recorded is not None and recorded != settings:
+        changed = "; ".join(differences(recorded, settings)[:5])
+        raise ConfigError(
+            f"study {study.study_name} was made with other settings ({changed}); "
+            "use the same settings, or another --study-name"
+        )
+    return study
 
 
 def opening_line(study: optuna.Study, created: bool, storage, settings: dict) -> str:
@@ -137,7 +144,7 @@ def opening_line(study: optuna.Study, created: bool, storage, settings: dict) ->
     ]
     if not others:
         return f"{variant}: new study {study.study_name}"
-    latest = max(others, key=lambda summary: summary.datetime_start or summary.datetime_start.min)
+    latest = max(others, key=lambda summary: summary.datetime_start or datetime.datetime.min)
     changed = "; ".join(differences(latest.user_attrs[SETTINGS_ATTRIBUTE], settings)[:5])
     return f"{variant}: new study {study.study_name}, since settings differ from study {latest.study_name}: {changed}"
 

@@ -16,8 +16,8 @@ import contextlib
 import os
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -150,9 +150,8 @@ def fail_dead_trials(study: optuna.Study, every_running: bool = False) -> int:
 
 def beats_finished(study: optuna.Study, value: float) -> bool:
     """Whether `value` beats every completed trial of the study (or none has completed)."""
-    values = [
-        trial.value for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    ]
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    values = [trial.value for trial in completed if trial.value is not None]
     return not values or value > max(values)
 
 

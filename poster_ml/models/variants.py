@@ -10,7 +10,7 @@ head; adding a ninth variant is one more `Variant(...)` entry.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 from keras import layers

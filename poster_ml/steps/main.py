@@ -22,12 +22,20 @@ from poster_ml.tracking.runs import configure_tracking
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
+def active_run() -> mlflow.ActiveRun:
+    """The main run, which every step runs under."""
+    active = mlflow.active_run()
+    if active is None:
+        raise RuntimeError("no active main run")
+    return active
+
+
 def previous_run(
     entry_point: str, parameters: dict[str, str], git_commit: str | None
 ) -> mlflow.entities.Run | None:
     """The latest finished run of `entry_point` with these parameters and source commit."""
     client = MlflowClient()
-    experiment_id = mlflow.active_run().info.experiment_id
+    experiment_id = active_run().info.experiment_id
     for run in client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{mlflow_tags.MLFLOW_PROJECT_ENTRY_POINT}` = '{entry_point}' and attributes.status = 'FINISHED'",
@@ -48,17 +56,17 @@ def previous_run(
 def run_step(
     entry_point: str, parameters: dict[str, object], force: bool, still_valid=lambda run: True
 ) -> mlflow.entities.Run:
-    parameters = {name: str(value) for name, value in parameters.items()}
-    active = mlflow.active_run()
+    text = {name: str(value) for name, value in parameters.items()}
+    active = active_run()
     git_commit = (
         MlflowClient().get_run(active.info.run_id).data.tags.get(mlflow_tags.MLFLOW_GIT_COMMIT)
     )
     if not force:
-        run = previous_run(entry_point, parameters, git_commit)
+        run = previous_run(entry_point, text, git_commit)
         if run is not None and still_valid(run):
             print(f"skipping {entry_point}: finished run {run.info.run_id} had the same inputs")
             return run
-    print(f"running {entry_point} with {parameters}")
+    print(f"running {entry_point} with {text}")
     # MLproject commands start with `python`: make it this interpreter, venv activated or not.
     os.environ["PATH"] = os.pathsep.join(
         [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
@@ -66,7 +74,7 @@ def run_step(
     submitted = mlflow.projects.run(
         str(PROJECT_DIR),
         entry_point=entry_point,
-        parameters=parameters,
+        parameters=text,
         env_manager="local",
         experiment_id=active.info.experiment_id,
         synchronous=True,

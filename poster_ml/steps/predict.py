@@ -69,7 +69,7 @@ def predict_step(config: PredictConfig) -> pd.DataFrame:
                         "probability_fresh": float(p),
                         "label": CLASS_NAMES[int(predicted_fresh(p))],
                     }
-                    for path, p in zip(batch, probabilities)
+                    for path, p in zip(batch, probabilities, strict=True)
                 ]
                 if config.cam:
                     write_overlays(model, np.stack(images), batch, probabilities, Path(config.cam))
@@ -107,7 +107,7 @@ def write_overlays(
         ],
         *images.shape[1:3],
     )
-    for image, heat, path, probability in zip(images, maps, paths, probabilities):
+    for image, heat, path, probability in zip(images, maps, paths, probabilities, strict=True):
         figure = plots.heatmap_grid(
             image[None], heat[None], [f"p(fresh) {probability:.2f}"], path.name, columns=1
         )

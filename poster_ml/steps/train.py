@@ -59,19 +59,12 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
         rows = []
         for variant in variants:
             variant, variant_config, variant_tags = with_resolved_weights(variant, config, weights)
-            previous = runs.child_run(parent.info.run_id, variant.name) or (
-                predecessor and runs.child_run(predecessor, variant.name)
-            )
-            if (
-                previous is not None
-                and previous.info.status == "FINISHED"
-                and (row := variant_models.finished_row(previous.info.run_id)) is not None
-            ):
-                if (
-                    reused := reuse_finished(previous, row, data, parent, tags | variant_tags)
-                ) is not None:
-                    rows.append(reused)
-                    continue
+            previous = runs.child_run(parent.info.run_id, variant.name)
+            if previous is None and predecessor is not None:
+                previous = runs.child_run(predecessor, variant.name)
+            if (reused := reuse_finished(previous, data, parent, tags | variant_tags)) is not None:
+                rows.append(reused)
+                continue
             print(
                 f"training {variant.name}: {variant.description}"
                 + (f", {config.trials} Optuna trials" if config.trials else "")
@@ -126,11 +119,15 @@ def with_resolved_weights(variant, config: TrainConfig, weights: dict[str, str])
     return variant, dataclasses.replace(config, weights=resolved), tags
 
 
-def reuse_finished(
-    previous, row: dict, data: PreparedData, parent, tags: dict[str, str]
-) -> dict | None:
-    """A variant an interrupted run finished: not trained again. In that same run it is
-    already there; a run that continues another links the same model in a run of its own."""
+def reuse_finished(previous, data: PreparedData, parent, tags: dict[str, str]) -> dict | None:
+    """The leaderboard row of a variant an interrupted run finished, which is not trained
+    again, or None to train it. In that same run it is already there; a run that continues
+    another links the same model in a variant run of its own."""
+    if previous is None or previous.info.status != "FINISHED":
+        return None
+    row = variant_models.finished_row(previous.info.run_id)
+    if row is None:
+        return None
     name = row["variant"]
     if runs.parent_id(previous) == parent.info.run_id:
         print(f"{name} finished in run {previous.info.run_id}: not trained again")
@@ -227,9 +224,8 @@ def tune_variant(
                 values = tuning.search_space(trial, variant)
                 with trials.trial_run(trial, variant_run.info.run_id, values):
                     callbacks = [artifacts.epoch_logger(), KerasPruningCallback(trial, "val_auc")]
-                    trained = train_variant(
-                        variant, data, dataclasses.replace(config, **values), augment, callbacks
-                    )
+                    tuned = dataclasses.replace(config, **values)  # type: ignore[arg-type]  # Search-space names are TrainConfig fields.
+                    trained = train_variant(variant, data, tuned, augment, callbacks)
                     value = float(trained.best_epoch["val_auc"])
                     trials.log_trial_value(value)
                     # Only a trial that beats every finished one can end up the best: it

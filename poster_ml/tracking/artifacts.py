@@ -23,7 +23,7 @@ def split_dataset(data: PreparedData, split: str | None = None):
         # MLflow warns that a local path could be one of two equivalent source kinds, and
         # that integer columns cannot hold missing values; neither applies to a manifest.
         warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(
+        dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]  # Lazily exported by MLflow.
             manifest,
             source=str(data.path.resolve()),
             targets="label",

@@ -31,7 +31,7 @@ SIGNATURE = ModelSignature(
 )
 
 
-class PosterClassifier(mlflow.pyfunc.PythonModel):
+class PosterClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]  # Lazily exported by MLflow.
     """Wraps a Keras poster model: encoded images in, probability of fresh and label out."""
 
     def load_context(self, context):

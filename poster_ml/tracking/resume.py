@@ -58,13 +58,13 @@ def interrupted_run(
     """The latest run of this step and config (other than `exclude`) that did not finish,
     if its process is gone."""
     client = MlflowClient()
-    runs = client.search_runs(
+    found = client.search_runs(
         [experiment_id],
         f"tags.`{KEY}` = '{key}' and tags.`poster_ml.step` = '{step}'",
         order_by=["attributes.start_time DESC"],
         max_results=2,
     )
-    runs = [run for run in runs if run.info.run_id != exclude][:1]
+    runs = [run for run in found if run.info.run_id != exclude][:1]
     if not runs or runs[0].info.status == "FINISHED":
         return None
     run = runs[0]

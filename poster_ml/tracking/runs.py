@@ -8,7 +8,8 @@ import os
 import platform
 import socket
 import urllib.parse
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -207,7 +208,10 @@ def experiment_name() -> str:
 
 
 def active_run_id() -> str:
-    return mlflow.active_run().info.run_id
+    active = mlflow.active_run()
+    if active is None:
+        raise RuntimeError("no active run: call this inside step_run")
+    return active.info.run_id
 
 
 def set_tags(tags: dict[str, str]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -65,7 +65,7 @@ def store_error(error: Exception) -> PosterMLError | None:
             return unreachable
         if kind == "missing":
             return TrackingStoreError(f"{first_line(cause)} (in the tracking store {uri})")
-        if kind == "file":
+        if kind == "file" and isinstance(cause, OSError):
             return DatasetError(f"{cause.strerror or type(cause).__name__}: {cause.filename}")
     return None
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import mlflow
 import optuna
@@ -86,7 +86,7 @@ def log_study(study: optuna.Study, best: optuna.trial.FrozenTrial) -> None:
     )
     mlflow.log_metrics(
         {
-            "best_trial_val_auc": best.value,
+            "best_trial_val_auc": float(best.value or 0.0),  # A best trial is a completed one.
             "best_trial_number": best.number,
             "finished_trials": len(study.trials),
         }
