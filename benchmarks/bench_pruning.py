@@ -28,15 +28,15 @@ def run_study(data, pruner: str, trials: int, epochs: int) -> dict:
     from optuna_integration import KerasPruningCallback
 
     from poster_ml.config import AugmentConfig, TrainConfig
-    from poster_ml.models import tuning
+    from poster_ml.models import studies, tuning
     from poster_ml.models.fit import train_variant
     from poster_ml.models.session import releasing_memory
     from poster_ml.models.variants import VARIANTS
 
     variant = VARIANTS["regularized_cnn"]
     config = TrainConfig(max_epochs=epochs, weights="none", patience=epochs, trials=trials)
-    study, _ = tuning.open_study(
-        f"bench-{pruner}", optuna.storages.InMemoryStorage(), 42, pruner, variant
+    study, _ = studies.open_study(
+        f"bench-{pruner}", optuna.storages.InMemoryStorage(), 42, pruner, variant, {}
     )
     peaks: list[float] = []
 
