@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import os
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
+import pytest
+import requests
 import yaml
+from helpers import POSTGRES
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -95,3 +104,82 @@ def test_every_imported_package_is_declared():
 
 def test_one_version_string():
     assert importlib.metadata.version("poster-ml") == poster_ml.__version__
+
+
+@pytest.mark.slow
+def test_the_server_extra_installs_into_a_fresh_venv_and_the_team_server_starts(
+    tmp_path, postgres_database
+):
+    """As a user installs it: `pip install "poster-ml[server]"` (uv, with the lock's versions
+    as constraints, from the package index or its cache), then `poster-ml server`."""
+    uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, timeout=300
+    )
+    installed = subprocess.run(
+        [
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(venv / "bin" / "python"),
+            f"{ROOT}[server]",
+            "-c",
+            str(ROOT / "requirements.lock"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    runs_db, users_db = postgres_database("runs"), postgres_database("users")
+    command = [
+        str(venv / "bin" / "poster-ml"),
+        "server",
+        "--backend-store-uri",
+        f"{POSTGRES}/{runs_db}",
+        "--auth-database-uri",
+        f"{POSTGRES}/{users_db}",
+        "--artifacts-destination",
+        str(tmp_path / "artifacts"),
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    server = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=os.environ | {"POSTER_ML_ADMIN_PASSWORD": "correct-horse-battery-staple"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline, status = time.monotonic() + 180, None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                status = requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code
+                break
+            except requests.RequestException:
+                time.sleep(1)
+        assert status == 200, (
+            f"the server from the fresh venv did not answer (exit code {server.poll()})"
+        )
+        # Basic auth is on: an anonymous request is refused.
+        assert (
+            requests.get(
+                f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search",
+                params={"max_results": 1},
+                timeout=10,
+            ).status_code
+            == 401
+        )
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)

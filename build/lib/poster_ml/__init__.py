@@ -1,0 +1,15 @@
+"""poster-ml: predict from a movie poster whether the film is fresh or rotten, and show why."""
+
+__version__ = "0.3.0"
+
+CLASS_NAMES = ("rotten", "fresh")
+"""Label 0 is rotten and label 1 is fresh, as in the study."""
+
+DECISION_THRESHOLD = 0.5
+"""A poster is called fresh when its probability of fresh is at least this. Metrics, CAM
+grids and the served model share it; it travels with the model in its settings."""
+
+
+def predicted_fresh(probabilities):
+    """True where the probability of fresh reaches the decision threshold."""
+    return probabilities >= DECISION_THRESHOLD

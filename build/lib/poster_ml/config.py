@@ -1,0 +1,347 @@
+"""Frozen configuration dataclasses, one per concern, and the training profiles.
+
+Every field can be set from the command line and from MLproject parameters (the strict
+machinery is in settings.py). MLproject's parameters are checked against these classes
+by a test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from poster_ml.errors import ConfigError
+from poster_ml.settings import Checked, at_least, between, one_of, setting, with_overrides
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessConfig(Checked):
+    source: str = setting(
+        "synthetic", "'synthetic', a labels CSV, or a folder with fresh/ and rotten/"
+    )
+    images: str = setting("", "folder of poster files named in the labels CSV (CSV source only)")
+    count: int = setting(1000, "number of synthetic posters (synthetic source only)", at_least(1))
+    size: int = setting(
+        224, "side of the square, stretched output images in pixels", between(8, 4096)
+    )
+    out: str = setting("data/prepared", "output folder of the prepared dataset")
+    seed: int = setting(
+        42, "seed of the split and of the synthetic generator", between(0, 2**32 - 1)
+    )
+    train_fraction: float = setting(
+        0.48, "share of posters in the training split", between(0, 1, low_open=True, high_open=True)
+    )
+    validation_fraction: float = setting(
+        0.32,
+        "share of posters in the validation split",
+        between(0, 1, low_open=True, high_open=True),
+    )
+    test_fraction: float = setting(
+        0.20,
+        "share of posters in the untouched test split",
+        between(0, 1, low_open=True, high_open=True),
+    )
+    label_noise: float = setting(
+        0.15, "share of synthetic labels flipped at random", between(0, 0.5, high_open=True)
+    )
+    near_duplicate_bits: int = setting(
+        10,
+        "largest difference-hash distance (of 64 bits) of near-duplicate candidates",
+        between(0, 64),
+    )
+    near_duplicate_difference: float = setting(
+        2.0,
+        "largest mean grey-level difference of 16 x 16 thumbnails that confirms a near duplicate",
+        between(0, 255),
+    )
+    max_pixels: int = setting(
+        40_000_000,
+        "largest source pixel count; more is rejected as a decompression bomb",
+        at_least(1),
+    )
+    reduced_decode: bool = setting(
+        True, "let JPEG decode at reduced size when the target is much smaller"
+    )
+    workers: int = setting(0, "decoding processes; 0 uses every core", between(0, 256))
+
+    def __post_init__(self):
+        super().__post_init__()
+        fractions = (self.train_fraction, self.validation_fraction, self.test_fraction)
+        if abs(sum(fractions) - 1.0) > 1e-6:
+            raise ConfigError(f"split fractions must sum to 1, got {fractions}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainStepConfig(Checked):
+    """What the train step's command line and MLproject entry point take."""
+
+    profile: str = setting(
+        "full",
+        "'full' (the study's settings) or 'quick' (a 2-core laptop, minutes)",
+        one_of("full", "quick"),
+    )
+    data: str = setting(
+        "data/prepared", "prepared dataset; the synthetic default is prepared there if missing"
+    )
+    variants: str = setting("all", "comma-separated variant names, or 'all'")
+    overrides: str = setting(
+        "", "settings as 'name=value ...', e.g. 'max_epochs=3 weights=none zoom=0.2'"
+    )
+    trials: int = setting(
+        -1,
+        "Optuna trials per variant; -1 takes the profile's (quick 3, full 20), 0 trains the study's values once",
+        between(-1, 10_000),
+    )
+    storage: str = setting(
+        "",
+        "Optuna study storage: empty is optuna.db beside the MLflow store; journal:PATH or postgresql+psycopg://... for several workers",
+    )
+    study_name: str = setting(
+        "",
+        "Optuna study name; empty derives it from the experiment, the variant and the data digest",
+    )
+    heartbeat: int = setting(
+        60,
+        "seconds between a tuning worker's heartbeats; a trial silent for twice as long is failed and retried",
+        between(1, 3600),
+    )
+    restart: bool = setting(
+        False, "start afresh instead of resuming an interrupted train run with the same settings"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig(Checked):
+    train_run: str = setting("latest", "train run whose variants to evaluate: a run id or 'latest'")
+    model_uri: str = setting(
+        "", "evaluate this one model instead (e.g. models:/poster-ml@champion)"
+    )
+    data: str = setting("", "prepared dataset; empty means the one the train run used")
+    bootstrap_samples: int = setting(
+        1000, "bootstrap resamples for the 95 % intervals", between(10, 1_000_000)
+    )
+    seed: int = setting(42, "seed of the bootstrap", between(0, 2**32 - 1))
+    cam_posters: int = setting(8, "posters in each class-activation-map grid", between(1, 64))
+    activations_variant: str = setting(
+        "inception_v3_finetune_aug", "variant whose intermediate activations are drawn"
+    )
+    restart: bool = setting(
+        False, "start afresh instead of resuming an interrupted evaluate run with the same settings"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RegisterConfig(Checked):
+    train_run: str = setting(
+        "latest",
+        "train run whose best variant (by validation AUC) to register: a run id or 'latest'",
+    )
+    model_name: str = setting("poster-ml", "registered model name")
+    allow_cpu: bool = setting(
+        False, "register a CPU-trained variant too (by default only GPU-trained ones)"
+    )
+    data: str = setting(
+        "",
+        "prepared dataset whose test split gates the model; empty means the one the train run used",
+    )
+    bootstrap_samples: int = setting(
+        1000,
+        "paired bootstrap resamples of the comparison with the current champion",
+        between(10, 1_000_000),
+    )
+    seed: int = setting(42, "seed of the paired bootstrap", between(0, 2**32 - 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeConfig(Checked):
+    model: str = setting(
+        "models:/poster-ml@champion", "model to serve: a models:/ or runs:/ URI, or a local folder"
+    )
+    host: str = setting("127.0.0.1", "address to listen on; 0.0.0.0 for every interface")
+    port: int = setting(5001, "port to listen on", between(1, 65535))
+    workers: int = setting(
+        1, "server processes, each with its own copy of the model", between(1, 64)
+    )
+    max_request_mb: int = setting(
+        20, "largest request body in MiB; a larger one is answered 413 unread", between(1, 1024)
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig(Checked):
+    backend_store_uri: str = setting(
+        "postgresql://mlflow@127.0.0.1:5432/mlflow",
+        "the runs database (PostgreSQL), which only the server reaches",
+    )
+    auth_database_uri: str = setting(
+        "postgresql://mlflow@127.0.0.1:5432/mlflow_auth",
+        "the users and permissions database, apart from the runs",
+    )
+    artifacts_destination: str = setting(
+        "./mlartifacts",
+        "where the server keeps artifacts: a folder, or s3://bucket/path and the like",
+    )
+    host: str = setting("127.0.0.1", "address to listen on; behind a TLS proxy for a team")
+    port: int = setting(5000, "port to listen on", between(1, 65535))
+    default_permission: str = setting(
+        "NO_PERMISSIONS",
+        "what a user may do with what no one granted them",
+        one_of("NO_PERMISSIONS", "READ", "EDIT", "MANAGE"),
+    )
+    workers: int = setting(2, "server processes", between(1, 64))
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictConfig(Checked):
+    model: str = setting(
+        "models:/poster-ml@champion",
+        "model to score with: a models:/ or runs:/ URI, or a local folder",
+    )
+    paths: str = setting(
+        "",
+        "poster files and folders to score, separated by spaces (positional on the command line)",
+    )
+    out: str = setting(
+        "predictions.csv", "the predictions CSV; rejects go beside it as <name>.rejects.csv"
+    )
+    cam: str = setting(
+        "", "folder for one class-activation-map overlay per poster; empty draws none"
+    )
+    batch_size: int = setting(64, "posters decoded and scored at a time", between(1, 4096))
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkflowConfig(Checked):
+    profile: str = setting(
+        "quick",
+        "training profile: 'quick' (a laptop, minutes) or 'full' (the study's settings)",
+        one_of("full", "quick"),
+    )
+    source: str = setting(
+        "synthetic", "as for preprocess: 'synthetic', a labels CSV, or a class folder"
+    )
+    images: str = setting("", "as for preprocess: the folder of posters named in a labels CSV")
+    count: int = setting(400, "as for preprocess: number of synthetic posters", at_least(1))
+    data: str = setting("data/prepared", "folder of the prepared dataset")
+    variants: str = setting("all", "as for train: comma-separated variant names, or 'all'")
+    overrides: str = setting("", "as for train: settings as 'name=value ...'")
+    trials: int = setting(
+        -1, "as for train: Optuna trials per variant; -1 takes the profile's", between(-1, 10_000)
+    )
+    allow_cpu: str = setting(
+        "auto",
+        "as for register; 'auto' allows CPU-trained variants on a machine without a GPU and says so",
+        one_of("auto", "true", "false"),
+    )
+    force: bool = setting(False, "rerun every step even when a finished run had the same inputs")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig(Checked):
+    """The study's augmentation, applied as one fused affine warp per image."""
+
+    rotation_degrees: float = setting(50.0, "largest random rotation, degrees", between(0, 180))
+    zoom: float = setting(
+        0.3, "random zoom in [1 - zoom, 1 + zoom] per axis", between(0, 1, high_open=True)
+    )
+    width_shift: float = setting(
+        0.2, "largest horizontal shift, as a share of the width", between(0, 1, high_open=True)
+    )
+    height_shift: float = setting(
+        0.2, "largest vertical shift, as a share of the height", between(0, 1, high_open=True)
+    )
+    shear_degrees: float = setting(
+        0.2, "largest shear angle in degrees (the study's ImageDataGenerator unit)", between(0, 89)
+    )
+    horizontal_flip: bool = setting(True, "flip half of the images left to right")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(Checked):
+    """Training settings; PROFILES hold the two starting points, `full` and `quick`."""
+
+    batch_size: int = setting(32, "images per batch", between(1, 4096))
+    max_epochs: int = setting(
+        0, "cap on each variant's epochs from the study; 0 keeps them", between(0, 10_000)
+    )
+    patience: int = setting(
+        5, "epochs without improvement of the monitored metric before early stopping", at_least(1)
+    )
+    monitor: str = setting(
+        "val_loss",
+        "validation metric that early stopping and checkpointing watch",
+        one_of("val_loss", "val_auc", "val_accuracy"),
+    )
+    lr_patience: int = setting(
+        3, "epochs without improvement of val_loss before the learning rate drops", at_least(1)
+    )
+    lr_factor: float = setting(
+        0.1, "factor of each learning-rate drop", between(0, 1, low_open=True, high_open=True)
+    )
+    weights: str = setting(
+        "imagenet",
+        "pretrained bases: 'imagenet', 'auto' (ImageNet where it can be had, else random), 'none', or a weights file",
+    )
+    dropout: float | None = setting(
+        None,
+        "dropout rate of every head; none keeps each variant's own",
+        between(0, 1, high_open=True),
+    )
+    learning_rate: float | None = setting(
+        None, "learning rate; none keeps each variant's own", between(0, 1, low_open=True)
+    )
+    unfreeze_blocks: int | None = setting(
+        None,
+        "top blocks of a pretrained base that train; none keeps each variant's own",
+        between(0, 100),
+    )
+    image_size: int = setting(
+        224, "size of the synthetic default when train must prepare it", between(32, 4096)
+    )
+    synthetic_count: int = setting(
+        2000, "posters of the synthetic default when train must prepare it", at_least(20)
+    )
+    steps_per_epoch: int | None = setting(
+        None, "batches per epoch; none is the whole training split", at_least(1)
+    )
+    seed: int = setting(42, "seed of weights, shuffling and augmentation", between(0, 2**32 - 1))
+    precision: str = setting(
+        "auto",
+        "Keras dtype policy: auto (mixed_float16 on a GPU, float32 on a CPU), float32, mixed_float16 or mixed_bfloat16",
+        one_of("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+    )
+    augment_on: str = setting(
+        "auto",
+        "where augmentation warps: auto (device when a GPU is visible), host (OpenCV on every core) or device (in the training step)",
+        one_of("auto", "host", "device"),
+    )
+    feature_cache: str = setting("", "folder of cached base features; empty means <data>/features")
+    trials: int = setting(
+        20, "Optuna trials per variant; 0 trains the study's values once", between(0, 10_000)
+    )
+    pruner: str = setting(
+        "median",
+        "Optuna pruner of unpromising trials: median, hyperband or none",
+        one_of("median", "hyperband", "none"),
+    )
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "full": {},
+    # A 2-core laptop trains all eight variants in minutes, offline.
+    "quick": {
+        "image_size": 75,
+        "synthetic_count": 400,
+        "max_epochs": 4,
+        "weights": "auto",
+        "patience": 2,
+        "lr_patience": 2,
+        "trials": 3,
+    },
+}
+
+
+def train_config(profile: str, overrides: dict[str, Any]) -> TrainConfig:
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    return with_overrides(TrainConfig(), {**PROFILES[profile], **overrides})

@@ -1,0 +1,259 @@
+"""The preprocess step: posters in, validated, decoded once, de-duplicated, split, stored."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import functools
+import hashlib
+import multiprocessing
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from poster_ml import CLASS_NAMES
+from poster_ml.config import PreprocessConfig
+from poster_ml.data.dedup import difference_hash, duplicate_groups, thumbnail
+from poster_ml.data.images import PosterError, decode_poster
+from poster_ml.data.prepared import (
+    PreparedData,
+    dataset_info,
+    load_prepared,
+    pixel_settings,
+    write_prepared,
+    write_rejects,
+    write_shards,
+)
+from poster_ml.data.sources import Candidate, Reject, list_inputs
+from poster_ml.data.splits import grouped_stratified_split
+from poster_ml.errors import DatasetError
+from poster_ml.locks import exclusive
+
+SERIAL_BELOW = 200  # Fewer posters than this decode faster in-process than in a pool.
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoded:
+    sha256: str
+    dhash: int
+    thumbnail: np.ndarray | None
+    reject: Reject | None
+
+
+def decode_file(
+    path: Path, size: int, max_pixels: int, reduced_decode: bool
+) -> tuple[np.ndarray | None, Decoded]:
+    """Reads and decodes one poster: its pixels (None if rejected) and its facts."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return None, Decoded("", 0, None, Reject(str(path), "unreadable file", str(error)))
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        pixels = decode_poster(data, size, max_pixels=max_pixels, reduced_decode=reduced_decode)
+    except PosterError as error:
+        return None, Decoded(digest, 0, None, Reject(str(path), error.reason, str(error)))
+    return pixels, Decoded(digest, difference_hash(pixels), thumbnail(pixels), None)
+
+
+def decode_all(
+    candidates: list[Candidate], config: PreprocessConfig, staging_path: Path
+) -> list[Decoded]:
+    """Decodes every candidate on all cores; each worker writes its pixels straight into
+    the staging shard at the candidate's index, so only small facts travel back."""
+    tasks = [
+        (index, candidate.path, candidate.source, candidate.poster_id)
+        for index, candidate in enumerate(candidates)
+    ]
+    decode = functools.partial(_decode_into_staging, staging_path=staging_path, config=config)
+    workers = config.workers or os.cpu_count() or 1
+    progress = functools.partial(tqdm, total=len(tasks), desc="decoding posters", unit="poster")
+    if workers == 1 or len(tasks) < SERIAL_BELOW:
+        return list(progress(map(decode, tasks)))
+    # Spawned workers import only these light modules, never a parent's TensorFlow state.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        return list(progress(pool.map(decode, tasks, chunksize=32)))
+
+
+_open_staging: dict[Path, np.ndarray] = {}
+
+
+def _decode_into_staging(
+    task: tuple[int, Path, str, str], staging_path: Path, config: PreprocessConfig
+) -> Decoded:
+    index, path, source, poster_id = task
+    pixels, facts = decode_file(path, config.size, config.max_pixels, config.reduced_decode)
+    if pixels is not None:
+        if staging_path not in _open_staging:  # Opened once per process.
+            _open_staging[staging_path] = np.load(staging_path, mmap_mode="r+")
+        _open_staging[staging_path][index] = pixels
+    if facts.reject is not None:
+        # Rejects name the source as the manifest would, relative to the input root.
+        facts = dataclasses.replace(
+            facts, reject=dataclasses.replace(facts.reject, source=source, id=poster_id)
+        )
+    return facts
+
+
+def prepare(config: PreprocessConfig) -> PreparedData:
+    """Runs the whole step and writes the prepared dataset to `config.out`.
+
+    One process at a time writes a folder (a second one stops and says why), and
+    dataset.json, the mark of a complete dataset, is removed first and written last.
+    """
+    out_dir = Path(config.out)
+    busy = f"another preprocess is writing {out_dir}; wait for it to finish or choose another --out"
+    with exclusive(out_dir / ".lock", wait=False, busy_message=busy):
+        (out_dir / "dataset.json").unlink(missing_ok=True)
+        return _prepare(config, out_dir)
+
+
+def _prepare(config: PreprocessConfig, out_dir: Path) -> PreparedData:
+    listing = list_inputs(config)
+    candidates = listing.candidates
+    staging_path = out_dir / "staging.npy"
+    staging = np.lib.format.open_memmap(
+        staging_path,
+        mode="w+",
+        dtype=np.uint8,
+        shape=(max(1, len(candidates)), config.size, config.size, 3),
+    )
+    staging.flush()  # The header is on disk before the workers open the file.
+    try:
+        decoded = decode_all(candidates, config, staging_path)
+        decoded = reject_conflicting_duplicates(candidates, decoded, config)
+        rejects = write_rejects(
+            listing.rejects + [d.reject for d in decoded if d.reject is not None], out_dir
+        )
+        accepted = [i for i, d in enumerate(decoded) if d.reject is None]
+        if not accepted:
+            raise DatasetError(
+                f"no poster was accepted out of {listing.inputs} inputs; reasons in {out_dir / 'rejects.csv'}"
+            )
+        manifest = build_manifest(
+            [candidates[i] for i in accepted], [decoded[i] for i in accepted], config
+        )
+        write_shards(manifest, staging, accepted, out_dir)
+    finally:
+        del staging
+        _open_staging.pop(staging_path, None)
+        staging_path.unlink(missing_ok=True)
+    return write_prepared(
+        out_dir,
+        manifest,
+        pixel_settings(config),
+        lambda digest: dataset_info(manifest, rejects, listing.inputs, config, digest),
+    )
+
+
+def duplicate_roots(decoded: list[Decoded], config: PreprocessConfig) -> list[int]:
+    thumbnails = [d.thumbnail for d in decoded if d.thumbnail is not None]
+    if len(thumbnails) != len(decoded):
+        raise ValueError("duplicate_roots takes decoded posters, not rejects")
+    return duplicate_groups(
+        [d.sha256 for d in decoded],
+        [d.dhash for d in decoded],
+        np.stack(thumbnails),
+        config.near_duplicate_bits,
+        config.near_duplicate_difference,
+    )
+
+
+def reject_conflicting_duplicates(
+    candidates: list[Candidate], decoded: list[Decoded], config: PreprocessConfig
+) -> list[Decoded]:
+    """Rejects every member of a duplicate group whose members disagree on the label: the
+    poster's label cannot be trusted, and such groups would skew the stratified splits."""
+    good = [i for i, d in enumerate(decoded) if d.reject is None]
+    if not good:
+        return decoded
+    roots = duplicate_roots([decoded[i] for i in good], config)
+    labels_of: dict[int, set[int]] = {}
+    for position, root in enumerate(roots):
+        labels_of.setdefault(root, set()).add(candidates[good[position]].label)
+    decoded = list(decoded)
+    for position, root in enumerate(roots):
+        if len(labels_of[root]) > 1:
+            index, first = good[position], candidates[good[root]]
+            detail = f"duplicate of {first.source} (id {first.poster_id}); the group holds both fresh and rotten labels"
+            decoded[index] = dataclasses.replace(
+                decoded[index],
+                reject=Reject(
+                    candidates[index].source,
+                    "duplicates with conflicting labels",
+                    detail,
+                    candidates[index].poster_id,
+                ),
+            )
+    return decoded
+
+
+def build_manifest(
+    candidates: list[Candidate], decoded: list[Decoded], config: PreprocessConfig
+) -> pd.DataFrame:
+    labels = [c.label for c in candidates]
+    roots = duplicate_roots(decoded, config)
+    fractions = (config.train_fraction, config.validation_fraction, config.test_fraction)
+    splits = grouped_stratified_split(labels, roots, fractions, config.seed)
+    manifest = pd.DataFrame(
+        {
+            "id": [c.poster_id for c in candidates],
+            "source": [c.source for c in candidates],
+            "sha256": [d.sha256 for d in decoded],
+            "label": labels,
+            "class": [CLASS_NAMES[label] for label in labels],
+            "split": splits,
+            "group": [candidates[root].poster_id for root in roots],
+        }
+    )
+    for column in dict.fromkeys(key for c in candidates for key in c.extras):
+        manifest[column] = [c.extras.get(column, "") for c in candidates]
+    # Each split's shard holds its posters in manifest order; `row` is the index there.
+    manifest.insert(6, "row", manifest.groupby("split").cumcount())
+    return manifest
+
+
+def summary_text(dataset: PreparedData) -> str:
+    """The summary the step prints: accepted and rejected by reason add up to the inputs."""
+    info = dataset.info
+    lines = [
+        f"prepared {info['accepted']} of {info['inputs']} posters into {dataset.path} (digest {info['digest'][:12]})"
+    ]
+    for split, counts in info["counts"].items():
+        lines.append(
+            f"  {split:<10} {sum(counts.values()):>6}  (fresh {counts['fresh']}, rotten {counts['rotten']})"
+        )
+    lines.append(f"  accepted   {info['accepted']:>6}")
+    lines.append(f"  rejected   {info['rejected']:>6}")
+    for reason, count in info["rejected_by_reason"].items():
+        lines.append(f"    {reason:<36} {count:>6}")
+    return "\n".join(lines)
+
+
+def load_or_prepare_default(
+    path: str, size: int, count: int, seed: int, is_default: bool
+) -> PreparedData:
+    """The prepared dataset at `path`. Only the default location, when missing or empty,
+    is filled with the synthetic default; any other folder must hold a prepared dataset
+    (a typo must not start a training on synthetic posters), and a folder holding
+    anything else is never written into."""
+    folder = Path(path)
+    if (folder / "dataset.json").is_file() or (folder.is_dir() and any(folder.iterdir())):
+        return load_prepared(path)
+    if not is_default:
+        raise DatasetError(
+            f"{path} holds no prepared dataset; prepare your posters there first "
+            f"(poster-ml preprocess --source POSTERS --out {path}), or leave out --data to train on the synthetic default"
+        )
+    print(
+        f"no prepared dataset in {path} (the default location): preparing {count} synthetic posters at {size} pixels there first"
+    )
+    dataset = prepare(
+        PreprocessConfig(source="synthetic", count=count, size=size, out=path, seed=seed)
+    )
+    print(summary_text(dataset))
+    return dataset

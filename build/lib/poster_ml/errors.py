@@ -1,0 +1,21 @@
+"""Errors that stop a step with a one-line message and a non-zero exit, never a traceback."""
+
+
+class PosterMLError(ValueError):
+    """Base of every expected, user-facing error."""
+
+
+class ConfigError(PosterMLError):
+    """An unknown, mistyped or inconsistent setting."""
+
+
+class DatasetError(PosterMLError):
+    """A fatal input problem: no such CSV, no label column, nothing accepted."""
+
+
+class WeightsUnavailableError(PosterMLError):
+    """Pretrained weights were asked for and cannot be had."""
+
+
+class TrackingStoreError(PosterMLError):
+    """The tracking store cannot be reached, refuses the credentials, or lacks a run."""

@@ -1,0 +1,139 @@
+"""The pretrained bases (VGG16, InceptionV3, InceptionResNetV2): their ImageNet input
+preprocessing, their block boundaries for unfreezing, their CAM layer, and loading their
+weights from ImageNet, a local file, or nowhere.
+
+Only Keras 3 APIs are used here, so the bases run on the TensorFlow, JAX and PyTorch
+backends alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from poster_ml.errors import ConfigError, WeightsUnavailableError
+
+
+@keras.saving.register_keras_serializable(package="poster_ml")
+class CaffePreprocessing(layers.Layer):
+    """VGG16's ImageNet preprocessing: RGB to BGR, then subtract the ImageNet channel means."""
+
+    def call(self, images):
+        means = keras.ops.convert_to_tensor([103.939, 116.779, 123.68], dtype=images.dtype)
+        return keras.ops.flip(images, axis=-1) - means
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedBase:
+    application: Callable[..., keras.Model]
+    preprocessing: Callable[[], layers.Layer]
+    block_ends: str  # Regex of the layers that end each block, for unfreezing the top blocks.
+    cam_layer: str
+    max_unfreeze: int  # Deepest unfreeze tuning explores, in the base's own blocks.
+
+
+PRETRAINED_BASES = {
+    # VGG16: its five conv blocks, each ending in a pooling layer; all but the first may train.
+    "vgg16": PretrainedBase(
+        keras.applications.VGG16,
+        CaffePreprocessing,
+        r"block\d_pool",
+        "block5_conv3",
+        max_unfreeze=4,
+    ),
+    # InceptionResNetV2: each residual block (block35_*, block17_*, block8_*) and each
+    # reduction (mixed_*) is one block, so the study's "from block8_10 on" is one block;
+    # tuning explores up to its block8 group and the final conv (ten blocks).
+    "inception_resnet_v2": PretrainedBase(
+        keras.applications.InceptionResNetV2,
+        lambda: layers.Rescaling(1 / 127.5, offset=-1),
+        r"mixed_\w+|block\d+_\d+_ac|conv_7b_ac",
+        "conv_7b_ac",
+        max_unfreeze=10,
+    ),
+    # InceptionV3: its eleven mixed blocks, mixed0 to mixed10.
+    "inception_v3": PretrainedBase(
+        keras.applications.InceptionV3,
+        lambda: layers.Rescaling(1 / 127.5, offset=-1),
+        r"mixed\d+",
+        "mixed10",
+        max_unfreeze=10,
+    ),
+}
+
+
+def pretrained_base(name: str, inputs, unfreeze_blocks: int, weights: str):
+    """A keras.applications base on `inputs`, frozen but for its top `unfreeze_blocks` blocks.
+
+    Passing the preprocessed tensor as `input_tensor` puts the base's layers into the
+    outer graph rather than nesting a model, so Grad-CAM can reach its last conv layer.
+    """
+    spec = PRETRAINED_BASES[name]
+    x = spec.preprocessing()(inputs)
+    base = load_application(spec.application, x, weights)
+    block_ends = [
+        index
+        for index, layer in enumerate(base.layers)
+        if re.fullmatch(spec.block_ends, layer.name)
+    ]
+    if not 0 <= unfreeze_blocks < len(block_ends):
+        raise ConfigError(
+            f"unfreeze_blocks for {name} must be in [0, {len(block_ends) - 1}], got {unfreeze_blocks}"
+        )
+    first_trainable = block_ends[-unfreeze_blocks - 1] + 1 if unfreeze_blocks else len(base.layers)
+    for index, layer in enumerate(base.layers):
+        # BatchNorm stays in inference mode even in unfrozen blocks: a non-trainable
+        # BatchNormalization layer in Keras 3 uses its moving statistics.
+        layer.trainable = index >= first_trainable and not isinstance(
+            layer, layers.BatchNormalization
+        )
+    return base.output
+
+
+def check_weights(bases: list[str], weights: str) -> dict[str, str]:
+    """Loads each named pretrained base's weights once up front (and so into Keras's cache),
+    so a missing download stops the run in seconds rather than after the CNN variants
+    trained. Returns the weights each base will get: with 'auto', ImageNet's where they
+    are in Keras's cache or can be downloaded, else 'none' (random weights)."""
+    resolved = {}
+    for base in dict.fromkeys(bases):
+        try:
+            load_application(
+                PRETRAINED_BASES[base].application,
+                keras.Input((75, 75, 3)),
+                "imagenet" if weights == "auto" else weights,
+            )
+            resolved[base] = "imagenet" if weights == "auto" else weights
+        except WeightsUnavailableError:
+            if weights != "auto":
+                raise
+            resolved[base] = "none"
+    keras.backend.clear_session()
+    return resolved
+
+
+def load_application(
+    application: Callable[..., keras.Model], input_tensor, weights: str
+) -> keras.Model:
+    """Builds a keras.applications base with 'imagenet', 'none' or a weights-file path."""
+    if weights == "none":
+        return application(include_top=False, weights=None, input_tensor=input_tensor)
+    if weights != "imagenet":
+        if not Path(weights).is_file():
+            raise WeightsUnavailableError(f"no such weights file: {weights}")
+        return application(include_top=False, weights=weights, input_tensor=input_tensor)
+    try:
+        return application(include_top=False, weights="imagenet", input_tensor=input_tensor)
+    except Exception as error:  # Keras raises a bare Exception for a failed download.
+        if "URL fetch failure" not in str(error) and not isinstance(error, OSError):
+            raise
+        raise WeightsUnavailableError(
+            f"cannot download ImageNet weights for {application.__name__} ({str(error).splitlines()[0][:120]}); "
+            "put the *_notop.h5 file in ~/.keras/models/ (or $KERAS_HOME/models/), or point the setting at it "
+            '(--overrides "weights=PATH"), or train from scratch with weights=none'
+        ) from None

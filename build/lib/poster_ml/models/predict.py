@@ -1,0 +1,27 @@
+"""Batched prediction: the probability of fresh for decoded posters."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def predict_probabilities(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The model's probability of fresh for uint8 images, in batches (resized first if the
+    model takes another size, as an older champion may)."""
+    import keras
+
+    side = model.inputs[0].shape[1]
+    if side is not None and side != images.shape[1]:
+        images = keras.ops.convert_to_numpy(
+            keras.ops.image.resize(
+                images.astype(np.float32), (side, side), interpolation="bilinear"
+            )
+        )
+
+    outputs = [
+        keras.ops.convert_to_numpy(
+            model(images[start : start + batch_size].astype(np.float32), training=False)
+        )
+        for start in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(outputs).reshape(-1)

@@ -1,0 +1,35 @@
+"""Processes: this host's name, whether a process still exists, and running a long-lived
+child process (a server) in the foreground."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+
+HOST = socket.gethostname()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host with that id exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # Alive, another user's.
+    return True
+
+
+def run_in_foreground(command: list[str], environment: dict[str, str]) -> int:
+    """Runs `command` until it exits; stopping this process stops it too, rather than
+    leaving it orphaned. Returns its exit code.
+
+    The child runs in a session of its own, so a Ctrl-C in the terminal reaches it once,
+    forwarded from here (in the terminal's process group it would get it twice, which
+    uvicorn takes as "force exit now")."""
+    child = subprocess.Popen(command, env=environment, start_new_session=True)
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda received, frame: child.send_signal(received))
+    return child.wait()

@@ -1,0 +1,71 @@
+"""The evaluate step: every variant of a train run (or one model) on the untouched test split."""
+
+from __future__ import annotations
+
+from poster_ml import plots
+from poster_ml.config import EvaluateConfig
+from poster_ml.data.prepared import load_prepared
+from poster_ml.errors import DatasetError
+from poster_ml.tables import localisation_table, markdown_table, results_table
+from poster_ml.tracking import artifacts, loading, runs
+
+
+def evaluate_step(config: EvaluateConfig):
+    """Evaluates every variant of a train run (or one model) and returns the results table."""
+    from poster_ml.explain.evaluation import evaluate_model
+
+    with runs.step_run(
+        "evaluate", {"evaluate": config}, seed=config.seed, resumable=True, restart=config.restart
+    ) as run:
+        if config.model_uri:
+            train = None
+            targets = [loading.EvaluationTarget(config.model_uri, config.model_uri, None, {})]
+        else:
+            train = runs.find_train_run(config.train_run)
+            targets = loading.evaluation_targets(train)
+            runs.set_tags({"train_run_id": train.info.run_id})
+        data = load_prepared(
+            config.data
+            or (train.data.tags.get("data_path", "data/prepared") if train else "data/prepared")
+        )
+        if train is not None and train.data.tags.get("dataset_digest") != data.digest:
+            raise DatasetError(
+                f"{data.path} holds dataset {data.digest[:12]}, but train run {train.info.run_id} trained on "
+                f"{train.data.tags.get('dataset_digest', '(unknown)')[:12]}; pass --data with the prepared data it trained on"
+            )
+        artifacts.dataset_input(data, context="evaluation")
+        test_dataset = artifacts.split_dataset(data, "test")
+        rows, curves = [], {}
+        for target in targets:
+            # A resumed evaluate run keeps what it finished before it was interrupted.
+            done = artifacts.evaluated_row(run.info.run_id, target.name)
+            if done is not None:
+                print(f"{target.name} evaluated before the interruption: not again")
+                row, curves[target.name] = done
+                rows.append(row)
+                continue
+            print(f"evaluating {target.name}")
+            model = loading.load_keras_model(target.model_uri)
+            result = evaluate_model(
+                model,
+                data,
+                config,
+                with_activations=target.name == config.activations_variant or len(targets) == 1,
+            )
+            artifacts.log_model_evaluation(
+                result, model.name, loading.model_id(target.model_uri), test_dataset
+            )
+            rows.append({"variant": target.name, **target.summary, **result.metrics})
+            curves[target.name] = result.roc
+            artifacts.log_evaluated_row(target.name, rows[-1], result.roc)
+        table, localisation = results_table(rows), localisation_table(rows)
+        roc_figure = plots.roc_curves(curves, "ROC curves on the test split")
+        run_ids = [train.info.run_id] if train else []
+        artifacts.log_results_table(
+            table, localisation, roc_figure, [*run_ids, runs.active_run_id()]
+        )
+    print(markdown_table(table))
+    if len(localisation):
+        print("CAM localisation on the planted regions (ratio to the stronger baseline):")
+        print(markdown_table(localisation))
+    return table

@@ -1,0 +1,84 @@
+"""The team server: MLflow's own tracking server with a PostgreSQL store, artifacts served
+through it, and its basic authentication (users and permissions in a database of their
+own). A thin wrapper: it writes the auth settings file, prints the command, runs it.
+
+The admin password is the operator's: POSTER_ML_ADMIN_PASSWORD (or MLflow's own
+MLFLOW_AUTH_ADMIN_PASSWORD). There is no default; without one the server does not start.
+Clients use only the http:// URI with MLFLOW_TRACKING_USERNAME and
+MLFLOW_TRACKING_PASSWORD, never the database URIs.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+from poster_ml.config import ServerConfig
+from poster_ml.errors import ConfigError
+from poster_ml.processes import run_in_foreground
+
+
+def admin_password() -> str:
+    password = os.environ.get("POSTER_ML_ADMIN_PASSWORD") or os.environ.get(
+        "MLFLOW_AUTH_ADMIN_PASSWORD"
+    )
+    if not password:
+        raise ConfigError(
+            "no admin password: set POSTER_ML_ADMIN_PASSWORD (there is no default); the server does not start without one"
+        )
+    if len(password) < 12:
+        raise ConfigError("the admin password must have at least 12 characters")
+    return password
+
+
+def auth_settings(config: ServerConfig) -> str:
+    return (
+        "[mlflow]\n"
+        f"default_permission = {config.default_permission}\n"
+        f"database_uri = {config.auth_database_uri}\n"
+        "admin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+
+
+def server_step(config: ServerConfig) -> int:
+    password = admin_password()
+    with tempfile.TemporaryDirectory() as folder:
+        settings = Path(folder) / "basic_auth.ini"
+        settings.write_text(auth_settings(config))
+        settings.chmod(0o600)
+        command = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--app-name",
+            "basic-auth",
+            "--backend-store-uri",
+            config.backend_store_uri,
+            "--serve-artifacts",
+            "--artifacts-destination",
+            config.artifacts_destination,
+            "--host",
+            config.host,
+            "--port",
+            str(config.port),
+            "--workers",
+            str(config.workers),
+        ]
+        print(f"running: MLFLOW_AUTH_CONFIG_PATH={settings} {shlex.join(command)}", flush=True)
+        environment = os.environ | {
+            "MLFLOW_AUTH_CONFIG_PATH": str(settings),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": password,
+        }
+        if not os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY"):
+            # The CSRF key of the UI's forms; several servers behind one proxy need one shared key.
+            print(
+                "MLFLOW_FLASK_SERVER_SECRET_KEY is not set: using a random key for this start (set one for several servers)"
+            )
+            environment["MLFLOW_FLASK_SERVER_SECRET_KEY"] = secrets.token_hex(32)
+        return run_in_foreground(command, environment)

@@ -1,0 +1,157 @@
+"""What the steps log: datasets, figures, per-epoch metrics, trained variants, evaluations, tables."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from poster_ml import plots
+from poster_ml.data.prepared import PreparedData, sample_posters
+from poster_ml.tables import markdown_table
+
+
+def split_dataset(data: PreparedData, split: str | None = None):
+    """The prepared dataset (or one split of it) as an MLflow dataset, named by its digest."""
+    manifest, digest = data.manifest if split is None else data.split(split), data.info["digest"]
+    with warnings.catch_warnings():
+        # MLflow warns that a local path could be one of two equivalent source kinds, and
+        # that integer columns cannot hold missing values; neither applies to a manifest.
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]  # Lazily exported by MLflow.
+            manifest,
+            source=str(data.path.resolve()),
+            targets="label",
+            name=f"posters-{digest[:12]}" + (f"-{split}" if split else ""),
+            # The store keeps at most 36 characters of a digest; the full one travels as a tag.
+            digest=(digest[:28] + (split or "")[:4]) if split else digest[:32],
+        )
+        _ = dataset.schema  # Inferred (and cached) here, where its warning is understood.
+        return dataset
+
+
+def dataset_input(data: PreparedData, context: str) -> None:
+    """Logs the prepared dataset as the run's MLflow dataset input, carrying our full digest."""
+    digest, dataset = data.info["digest"], split_dataset(data)
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # As in split_dataset.
+                mlflow.log_input(dataset, context=context, tags={"sha256": digest})
+            break
+        except MlflowException as error:
+            # MLflow's SQL store looks for the dataset, then inserts it: two workers that log
+            # the same new dataset at once both insert, and the slower one breaks the unique
+            # key. Its retry finds the row the faster one wrote.
+            if "unique constraint" not in str(error).lower() or attempt == 2:
+                raise
+    mlflow.set_tags({"dataset_digest": digest, "data_path": str(data.path.resolve())})
+
+
+def log_figure(figure, path: str, run_id: str | None = None) -> None:
+    """Logs a figure to a run (the active one by default) and frees it."""
+    if run_id is None:
+        mlflow.log_figure(figure, path)
+    else:
+        MlflowClient().log_figure(run_id, figure, path)
+    plots.close(figure)
+
+
+def log_preprocess(dataset: PreparedData) -> None:
+    info = dataset.info
+    dataset_input(dataset, context="preprocess")
+    mlflow.log_metrics(
+        {"inputs": info["inputs"], "accepted": info["accepted"], "rejected": info["rejected"]}
+    )
+    for name in ("manifest.csv", "rejects.csv", "dataset.json"):
+        mlflow.log_artifact(str(dataset.path / name))
+    log_figure(plots.class_balance_chart(info["counts"]), "class_balance.png")
+    log_figure(plots.sample_grid(sample_posters(dataset)), "sample_posters.png")
+
+
+def epoch_logger(skip_through: int = -1):
+    """A Keras callback that logs each epoch's metrics: loss, accuracy, AUC, their val_
+    twins, learning rate, epoch seconds and images per second. Epochs up to
+    `skip_through` are already in a resumed run and are not logged twice."""
+    import keras
+
+    def log(epoch, logs):
+        if epoch > skip_through:
+            mlflow.log_metrics(
+                {name: float(value) for name, value in (logs or {}).items()}, step=epoch
+            )
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=log)
+
+
+def log_evaluated_row(name: str, row: dict[str, Any], roc: tuple) -> None:
+    """One model's results row and ROC curve on the evaluate run, so an interrupted
+    evaluation resumes without evaluating it again."""
+    false_positive, true_positive, auc = roc
+    mlflow.log_dict(
+        {
+            "row": row,
+            "roc": [list(map(float, false_positive)), list(map(float, true_positive)), float(auc)],
+        },
+        f"evaluated/{name}.json",
+    )
+
+
+def evaluated_row(run_id: str, name: str) -> tuple[dict[str, Any], tuple] | None:
+    try:
+        saved = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluated/{name}.json")
+    except (MlflowException, OSError):  # Not logged: MLflow says so with either, by store.
+        return None
+    false_positive, true_positive, auc = saved["roc"]
+    return saved["row"], (np.array(false_positive), np.array(true_positive), auc)
+
+
+def log_leaderboard(board: pd.DataFrame) -> None:
+    mlflow.log_table(board, "leaderboard.json")
+    mlflow.log_text(markdown_table(board.drop(columns="model_uri")), "leaderboard.md")
+    best = board.iloc[0]
+    mlflow.set_tags({"best_variant": best["variant"], "best_model_uri": best["model_uri"]})
+    mlflow.log_metric("best_val_auc", float(best["val_auc"]))
+
+
+def log_model_evaluation(result, name: str, model_id: str | None, test_dataset) -> None:
+    """Logs one model's evaluation from the evaluate run: its test metrics linked to the
+    logged model and the test dataset, its figures, reports and predictions under
+    evaluation/<name>/ (the training runs are left as they were)."""
+    metrics = {f"test_{metric}": float(value) for metric, value in result.metrics.items()}
+    mlflow.log_metrics(metrics, model_id=model_id, dataset=test_dataset)
+    folder = f"evaluation/{name.replace('/', '_').replace(':', '_')}"
+    for file_name, figure in result.figures.items():
+        log_figure(figure, f"{folder}/{file_name}")
+    for file_name, text in result.texts.items():
+        mlflow.log_text(text, f"{folder}/{file_name}")
+    mlflow.log_text(result.predictions.to_csv(index=False), f"{folder}/predictions.csv")
+
+
+def log_results_table(
+    table: pd.DataFrame, localisation: pd.DataFrame, roc_figure, run_ids: list[str]
+) -> None:
+    """The study's results table (Markdown and HTML), the CAM localisation table and every
+    variant's ROC curve, on each run."""
+    client = MlflowClient()
+    for run_id in run_ids:
+        client.log_text(run_id, markdown_table(table), "results.md")
+        if len(localisation):
+            client.log_text(run_id, markdown_table(localisation), "cam_localisation.md")
+        client.log_text(
+            run_id,
+            table.to_html(index=False, float_format=lambda value: f"{value:.3f}", na_rep="-"),
+            "results.html",
+        )
+        client.log_figure(run_id, roc_figure, "roc_all_variants.png")
+    plots.close(roc_figure)
+
+
+def log_files(paths: list) -> None:
+    for path in paths:
+        mlflow.log_artifact(str(path))

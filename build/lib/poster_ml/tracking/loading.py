@@ -1,0 +1,109 @@
+"""Finding and loading logged poster models: the variants of a train run to evaluate,
+their files for a server, or the Keras model and its settings inside the pyfunc."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from poster_ml.errors import DatasetError
+
+
+def download_model(model_uri: str, folder: str) -> str:
+    """The logged model's files in a local folder, for a server to load."""
+    try:
+        return mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
+    except (MlflowException, OSError) as error:
+        raise DatasetError(
+            f"cannot load model {model_uri}: {str(error).splitlines()[0]}"
+        ) from error
+
+
+def load_poster_model(model_uri: str):
+    """The Keras model inside a logged poster pyfunc, and its settings (image size, threshold)."""
+    try:
+        wrapper = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    except (MlflowException, OSError) as error:
+        raise DatasetError(
+            f"cannot load model {model_uri}: {str(error).splitlines()[0]}"
+        ) from error
+    return wrapper.model, wrapper.settings
+
+
+def load_keras_model(model_uri: str):
+    """The Keras model inside a logged poster pyfunc."""
+    return load_poster_model(model_uri)[0]
+
+
+def model_id(model_uri: str) -> str | None:
+    """The logged model's id behind any model URI (models:/m-..., models:/name@alias, runs:/...)."""
+    try:
+        return mlflow.models.get_model_info(model_uri).model_id
+    except (MlflowException, OSError):
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationTarget:
+    """One model to evaluate, and the variant run (if any) its results belong to."""
+
+    name: str
+    model_uri: str
+    run_id: str | None
+    summary: dict[str, Any]
+
+
+def variant_runs(train: mlflow.entities.Run) -> list[mlflow.entities.Run]:
+    """The variant runs under a train run that have a model, in training order."""
+    client = MlflowClient()
+    children = client.search_runs(
+        [train.info.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{train.info.run_id}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    return [child for child in children if "model_uri" in child.data.tags]
+
+
+def evaluation_targets(train: mlflow.entities.Run) -> list[EvaluationTarget]:
+    """The variant runs under a train run that have a model, in training order; one line
+    of error when there are none."""
+    client = MlflowClient()
+    children = variant_runs(train)
+    if not children:
+        raise DatasetError(
+            f"train run {train.info.run_id} has no variant with a model to evaluate (it trained nothing, or every variant failed); "
+            "train again, or pass --train-run with a run that has one"
+        )
+    return [
+        EvaluationTarget(
+            child.data.tags["variant"],
+            child.data.tags["model_uri"],
+            child.info.run_id,
+            {
+                "train_accuracy": child.data.metrics.get("best_train_accuracy"),
+                "val_accuracy": child.data.metrics.get("best_val_accuracy"),
+                "val_auc": child.data.metrics.get("best_val_auc"),
+                "pretrained": child.data.tags.get("pretrained"),
+                "epochs": trained_epochs(client, child.info.run_id),
+                "seconds": child.data.metrics.get("train_seconds"),
+            },
+        )
+        for child in children
+    ]
+
+
+def trained_epochs(client: MlflowClient, run_id: str) -> int:
+    """Epochs the variant's model trained: its leaderboard row's (a tuned variant's epochs
+    are logged by its trials), else the length of its loss history."""
+    try:
+        return int(mlflow.artifacts.load_dict(f"runs:/{run_id}/leaderboard_row.json")["epochs"])
+    except (
+        MlflowException,
+        OSError,
+        KeyError,
+    ):  # No row (an older run): count the epochs it logged.
+        return len(client.get_metric_history(run_id, "loss"))

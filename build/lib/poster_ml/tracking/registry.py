@@ -1,0 +1,120 @@
+"""The Model Registry side of the register step: candidates ranked by validation AUC
+(found with mlflow.search_logged_models), idempotent registration, and the aliases
+@champion, @challenger and @previous (never stages)."""
+
+from __future__ import annotations
+
+import mlflow
+from mlflow.entities import LoggedModel
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from poster_ml.errors import DatasetError
+
+RANKED_BY = "best_val_auc"
+GATE = "gate"  # The version tag the gate sets last: champion or challenger.
+
+
+def best_candidate(
+    train: mlflow.entities.Run, allow_cpu: bool
+) -> tuple[LoggedModel, mlflow.entities.Run, str]:
+    """The model of the train run's variant run with the best validation AUC, that run,
+    and a note when a variant trained from random weights wins over one with pretrained
+    weights. A variant run's model is the one its `model_uri` tag names (a tuned variant's
+    lives on its best trial's run). The test split never takes part in choosing.
+    """
+    from poster_ml.tracking.loading import variant_runs
+
+    children = variant_runs(train)
+    if not children:
+        raise DatasetError(
+            f"train run {train.info.run_id} has no variant with a model (it trained nothing, or every variant failed); "
+            "train again, or pass --train-run with a run that has one"
+        )
+    eligible = [run for run in children if allow_cpu or run.data.tags.get("device") == "GPU"]
+    if not eligible:
+        raise DatasetError(
+            f"train run {train.info.run_id} has no GPU-trained variant to register; train on a GPU, or pass --allow-cpu true"
+        )
+    ranked = sorted(
+        eligible, key=lambda run: run.data.metrics.get(RANKED_BY, float("-inf")), reverse=True
+    )
+    best, note = ranked[0], ""
+    pretrained = [run for run in ranked if run.data.tags.get("pretrained") == "true"]
+    if best.data.tags.get("pretrained") != "true" and pretrained:
+        rival = pretrained[0]
+        note = (
+            f"chosen over the best variant with pretrained weights, {rival.data.tags['variant']} (validation AUC "
+            f"{rival.data.metrics[RANKED_BY]:.3f}), because its validation AUC is higher ({best.data.metrics[RANKED_BY]:.3f})"
+        )
+    return mlflow.get_logged_model(best.data.tags["model_uri"].removeprefix("models:/")), best, note
+
+
+def existing_version(name: str, model_id: str):
+    """The version already registered from this logged model, if any."""
+    try:
+        versions = MlflowClient().search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    return next(
+        (version for version in versions if version.tags.get("source_model_id") == model_id), None
+    )
+
+
+def register(
+    model: LoggedModel, run: mlflow.entities.Run, name: str
+) -> mlflow.entities.model_registry.ModelVersion:
+    tags = {
+        "variant": model.name,
+        "source_model_id": model.model_id,
+        "source_run": run.info.run_id,
+        "ranked_by": RANKED_BY,
+        "val_auc": f"{run.data.metrics.get(RANKED_BY, float('nan')):.4f}",
+        "device": run.data.tags.get("device", ""),
+        "pretrained": str(model.params.get("pretrained") == "True").lower(),
+        "dataset_digest": run.data.tags.get("dataset_digest", ""),
+        "commit": run.data.tags.get("mlflow.source.git.commit", "unknown"),
+    }
+    return mlflow.register_model(model.model_uri, name, tags=tags)
+
+
+def version_by_alias(name: str, alias: str):
+    try:
+        return MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def promote(name: str, version: str, previous: str | None) -> None:
+    """The new version becomes @champion; the one it replaces keeps @previous."""
+    client = MlflowClient()
+    if previous is not None:
+        client.set_registered_model_alias(name, "previous", previous)
+    client.set_registered_model_alias(name, "champion", version)
+
+
+def set_alias(name: str, version: str, alias: str) -> None:
+    MlflowClient().set_registered_model_alias(name, alias, version)
+
+
+def finish_gate(name: str, version: str, decision: str, verdict: str) -> str:
+    """Marks the version gated (the last thing the gate writes) and returns the verdict."""
+    MlflowClient().set_model_version_tag(name, version, GATE, decision)
+    return verdict
+
+
+def describe(name: str, version: str, text: str, tags: dict[str, str]) -> None:
+    client = MlflowClient()
+    if text:
+        client.update_model_version(name, version, description=text)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def version_tags(name: str, version: str) -> dict[str, str]:
+    return MlflowClient().get_model_version(name, version).tags
+
+
+def describe_model(name: str, text: str) -> None:
+    """The registered model's description (its model card)."""
+    MlflowClient().update_registered_model(name, description=text)

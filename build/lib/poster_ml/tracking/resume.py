@@ -1,0 +1,140 @@
+"""Nothing lost when a step is killed: which runs a dead process of this project left
+RUNNING, which interrupted run to resume, and where each run keeps its checkpoints.
+
+A step run carries the host and process id that run it and a key of its whole config.
+The next start of the same step with the same config (and no --restart) resumes the
+latest run of that key that did not finish; any other run left RUNNING by a process of
+this host that no longer exists is marked FAILED.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import mlflow
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+
+from poster_ml.errors import TrackingStoreError
+from poster_ml.processes import process_alive
+
+HOST, PID, KEY = "poster_ml.host", "poster_ml.pid", "poster_ml.resume_key"
+
+
+def owner_tags() -> dict[str, str]:
+    """The host and process that run a run, so that a later start can tell it died."""
+    return {HOST: socket.gethostname(), PID: str(os.getpid())}
+
+
+def process_tags(key: str) -> dict[str, str]:
+    return owner_tags() | {KEY: key}
+
+
+def config_key(step: str, configs: dict) -> str:
+    return hashlib.sha256(
+        json.dumps({"step": step, **configs}, sort_keys=True, default=str).encode()
+    ).hexdigest()[:24]
+
+
+def dead(run: mlflow.entities.Run) -> bool:
+    """Left RUNNING by a process of this host that no longer exists."""
+    tags = run.data.tags
+    return (
+        run.info.status == "RUNNING"
+        and tags.get(HOST) == socket.gethostname()
+        and PID in tags
+        and not process_alive(int(tags[PID]))
+    )
+
+
+def interrupted_run(
+    experiment_id: str, step: str, key: str, exclude: str | None = None
+) -> mlflow.entities.Run | None:
+    """The latest run of this step and config (other than `exclude`) that did not finish,
+    if its process is gone."""
+    client = MlflowClient()
+    found = client.search_runs(
+        [experiment_id],
+        f"tags.`{KEY}` = '{key}' and tags.`poster_ml.step` = '{step}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=2,
+    )
+    runs = [run for run in found if run.info.run_id != exclude][:1]
+    if not runs or runs[0].info.status == "FINISHED":
+        return None
+    run = runs[0]
+    if run.info.status == "RUNNING" and not dead(run):
+        where = f"process {run.data.tags.get(PID)} on {run.data.tags.get(HOST)}"
+        raise TrackingStoreError(
+            f"run {run.info.run_id} with these settings is still running ({where}); wait for it, or pass --restart to start another"
+        )
+    return run
+
+
+def fail_dead_runs(experiment_id: str, keep: str | None = None) -> list[str]:
+    """Marks FAILED every run of this experiment that a dead process of this host left
+    RUNNING (but `keep` and its children, which are about to resume); returns their ids."""
+    client = MlflowClient()
+    failed = []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
+        if run.info.run_id == keep or (keep and run.data.tags.get("mlflow.parentRunId") == keep):
+            continue
+        parent = run.data.tags.get("mlflow.parentRunId")
+        orphan = parent is not None and dead_by_id(client, parent)
+        if dead(run) or orphan:
+            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+            client.set_tag(
+                run.info.run_id,
+                "poster_ml.failure",
+                "its process died; marked FAILED by the next start",
+            )
+            failed.append(run.info.run_id)
+    return failed
+
+
+def dead_by_id(client: MlflowClient, run_id: str) -> bool:
+    run = client.get_run(run_id)
+    return dead(run) or (
+        run.info.status == "FAILED" and run.data.tags.get("poster_ml.failure") is not None
+    )
+
+
+def checkpoint_dir(run_id: str) -> Path:
+    """Where a run keeps its per-epoch checkpoints, beside the tracking store (or in the
+    working directory for a remote store)."""
+    uri = mlflow.get_tracking_uri()
+    root = (
+        Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else Path.cwd()
+    )
+    return root / "checkpoints" / run_id
+
+
+def discard_checkpoints(run_id: str) -> None:
+    shutil.rmtree(checkpoint_dir(run_id), ignore_errors=True)
+
+
+def adopt_variant_run(old_run_id: str, new_run_id: str) -> None:
+    """Carries an interrupted variant run's work into the run that continues it: its
+    checkpoints (so training goes on from its last finished epoch) and its epoch metrics."""
+    client = MlflowClient()
+    if checkpoint_dir(old_run_id).is_dir() and not checkpoint_dir(new_run_id).exists():
+        checkpoint_dir(old_run_id).rename(checkpoint_dir(new_run_id))
+    metrics = [
+        metric
+        for key in client.get_run(old_run_id).data.metrics
+        for metric in client.get_metric_history(old_run_id, key)
+    ]
+    for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics a call.
+        client.log_batch(new_run_id, metrics=metrics[start : start + 1000])
+    client.set_tag(new_run_id, "continues", old_run_id)
+
+
+def last_logged_epoch(run_id: str) -> int:
+    """The last epoch (0-based step) whose metrics the run has, or -1."""
+    history = MlflowClient().get_metric_history(run_id, "loss")
+    return max((metric.step for metric in history), default=-1)

@@ -1,0 +1,96 @@
+"""Optuna trials as nested MLflow runs, opened by hand (not optuna-integration's
+deprecated MLflowCallback, which loses the parent run in workers).
+
+Each trial is a run `trial-<n>` under the variant run of the train run that ran it, with
+the trial's parameters, per-epoch metrics, final value, Optuna trial number and the
+host and process running it. The trial keeps its run's id, host and process id as user
+attributes, so a later start can find its run and tell whether its process died. A
+pruned trial ends KILLED with the tag `pruned=true`; a failed one FAILED with a one-line
+reason, on the run and on the trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import mlflow
+import optuna
+from mlflow.entities import RunStatus
+
+from poster_ml.models.tuning import (
+    FAILURE_ATTRIBUTE,
+    HOST_ATTRIBUTE,
+    MODEL_ATTRIBUTE,
+    PID_ATTRIBUTE,
+    TRIAL_RUN_ATTRIBUTE,
+)
+from poster_ml.processes import HOST
+from poster_ml.tracking.resume import owner_tags
+
+
+@contextlib.contextmanager
+def trial_run(
+    trial: optuna.Trial, variant_run_id: str, parameters: dict
+) -> Iterator[mlflow.ActiveRun]:
+    run = mlflow.start_run(
+        run_name=f"trial-{trial.number}", nested=True, parent_run_id=variant_run_id
+    )
+    for key, value in (
+        (TRIAL_RUN_ATTRIBUTE, run.info.run_id),
+        (HOST_ATTRIBUTE, HOST),
+        (PID_ATTRIBUTE, os.getpid()),
+    ):
+        trial.set_user_attr(key, value)
+    mlflow.set_tags(
+        {
+            "poster_ml.step": "trial",
+            "optuna_trial_number": str(trial.number),
+            "optuna_study": trial.study.study_name,
+        }
+        | owner_tags()
+    )
+    mlflow.log_params(parameters)
+    try:
+        yield run
+    except optuna.TrialPruned:
+        mlflow.set_tag("pruned", "true")
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except Exception as error:  # Any failure of one trial is recorded; study.optimize goes on.
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:250]
+        mlflow.set_tag("failure_reason", reason)
+        trial.set_user_attr(FAILURE_ATTRIBUTE, f"{type(error).__name__}: {reason}")
+        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        raise
+    else:
+        mlflow.end_run()
+
+
+def log_trial_value(value: float) -> None:
+    mlflow.log_metric("objective_val_auc", value)
+
+
+def keep_trial_model(trial: optuna.Trial, model_uri: str) -> None:
+    trial.set_user_attr(MODEL_ATTRIBUTE, model_uri)
+
+
+def log_study(study: optuna.Study, best: optuna.trial.FrozenTrial) -> None:
+    """On the variant's run: the study, its best trial's parameters and value, and Optuna's plots."""
+    from poster_ml import plots
+
+    mlflow.log_params(
+        {f"best.{name}": value for name, value in best.params.items()}
+        | {"optuna_study": study.study_name}
+    )
+    mlflow.log_metrics(
+        {
+            "best_trial_val_auc": float(best.value or 0.0),  # A best trial is a completed one.
+            "best_trial_number": best.number,
+            "finished_trials": len(study.trials),
+        }
+    )
+    for name, figure in plots.study_figures(study).items():
+        mlflow.log_figure(figure, f"tuning/{name}")
+        plots.close(figure)

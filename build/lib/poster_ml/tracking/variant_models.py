@@ -1,0 +1,141 @@
+"""A variant's model in MLflow: logged on the run that trained it (a variant run, or the
+best trial's run), and linked to each variant run whose model it is.
+
+A variant run's model is the one its `model_uri` tag names. A tuned variant's model is
+its study's best trial's own model, logged on that trial's run, never a retraining: the
+variant run of every train run that uses the study links it, with its metrics, curves
+and leaderboard row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from poster_ml import plots
+from poster_ml.data.images import encode_jpeg
+from poster_ml.data.prepared import PreparedData
+from poster_ml.tracking.artifacts import log_figure, split_dataset
+from poster_ml.tracking.pyfunc_model import log_poster_model
+
+if TYPE_CHECKING:
+    from poster_ml.models.fit import TrainedVariant
+
+FACTS_FILE, ROW_FILE, SEEN_FILE = (
+    "trained_variant.json",
+    "leaderboard_row.json",
+    "seen_posters.json",
+)
+
+
+def trained_facts(trained: TrainedVariant) -> dict[str, Any]:
+    """What the variant run needs of a training besides the model: JSON values."""
+    return {
+        "variant": trained.variant.name,
+        "seconds": trained.seconds,
+        "pretrained": trained.pretrained,
+        "hyperparameters": trained.hyperparameters,
+        "history": trained.history.to_dict(orient="list"),
+        "summary": model_summary(trained.model),
+    }
+
+
+def log_model(trained: TrainedVariant, data: PreparedData, configs: dict[str, Any]) -> str:
+    """Logs the trained model on the active run (and the facts to link it later); returns its URI."""
+    example = encode_jpeg(data.reader("validation").read(np.array([0]))[0])
+    params = {
+        "variant": trained.variant.name,
+        "pretrained": trained.pretrained,
+        **trained.hyperparameters,
+    }
+    configs = {name: dataclasses.asdict(config) for name, config in configs.items()}
+    info = log_poster_model(
+        trained.model, data.image_size, configs, example, name=trained.variant.name, params=params
+    )
+    mlflow.log_dict(trained_facts(trained), FACTS_FILE)
+    return info.model_uri
+
+
+def log_trained_variant(
+    trained: TrainedVariant, data: PreparedData, configs: dict[str, Any]
+) -> dict[str, Any]:
+    """Logs a model trained in the variant run itself, and links it; returns its leaderboard row."""
+    return link_variant_model(trained_facts(trained), log_model(trained, data, configs), data)
+
+
+def link_variant_model(facts: dict[str, Any], model_uri: str, data: PreparedData) -> dict[str, Any]:
+    """Makes `model_uri` the active variant run's model: summary metrics linked to the model
+    and the validation split, curves, history, the posters it saw, and its leaderboard row."""
+    history = pd.DataFrame(facts["history"])
+    best = history.loc[history["restored"].astype(bool)].iloc[0]
+    name = facts["variant"]
+    row = {
+        "variant": name,
+        "train_accuracy": float(best["accuracy"]),
+        "val_accuracy": float(best["val_accuracy"]),
+        "val_auc": float(best["val_auc"]),
+        "epochs": len(history),
+        "best_epoch": int(best["epoch"]),
+        "seconds": round(facts["seconds"], 1),
+        "images_per_second": round(float(history["images_per_second"].median()), 1),
+        "pretrained": facts["pretrained"],
+    }
+    mlflow.log_metrics(
+        {"best_train_accuracy": row["train_accuracy"], "train_seconds": facts["seconds"]}
+    )
+    mlflow.set_tags(
+        {
+            "pretrained": str(facts["pretrained"]).lower(),
+            "replicas": str(facts["hyperparameters"].get("replicas", 1)),
+        }
+    )
+    log_figure(plots.training_curves(history, name), f"curves_{name}.png")
+    mlflow.log_text(facts["summary"], "model_summary.txt")
+    mlflow.log_table(history, "history.json")
+    seen = data.manifest[data.manifest["split"].isin(["train", "validation"])]["sha256"]
+    mlflow.log_dict({"dataset_digest": data.digest, "sha256": sorted(seen)}, SEEN_FILE)
+    # Logged once per variant run, to the run and to the model, linked to the validation split.
+    model_id = model_uri.removeprefix("models:/")
+    mlflow.log_metrics(
+        {f"best_{key}": float(row[key]) for key in ("val_accuracy", "val_auc")},
+        model_id=model_id,
+        dataset=split_dataset(data, "validation"),
+    )
+    row["model_uri"] = model_uri
+    mlflow.set_tag("model_uri", model_uri)
+    mlflow.log_dict(row, ROW_FILE)
+    return row
+
+
+def trial_facts(run_id: str) -> dict[str, Any] | None:
+    """The facts a trial run logged with its model, or None if it logged none."""
+    return load_run_dict(run_id, FACTS_FILE)
+
+
+def finished_row(run_id: str) -> dict[str, Any] | None:
+    """The leaderboard row a finished variant run logged, to resume without training it again."""
+    return load_run_dict(run_id, ROW_FILE)
+
+
+def seen_posters(run_id: str) -> set[str] | None:
+    """Content hashes of the posters a variant run's model trained or was selected on."""
+    seen = load_run_dict(run_id, SEEN_FILE)
+    return None if seen is None else set(seen["sha256"])
+
+
+def load_run_dict(run_id: str, path: str) -> dict[str, Any] | None:
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{path}")
+    except (MlflowException, OSError):  # Not logged: MLflow says so with either, by store.
+        return None
+
+
+def model_summary(model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    return "\n".join(lines)
