@@ -112,7 +112,11 @@ def test_the_server_extra_installs_into_a_fresh_venv_and_the_team_server_starts(
 ):
     """As a user installs it: `pip install "poster-ml[server]"` (uv, with the lock's versions
     as constraints, from the package index or its cache), then `poster-ml server`."""
+    from test_env_managers import clean_copy
+
     uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    # A copy of the tracked files, so that building the package writes nothing into the checkout.
+    project = clean_copy(tmp_path / "project")
     venv = tmp_path / "venv"
     subprocess.run(
         [uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, timeout=300
@@ -125,9 +129,9 @@ def test_the_server_extra_installs_into_a_fresh_venv_and_the_team_server_starts(
             "--quiet",
             "--python",
             str(venv / "bin" / "python"),
-            f"{ROOT}[server]",
+            f"{project}[server]",
             "-c",
-            str(ROOT / "requirements.lock"),
+            str(project / "requirements.lock"),
         ],
         capture_output=True,
         text=True,

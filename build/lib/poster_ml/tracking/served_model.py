@@ -1,7 +1,0 @@
-"""The model code MLflow logs (models-from-code): the pyfunc is rebuilt from source on load."""
-
-import mlflow
-
-from poster_ml.tracking.pyfunc_model import PosterClassifier
-
-mlflow.models.set_model(PosterClassifier())
