@@ -149,7 +149,8 @@ def heatmap_grid(
     figure, axes = plt.subplots(rows, columns, figsize=(columns * 2.4, rows * 2.8), squeeze=False)
     for axis in axes.ravel():
         axis.axis("off")
-    for axis, image, heat, caption in zip(axes.ravel(), images, maps, captions, strict=True):
+    # The grid may have more cells than posters: the last row's spare cells stay empty.
+    for axis, image, heat, caption in zip(axes.ravel(), images, maps, captions, strict=False):
         axis.imshow(image.astype(np.uint8))
         axis.imshow(
             heat,
