@@ -288,3 +288,26 @@ def test_training_over_two_replicas_scales_batch_and_learning_rate_and_logs_them
     assert model.params["global_batch_size"] == "32" and float(
         model.params["learning_rate"]
     ) == pytest.approx(2e-3)
+
+
+def test_a_missing_role_or_database_is_one_line_within_seconds(monkeypatch, capsys):
+    monkeypatch.setenv("POSTER_ML_ADMIN_PASSWORD", PASSWORD)
+    for uri, expected in (
+        (
+            f"{POSTGRES.replace('postgres@', 'nosuchrole@')}/test",
+            'role "nosuchrole" does not exist',
+        ),
+        (f"{POSTGRES}/no_such_database", 'database "no_such_database" does not exist'),
+    ):
+        started = time.monotonic()
+        assert (
+            main(["server", "--backend-store-uri", uri, "--auth-database-uri", f"{POSTGRES}/test"])
+            == 1
+        )
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+        assert time.monotonic() - started < 15
+        assert (
+            len(errors) == 1
+            and "cannot open the runs database" in errors[0]
+            and expected in errors[0]
+        ), errors
