@@ -27,6 +27,8 @@ def isolated_tracking(tmp_path_factory, monkeypatch):
     # MLflow's fluent API keeps the URI of the last set_tracking_uri in the process.
     mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    # `--verbose` sets it for the steps a command starts; it must not outlive one test.
+    monkeypatch.delenv("POSTER_ML_VERBOSE", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
 
 

@@ -31,8 +31,10 @@ def test_main_runs_every_step_then_skips_them_all(tmp_path, monkeypatch, capsys)
         r.data.tags.get("poster_ml.step", "") for r in runs if r.info.status == "FINISHED"
     )
     assert steps == ["evaluate", "main", "preprocess", "register", "train", "train_variant"]
-    version = client.get_model_version_by_alias("poster-ml", "champion")
+    # One epoch on 120 posters: gated @champion only if above chance, else @challenger.
+    (version,) = client.search_model_versions("name = 'poster-ml'")
     assert version.tags["variant"] == "basic_cnn" and version.tags["ranked_by"] == "best_val_auc"
+    assert version.tags["gate"] in ("champion", "challenger")
     capsys.readouterr()
 
     assert main(arguments) == 0
