@@ -80,8 +80,8 @@ def top_level_imports(folder: Path) -> set[str]:
 
 
 def test_every_imported_package_is_declared():
-    local = {"poster_ml", "helpers", "conftest", "_common"} | {
-        path.stem for path in (ROOT / "benchmarks").glob("*.py")
+    local = {"poster_ml"} | {
+        path.stem for folder in ("tests", "benchmarks") for path in (ROOT / folder).glob("*.py")
     }
     distributions = importlib.metadata.packages_distributions()
     names = {canonicalize_name(requirement.name) for requirement in declared()}
