@@ -36,9 +36,14 @@ def evaluate_step(config: EvaluateConfig):
         artifacts.dataset_input(data, context="evaluation")
         test_dataset = artifacts.split_dataset(data, "test")
         rows, curves = [], {}
+        predecessor = runs.predecessor(run)  # The interrupted run an `mlflow run` continues.
         for target in targets:
-            # A resumed evaluate run keeps what it finished before it was interrupted.
+            # A resumed (or continued) evaluate run keeps what was finished before the interruption.
             done = artifacts.evaluated_row(run.info.run_id, target.name)
+            if done is None and predecessor is not None:
+                done = artifacts.evaluated_row(predecessor, target.name)
+                if done is not None:
+                    artifacts.log_evaluated_row(target.name, *done)
             if done is not None:
                 print(f"{target.name} evaluated before the interruption: not again")
                 row, curves[target.name] = done
