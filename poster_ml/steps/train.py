@@ -119,6 +119,13 @@ def with_resolved_weights(variant, config: TrainConfig, weights: dict[str, str])
     return variant, dataclasses.replace(config, weights=resolved), tags
 
 
+def own_run(previous, parent):
+    """`previous` if it is a variant run of this very train run (one it resumes), else None."""
+    if previous is not None and runs.parent_id(previous) == parent.info.run_id:
+        return previous
+    return None
+
+
 def reuse_finished(previous, data: PreparedData, parent, tags: dict[str, str]) -> dict | None:
     """The leaderboard row of a variant an interrupted run finished, which is not trained
     again, or None to train it. In that same run it is already there; a run that continues
@@ -129,7 +136,7 @@ def reuse_finished(previous, data: PreparedData, parent, tags: dict[str, str]) -
     if row is None:
         return None
     name = row["variant"]
-    if runs.parent_id(previous) == parent.info.run_id:
+    if own_run(previous, parent) is not None:
         print(f"{name} finished in run {previous.info.run_id}: not trained again")
         return row
     facts = variant_models.trial_facts(
@@ -153,11 +160,7 @@ def train_once(
     in a new run (with the epochs so far) when this train run continues another."""
     from poster_ml.models.fit import train_variant
 
-    own = (
-        previous
-        if previous is not None and runs.parent_id(previous) == parent.info.run_id
-        else None
-    )
+    own = own_run(previous, parent)
     with runs.variant_run(
         variant.name, parent, tags, run_id=own.info.run_id if own else None
     ) as run:
@@ -205,11 +208,7 @@ def tune_variant(
             print(
                 f"{variant.name}: {failed} trial(s) left running by a dead worker marked failed and queued again"
             )
-        own = (
-            previous
-            if previous is not None and runs.parent_id(previous) == parent.info.run_id
-            else None
-        )
+        own = own_run(previous, parent)
         study_tags = {
             "optuna_study": study.study_name,
             "study_settings_hash": studies.settings_hash(settings),
