@@ -3,7 +3,14 @@
 32-poster request, and the size of a request carrying a base64 JPEG against the same
 poster as a JSON float tensor.
 
+With --load: the served model under many clients. A fixed number of requests (one
+real-size poster each, and batches of 32) from 1, 4 and 16 concurrent clients against
+`poster-ml serve --workers W` and the stock `mlflow models serve --workers W`, W in 1 and
+2: requests and posters per second, median and 99th-percentile latency, errors, and the
+server's memory (all its processes) before and after.
+
     python benchmarks/bench_serving.py [--size 224] [--requests 50]
+    python benchmarks/bench_serving.py --load [--requests 96] [--batches 12]
 """
 
 from __future__ import annotations
@@ -55,8 +62,16 @@ def percentiles(seconds: list[float]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=None)
+    parser.add_argument("--load", action="store_true", help="many clients, several servers")
+    parser.add_argument("--batches", type=int, default=12, help="32-poster requests per load")
     arguments = parser.parse_args()
+    if arguments.load:
+        from serving_load import load_benchmark
+
+        load_benchmark(arguments.size, arguments.requests or 96, arguments.batches)
+        return
+    arguments.requests = arguments.requests or 50
     import mlflow
     import numpy as np
     import pandas as pd

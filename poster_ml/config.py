@@ -63,6 +63,12 @@ class PreprocessConfig(Checked):
         True, "let JPEG decode at reduced size when the target is much smaller"
     )
     workers: int = setting(0, "decoding processes; 0 uses every core", between(0, 256))
+    log_data: str = setting(
+        "auto",
+        "log the prepared dataset with the run, for --data runs:/<run id>/prepared elsewhere; "
+        "'auto' does when tracking goes to a server",
+        one_of("auto", "true", "false"),
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -81,7 +87,9 @@ class TrainStepConfig(Checked):
         one_of("full", "quick"),
     )
     data: str = setting(
-        "data/prepared", "prepared dataset; the synthetic default is prepared there if missing"
+        "data/prepared",
+        "prepared dataset: a folder (the synthetic default is prepared there if missing), "
+        "runs:/<preprocess run id>/prepared, or 'latest' (the newest logged by preprocess)",
     )
     variants: str = setting("all", "comma-separated variant names, or 'all'")
     overrides: str = setting(
@@ -116,7 +124,10 @@ class EvaluateConfig(Checked):
     model_uri: str = setting(
         "", "evaluate this one model instead (e.g. models:/poster-ml@champion)"
     )
-    data: str = setting("", "prepared dataset; empty means the one the train run used")
+    data: str = setting(
+        "",
+        "prepared dataset (a folder, runs:/<run id>/prepared or 'latest'); empty means the one the train run used",
+    )
     bootstrap_samples: int = setting(
         1000, "bootstrap resamples for the 95 % intervals", between(10, 1_000_000)
     )
@@ -142,7 +153,8 @@ class RegisterConfig(Checked):
     )
     data: str = setting(
         "",
-        "prepared dataset whose test split gates the model; empty means the one the train run used",
+        "prepared dataset whose test split gates the model (a folder, runs:/<run id>/prepared "
+        "or 'latest'); empty means the one the train run used",
     )
     bootstrap_samples: int = setting(
         1000,

@@ -30,6 +30,8 @@ def isolated_tracking(tmp_path_factory, monkeypatch):
     # `--verbose` sets it for the steps a command starts; it must not outlive one test.
     monkeypatch.delenv("POSTER_ML_VERBOSE", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    # Prepared data fetched from a run lands in a cache of the test's own, not ~/.cache.
+    monkeypatch.setenv("POSTER_ML_DATA_CACHE", str(folder / "data-cache"))
 
 
 @pytest.fixture(scope="session")

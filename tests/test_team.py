@@ -4,11 +4,14 @@ it, and training over two replicas (two logical CPU devices standing in for two 
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import mlflow
 import optuna
@@ -129,71 +132,67 @@ def test_a_team_trains_registers_and_serves_through_the_server(
         MlflowClient().set_registered_model_alias("poster-ml", "champion", "1")
 
 
-def test_two_tuning_workers_share_one_study_and_either_train_run_evaluates_and_registers(
+def test_workers_that_share_nothing_but_the_server_tune_one_study_from_the_logged_data(
     team_server, postgres_database, tmp_path, monkeypatch
 ):
+    """The README's team recipe on one machine: preprocess in one folder, two tuning workers
+    in two others with no path in common (their own working folder, home and data cache),
+    the prepared data only through the server, one study; then evaluate and register on
+    either worker's train run from a fourth folder."""
     storage = f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres_database('optuna')}"
     optuna.storages.RDBStorage(storage)
-    environment = os.environ | {
-        "MLFLOW_TRACKING_URI": team_server,
-        "MLFLOW_TRACKING_USERNAME": "admin",
-        "MLFLOW_TRACKING_PASSWORD": PASSWORD,
-    }
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "poster_ml.cli",
-            "preprocess",
-            "--count",
-            "120",
-            "--size",
-            "40",
-            "--out",
-            str(tmp_path / "data"),
-        ],
-        env=environment,
-        cwd=tmp_path,
-        check=True,
-        capture_output=True,
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "poster_ml.cli",
-        "train",
-        "--profile",
-        "quick",
-        "--data",
-        str(tmp_path / "data"),
-        "--trials",
-        "4",
-        "--storage",
-        storage,
-        "--study-name",
-        "team",
-        *TINY,
-    ]
-    workers = [
-        subprocess.Popen(
-            command,
-            env=environment,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [worker.communicate(timeout=600)[0] for worker in workers]
-    assert [worker.returncode for worker in workers] == [0, 0], [
-        output[-2000:] for output in outputs
-    ]
+
+    def machine(name: str) -> tuple[dict, Path]:
+        home = tmp_path / name
+        (home / "work").mkdir(parents=True)
+        return os.environ | {
+            "MLFLOW_TRACKING_URI": team_server,
+            "MLFLOW_TRACKING_USERNAME": "admin",
+            "MLFLOW_TRACKING_PASSWORD": PASSWORD,
+            "HOME": str(home),
+            "POSTER_ML_DATA_CACHE": str(home / "cache"),
+        }, home / "work"
+
+    environment, folder = machine("preprocessing")
+    command = [sys.executable, "-m", "poster_ml.cli"]
+    preprocess = [*command, "preprocess", "--count", "120", "--size", "40"]
+    subprocess.run(preprocess, env=environment, cwd=folder, check=True, capture_output=True)
+    shutil.rmtree(tmp_path / "preprocessing")  # Its disk is gone: the server has the data.
     client = MlflowClient(team_server)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
         patch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
         experiment = client.get_experiment_by_name("poster-ml")
+        (preprocess_run,) = client.search_runs(
+            [experiment.experiment_id], "tags.`poster_ml.step` = 'preprocess'"
+        )
+    data = preprocess_run.data.tags["prepared_uri"]
+    assert data == f"runs:/{preprocess_run.info.run_id}/prepared"
+    train = [*command, "train", "--profile", "quick", "--data", data, "--trials", "4"]
+    train += ["--storage", storage, "--study-name", "team", *TINY]
+    workers = []
+    for name in ("worker-1", "worker-2"):
+        environment, folder = machine(name)
+        workers.append(
+            subprocess.Popen(
+                train,
+                env=environment,
+                cwd=folder,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = [worker.communicate(timeout=600)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], [
+        output[-2000:] for output in outputs
+    ]
+    for name in ("worker-1", "worker-2"):  # Each fetched the data into its own cache.
+        digest = preprocess_run.data.tags["dataset_digest"]
+        assert (tmp_path / name / "cache" / digest / "dataset.json").is_file()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        patch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
         trials = [
             run
             for run in client.search_runs(
@@ -216,38 +215,24 @@ def test_two_tuning_workers_share_one_study_and_either_train_run_evaluates_and_r
         run.info.run_id for run in train_runs
     )
     assert len({run.data.tags["model_uri"] for run in variants}) == 1
-    # The README's recipe goes on: evaluate (latest) and register, on either worker's run.
-    monkeypatch.chdir(tmp_path)
+    assert {run.data.tags["data_uri"] for run in train_runs} == {data}
+    # The recipe goes on from a fourth machine: evaluate (latest) and register, on either
+    # worker's run, each finding the data through the train run.
+    environment, folder = machine("reviewer")
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("POSTER_ML_DATA_CACHE", environment["POSTER_ML_DATA_CACHE"])
     as_user(monkeypatch, team_server, "admin", PASSWORD)
-    assert (
-        main(
-            [
-                "evaluate",
-                "--bootstrap-samples",
-                "20",
-                "--cam-posters",
-                "2",
-                "--activations-variant",
-                "none",
-            ]
-        )
-        == 0
+    evaluate = ["evaluate", "--bootstrap-samples", "20", "--cam-posters", "2"]
+    assert main([*evaluate, "--activations-variant", "none"]) == 0
+    (evaluation,) = MlflowClient().search_runs(
+        [experiment.experiment_id], "tags.`poster_ml.step` = 'evaluate'"
     )
+    inputs = evaluation.inputs.dataset_inputs
+    assert {json.loads(item.dataset.source)["uri"] for item in inputs} == {data}
+    assert evaluation.data.tags["dataset_digest"] == preprocess_run.data.tags["dataset_digest"]
     for train_run in train_runs:
-        assert (
-            main(
-                [
-                    "register",
-                    "--train-run",
-                    train_run.info.run_id,
-                    "--allow-cpu",
-                    "true",
-                    "--bootstrap-samples",
-                    "20",
-                ]
-            )
-            == 0
-        )
+        register = ["register", "--train-run", train_run.info.run_id, "--allow-cpu", "true"]
+        assert main([*register, "--bootstrap-samples", "20"]) == 0
 
 
 def test_training_over_two_replicas_scales_batch_and_learning_rate_and_logs_them(tmp_path):

@@ -6,6 +6,9 @@
   row, group, and any extra columns of the input);
 - `rejects.csv`: one row per rejected input with its reason;
 - `dataset.json`: counts, settings and the dataset's digest.
+
+A dataset logged to a preprocess run travels with `checksums.json` (SHA-256 of each file);
+a copy downloaded from the run is checked against both before anything reads it.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ class PreparedData:
     path: Path
     manifest: pd.DataFrame
     info: dict
+    # Where it came from when not a local folder: runs:/<preprocess run id>/prepared.
+    uri: str = ""
 
     @property
     def digest(self) -> str:
@@ -94,7 +99,7 @@ class PreparedData:
         return ShardReader(self.path / self.info["shards"][name])
 
 
-def load_prepared(path: str | Path) -> PreparedData:
+def load_prepared(path: str | Path, uri: str = "") -> PreparedData:
     path = Path(path)
     if not (path / "dataset.json").is_file() or not (path / "manifest.csv").is_file():
         raise DatasetError(
@@ -102,7 +107,44 @@ def load_prepared(path: str | Path) -> PreparedData:
         )
     info = json.loads((path / "dataset.json").read_text())
     manifest = pd.read_csv(path / "manifest.csv", dtype={"id": str, "group": str, "source": str})
-    return PreparedData(path, manifest, info)
+    return PreparedData(path, manifest, info, uri)
+
+
+DATASET_FILES = ("dataset.json", "manifest.csv", "rejects.csv")
+
+
+def dataset_files(dataset: PreparedData) -> list[Path]:
+    """The files that make the dataset, shards included, as they travel to another machine."""
+    names = [*DATASET_FILES, *dataset.info["shards"].values()]
+    return [dataset.path / name for name in names]
+
+
+def file_checksums(files: list[Path]) -> dict[str, str]:
+    """SHA-256 of each file, by name, read a megabyte at a time."""
+    checksums = {}
+    for path in files:
+        digest = hashlib.sha256()
+        with open(path, "rb") as file:
+            while block := file.read(1 << 20):
+                digest.update(block)
+        checksums[path.name] = digest.hexdigest()
+    return checksums
+
+
+def verify_copy(folder: Path, digest: str, checksums: dict[str, str]) -> None:
+    """Refuses a copy of a dataset whose files or digest differ from what its run logged."""
+    present = file_checksums([folder / name for name in checksums if (folder / name).is_file()])
+    wrong = sorted(name for name in checksums if present.get(name) != checksums[name])
+    if wrong:
+        raise DatasetError(
+            f"the downloaded dataset {digest[:12]} is damaged or incomplete ({', '.join(wrong)} differ from the run's checksums)"
+        )
+    info = json.loads((folder / "dataset.json").read_text())
+    computed = dataset_digest((folder / "manifest.csv").read_bytes(), info["pixels"])
+    if computed != digest or info["digest"] != digest:
+        raise DatasetError(
+            f"the downloaded dataset's digest is {computed[:12]}, not the {digest[:12]} its run logged"
+        )
 
 
 def sample_posters(dataset: PreparedData, per_class: int = 8) -> dict[str, np.ndarray]:

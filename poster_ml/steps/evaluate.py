@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from poster_ml import plots
 from poster_ml.config import EvaluateConfig
-from poster_ml.data.prepared import load_prepared
 from poster_ml.errors import DatasetError
 from poster_ml.tables import localisation_table, markdown_table, results_table
-from poster_ml.tracking import artifacts, loading, runs
+from poster_ml.tracking import artifacts, loading, prepared_runs, runs
 
 
 def evaluate_step(config: EvaluateConfig):
@@ -24,9 +23,8 @@ def evaluate_step(config: EvaluateConfig):
             train = runs.find_train_run(config.train_run)
             targets = loading.evaluation_targets(train)
             runs.set_tags({"train_run_id": train.info.run_id})
-        data = load_prepared(
-            config.data
-            or (train.data.tags.get("data_path", "data/prepared") if train else "data/prepared")
+        data = prepared_runs.open_data(
+            config.data or (prepared_runs.used_data(train) if train else "data/prepared")
         )
         if train is not None and train.data.tags.get("dataset_digest") != data.digest:
             raise DatasetError(

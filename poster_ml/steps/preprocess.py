@@ -5,12 +5,17 @@ from __future__ import annotations
 from poster_ml.config import PreprocessConfig
 from poster_ml.data.prepare import prepare, summary_text
 from poster_ml.data.prepared import PreparedData
-from poster_ml.tracking import artifacts, runs
+from poster_ml.tracking import artifacts, prepared_runs, runs
 
 
 def preprocess_step(config: PreprocessConfig) -> PreparedData:
     with runs.step_run("preprocess", {"preprocess": config}, seed=config.seed):
         dataset = prepare(config)
-        artifacts.log_preprocess(dataset)
+        log_data = config.log_data == "true" or (
+            config.log_data == "auto" and prepared_runs.tracking_is_remote()
+        )
+        dataset = artifacts.log_preprocess(dataset, log_data)
     print(summary_text(dataset))
+    if dataset.uri:
+        print(f"logged with the run: other machines train on it with --data {dataset.uri}")
     return dataset

@@ -16,16 +16,16 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from poster_ml.config import RegisterConfig
-from poster_ml.data.prepared import PreparedData, load_prepared
+from poster_ml.data.prepared import PreparedData
 from poster_ml.errors import DatasetError
-from poster_ml.tracking import loading, registry, runs, variant_models
+from poster_ml.tracking import loading, prepared_runs, registry, runs, variant_models
 
 
 def register_step(config: RegisterConfig):
     with runs.step_run("register", {"register": config}, seed=config.seed):
         train = runs.find_train_run(config.train_run)
         model, run, note = registry.best_candidate(train, config.allow_cpu)
-        data = load_prepared(config.data or train.data.tags.get("data_path", "data/prepared"))
+        data = prepared_runs.open_data(config.data or prepared_runs.used_data(train))
         trained_on = run.data.tags.get("dataset_digest", "")
         if trained_on != data.digest:
             raise DatasetError(

@@ -13,7 +13,7 @@ from poster_ml.config import AugmentConfig, TrainConfig, TrainStepConfig
 from poster_ml.data.prepare import load_or_prepare_default
 from poster_ml.data.prepared import PreparedData
 from poster_ml.tables import leaderboard, markdown_table
-from poster_ml.tracking import artifacts, resume, runs, trials, variant_models
+from poster_ml.tracking import artifacts, prepared_runs, resume, runs, trials, variant_models
 
 
 def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfig):
@@ -37,12 +37,16 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
                 for base, value in weights.items()
             )
         )
-    data = load_or_prepare_default(
-        step.data,
-        config.image_size,
-        config.synthetic_count,
-        config.seed,
-        is_default=step.data == TrainStepConfig().data,
+    data = (
+        prepared_runs.open_data(step.data)
+        if prepared_runs.is_remote_spec(step.data)
+        else load_or_prepare_default(
+            step.data,
+            config.image_size,
+            config.synthetic_count,
+            config.seed,
+            is_default=step.data == TrainStepConfig().data,
+        )
     )
     check_image_size(variants, data.image_size)
     configs = {"train": config, "augment": augment, "step": step}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -14,6 +15,8 @@ from mlflow.tracking import MlflowClient
 from poster_ml import plots
 from poster_ml.data.prepared import PreparedData, sample_posters
 from poster_ml.tables import markdown_table
+from poster_ml.tracking.prepared_runs import log_prepared
+from poster_ml.tracking.prepared_source import PreparedRunSource
 
 
 def split_dataset(data: PreparedData, split: str | None = None):
@@ -25,7 +28,8 @@ def split_dataset(data: PreparedData, split: str | None = None):
         warnings.simplefilter("ignore", UserWarning)
         dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]  # Lazily exported by MLflow.
             manifest,
-            source=str(data.path.resolve()),
+            # Data fetched from a preprocess run names that run, where any machine finds it.
+            source=PreparedRunSource(data.uri) if data.uri else str(data.path.resolve()),
             targets="label",
             name=f"posters-{digest[:12]}" + (f"-{split}" if split else ""),
             # The store keeps at most 36 characters of a digest; the full one travels as a tag.
@@ -50,7 +54,10 @@ def dataset_input(data: PreparedData, context: str) -> None:
             # key. Its retry finds the row the faster one wrote.
             if "unique constraint" not in str(error).lower() or attempt == 2:
                 raise
-    mlflow.set_tags({"dataset_digest": digest, "data_path": str(data.path.resolve())})
+    mlflow.set_tags(
+        {"dataset_digest": digest, "data_path": str(data.path.resolve())}
+        | ({"data_uri": data.uri} if data.uri else {})
+    )
 
 
 def log_figure(figure, path: str, run_id: str | None = None) -> None:
@@ -62,8 +69,12 @@ def log_figure(figure, path: str, run_id: str | None = None) -> None:
     plots.close(figure)
 
 
-def log_preprocess(dataset: PreparedData) -> None:
+def log_preprocess(dataset: PreparedData, log_data: bool) -> PreparedData:
+    """Logs what preprocess made; with `log_data` the whole dataset too, which is then
+    named by its run (runs:/<id>/prepared) wherever it is used."""
     info = dataset.info
+    if log_data:
+        dataset = dataclasses.replace(dataset, uri=log_prepared(dataset))
     dataset_input(dataset, context="preprocess")
     mlflow.log_metrics(
         {"inputs": info["inputs"], "accepted": info["accepted"], "rejected": info["rejected"]}
@@ -72,6 +83,7 @@ def log_preprocess(dataset: PreparedData) -> None:
         mlflow.log_artifact(str(dataset.path / name))
     log_figure(plots.class_balance_chart(info["counts"]), "class_balance.png")
     log_figure(plots.sample_grid(sample_posters(dataset)), "sample_posters.png")
+    return dataset
 
 
 def epoch_logger(skip_through: int = -1):

@@ -11,6 +11,7 @@ import binascii
 import json
 import os
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,14 @@ class PosterClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
         import keras
 
         import poster_ml.models.bases  # noqa: F401  Registers the custom preprocessing layer.
+        from poster_ml.models.batching import MicroBatcher
+        from poster_ml.models.predict import predict_probabilities
 
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         self.settings = json.loads(Path(context.artifacts["settings"]).read_text())
+        # Concurrent requests (the scoring server answers each in a thread) share forward
+        # passes; one caller alone is not delayed. Its thread starts on the first request.
+        self.batcher = MicroBatcher(partial(predict_probabilities, self.model))
 
     def predict(
         self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
@@ -52,7 +58,6 @@ class PosterClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
 
     def score(self, model_input) -> pd.DataFrame:
         from poster_ml.data.images import PosterError, decode_poster
-        from poster_ml.models.predict import predict_probabilities
 
         if "image" not in model_input:
             raise MlflowException(
@@ -71,7 +76,7 @@ class PosterClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
                 raise MlflowException(
                     f"image {position}: {str(error).splitlines()[0][:200]}", INVALID_PARAMETER_VALUE
                 ) from None
-        probabilities = predict_probabilities(self.model, np.stack(images))
+        probabilities = self.batcher(np.stack(images))
         return pd.DataFrame(
             {
                 "probability_fresh": probabilities.astype(np.float64),
