@@ -22,26 +22,11 @@ import time
 from pathlib import Path
 
 import psutil
-from posters import real_size_posters
+from posters import logged_model, real_size_posters
 
 CLIENTS = (1, 4, 16)
 WORKERS = (1, 2)
 BATCH = 32
-
-
-def logged_model(size: int, example: bytes) -> tuple[str, str]:
-    """A basic_cnn logged as this project's pyfunc model: (tracking store, model URI)."""
-    import mlflow
-
-    from poster_ml.models.variants import VARIANTS, build_model
-    from poster_ml.tracking.pyfunc_model import log_poster_model
-
-    store = f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
-    mlflow.set_tracking_uri(store)
-    with mlflow.start_run():
-        model = build_model(VARIANTS["basic_cnn"], size)
-        info = log_poster_model(model, size, {}, example, name="basic_cnn")
-    return store, info.model_uri
 
 
 def free_port() -> int:
@@ -65,7 +50,12 @@ def start_server(kind: str, model_uri: str, store: str, workers: int) -> tuple:
     command = server_command(kind, model_uri, port, workers)
     server = subprocess.Popen(
         command,
-        env=os.environ | {"MLFLOW_TRACKING_URI": store},
+        # The stock server starts `uvicorn` by name: this environment's must be on PATH.
+        env=os.environ
+        | {
+            "MLFLOW_TRACKING_URI": store,
+            "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]),
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -156,7 +146,7 @@ def load_benchmark(size: int, requests: int, batches: int) -> None:
     jpegs = [path.read_bytes() for path in real_size_posters(folder, 64)]
     singles = [request_body([jpeg]) for jpeg in jpegs]
     batched = [request_body(jpegs[:BATCH]), request_body(jpegs[BATCH : 2 * BATCH])]
-    store, model_uri = logged_model(size, jpegs[0])
+    store, model_uri = logged_model("basic_cnn", size, jpegs[0])
     print(
         f"basic_cnn at {size} px on {os.cpu_count()} cores; posters of 1236 x 1830, "
         f"{statistics.mean(map(len, jpegs)) / 2**20:.2f} MB JPEG each; {requests} one-poster "

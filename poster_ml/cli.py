@@ -10,11 +10,8 @@ import traceback
 from poster_ml.config import (
     AugmentConfig,
     EvaluateConfig,
-    PredictConfig,
     PreprocessConfig,
     RegisterConfig,
-    ServeConfig,
-    ServerConfig,
     TrainConfig,
     TrainStepConfig,
     WorkflowConfig,
@@ -28,6 +25,7 @@ from poster_ml.settings import (
     split_overrides,
     with_overrides,
 )
+from poster_ml.using_config import PredictConfig, ServeConfig, ServerConfig
 
 
 def run_preprocess(arguments: argparse.Namespace) -> None:

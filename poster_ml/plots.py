@@ -141,6 +141,26 @@ def test_split_figures(
     return figures
 
 
+ORDER_STYLES = {"random": ":", "prior": "--"}  # The baselines, dotted and dashed.
+
+
+def faithfulness_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> plt.Figure:
+    """Mean deletion and insertion curves of every map's order and of the baselines."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for axis, kind, position in ((axes[0], "deletion", 0), (axes[1], "insertion", 1)):
+        for order, pair in curves.items():
+            shares = np.linspace(0, 1, len(pair[position]))
+            axis.plot(shares, pair[position], ORDER_STYLES.get(order, "-"), label=order)
+        axis.set_xlabel(f"share of the poster {'removed' if kind == 'deletion' else 'revealed'}")
+        axis.set_title(f"{kind} ({'lower' if kind == 'deletion' else 'higher'} is more faithful)")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("p(predicted class)")
+    axes[1].legend(loc="lower right", fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
 def heatmap_grid(
     images: np.ndarray, maps: np.ndarray, captions: list[str], title: str, columns: int = 4
 ) -> plt.Figure:

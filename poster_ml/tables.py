@@ -98,5 +98,73 @@ def localisation_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     )
 
 
+ORDERS = ("grad_cam", "layer_cam", "cam", "occlusion", "random", "prior")
+
+
+def faithfulness_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Per variant and order: deletion and insertion areas with their intervals, the
+    paired difference of the deletion area from the random order's and the prior's (below
+    zero: the map finds what the model uses faster than the baseline), and the rank
+    correlation with occlusion."""
+    records = []
+    for row in rows:
+        for order in ORDERS:
+            if f"{order}_deletion_auc" not in row:
+                continue
+            records.append(
+                {
+                    "variant": row["variant"],
+                    "order": order,
+                    "deletion_auc": row[f"{order}_deletion_auc"],
+                    "deletion_95ci": interval(row, f"{order}_deletion_auc"),
+                    "insertion_auc": row[f"{order}_insertion_auc"],
+                    "insertion_95ci": interval(row, f"{order}_insertion_auc"),
+                    "deletion_minus_random": optional_interval(
+                        row, f"{order}_deletion_minus_random"
+                    ),
+                    "deletion_minus_prior": optional_interval(row, f"{order}_deletion_minus_prior"),
+                    "spearman_with_occlusion": optional_interval(
+                        row, f"{order}_occlusion_spearman"
+                    ),
+                }
+            )
+    return pd.DataFrame(records)
+
+
+def finding_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The study's finding on the synthetic posters: per variant, group of posters and
+    map, its share of mass on the title and on the people (the prior's row beside)."""
+    records = []
+    for row in rows:
+        if "faithfulness_posters" not in row:
+            continue
+        groups = [("most_fresh", "highest p(fresh)"), ("most_rotten", "lowest p(fresh)")]
+        measured = any(key.startswith("finding_") for key in row)
+        for group, title in groups:
+            for order in ORDERS:
+                name = f"finding_{group}_{order}"
+                if measured and f"{name}_title_share" not in row:
+                    continue
+                records.append(
+                    {
+                        "variant": row["variant"],
+                        "posters": title,
+                        "map": order if measured else "-",
+                        "title_share": optional_interval(row, f"{name}_title_share"),
+                        "people_share": optional_interval(row, f"{name}_people_share"),
+                    }
+                )
+                if not measured:
+                    break
+    return pd.DataFrame(records)
+
+
+def optional_interval(row: dict[str, Any], name: str) -> str:
+    """'value (low-high)', or 'not measurable' where the row has no such measure."""
+    if name not in row:
+        return "not measurable"
+    return f"{row[name]:.3f} ({interval(row, name)})"
+
+
 def interval(row: dict[str, Any], name: str) -> str:
     return f"{row[name + '_ci_low']:.3f}-{row[name + '_ci_high']:.3f}"

@@ -264,6 +264,10 @@ def test_evaluate_step_logs_metrics_figures_and_the_results_table(
         a.path for a in client.list_artifacts(train.info.run_id)
     }
     evaluation = next(r for r in runs if r.data.tags.get("poster_ml.step") == "evaluate")
+    assert {"faithfulness.md", "finding.md", "cam_localisation.md"} <= {
+        a.path for a in client.list_artifacts(evaluation.info.run_id)
+    }
+    assert "Faithfulness on the most confident" in printed and "title_share" in printed
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == train.info.run_id]
     # Each variant's logged model carries its test metrics, linked to the test dataset.
     models = {
@@ -296,6 +300,15 @@ def test_evaluate_step_logs_metrics_figures_and_the_results_table(
             "f1_weighted",
             "layer_cam_localisation_ratio",
             "cam_uniform_baseline",
+            "layer_cam_deletion_auc",
+            "layer_cam_insertion_auc_ci_high",
+            "occlusion_deletion_auc",
+            "random_deletion_auc",
+            "prior_deletion_auc",
+            "grad_cam_deletion_minus_prior",
+            "layer_cam_occlusion_spearman",
+            "finding_most_fresh_layer_cam_title_share",
+            "finding_most_rotten_prior_people_share",
         ):
             assert f"test_{name}" in metrics, name
             assert (
@@ -324,6 +337,7 @@ def test_evaluate_step_logs_metrics_figures_and_the_results_table(
             "grad_cam_highest.png",
             "grad_cam_lowest.png",
             "layer_cam_highest.png",
+            "faithfulness_curves.png",
         }
         assert {f"evaluation/{variant}/{name}" for name in expected} <= artifacts
         assert not client.list_artifacts(child.info.run_id, "evaluation")

@@ -251,6 +251,26 @@ def test_predict_scores_good_files_and_rejects_bad_ones(model_uri, tmp_path, cap
     assert "scored 6, rejected 3 of 9 files" in capsys.readouterr().out
 
 
+def test_predict_scores_the_test_split_of_a_prepared_dataset(
+    model_uri, synthetic_dataset, tmp_path, capsys, monkeypatch
+):
+    from poster_ml.cli import main
+
+    store, uri = model_uri
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    out = tmp_path / "test-split.csv"
+    data = str(synthetic_dataset.path)
+    assert main(["predict", "--model", uri, "--data", data, "--out", str(out)]) == 0
+    import pandas as pd
+
+    predictions, test = pd.read_csv(out, dtype={"id": str}), synthetic_dataset.split("test")
+    assert list(predictions["id"]) == list(test["id"])
+    assert list(predictions["class"]) == list(test["class"])
+    assert predictions["probability_fresh"].between(0, 1).all()
+    assert main(["predict", "--model", uri, "--data", data, str(tmp_path)]) == 1
+    assert "not both" in capsys.readouterr().err
+
+
 def test_a_dockerfile_can_be_generated_for_the_model(model_uri, tmp_path):
     """`mlflow models build-docker` needs a Docker daemon; generating its Dockerfile does not."""
     store, uri = model_uri

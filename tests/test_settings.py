@@ -21,6 +21,7 @@ from poster_ml.config import (
     TrainStepConfig,
     WorkflowConfig,
 )
+from poster_ml.using_config import PredictConfig, ServeConfig, ServerConfig
 
 # Where each config's settings are typed: a subcommand's option, or train's --overrides.
 WHERE = {
@@ -28,6 +29,9 @@ WHERE = {
     TrainStepConfig: "train",
     EvaluateConfig: "evaluate",
     RegisterConfig: "register",
+    PredictConfig: "predict",
+    ServeConfig: "serve",
+    ServerConfig: "server",
     WorkflowConfig: "main",
     TrainConfig: "train --overrides",
     AugmentConfig: "train --overrides",

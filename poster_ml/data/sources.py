@@ -16,7 +16,13 @@ from pathlib import Path
 import pandas as pd
 
 from poster_ml.config import PreprocessConfig
-from poster_ml.data.synthetic import PLANTED_COLUMN, REGION_COLUMNS, write_synthetic_posters
+from poster_ml.data.synthetic import (
+    PEOPLE_COLUMNS,
+    PLANTED_COLUMN,
+    REGION_COLUMNS,
+    TITLE_COLUMNS,
+    write_synthetic_posters,
+)
 from poster_ml.errors import DatasetError
 
 ID_COLUMNS = ("movie_id", "id", "imdb_id")
@@ -84,7 +90,8 @@ def list_csv_source(labels_csv: Path, images_dir: Path) -> Listing:
         raise DatasetError(f"{labels_csv} has no id column (one of {', '.join(ID_COLUMNS)})")
     if label_column is None:
         raise DatasetError(f"{labels_csv} has no label column (one of {', '.join(LABEL_COLUMNS)})")
-    extra_columns = [c for c in (PLANTED_COLUMN, *REGION_COLUMNS) if c in table.columns]
+    known = (PLANTED_COLUMN, *REGION_COLUMNS, *TITLE_COLUMNS, *PEOPLE_COLUMNS)
+    extra_columns = [c for c in known if c in table.columns]
 
     root = images_dir.resolve()
     files_by_name = {path.name.lower(): path for path in root.iterdir() if path.is_file()}

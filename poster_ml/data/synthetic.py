@@ -45,12 +45,17 @@ CLEAR_TITLE = (
     0.75  # Drawings whose title size is clear (large if fresh, small if rotten); the rest medium.
 )
 REGION_COLUMNS = ("region_x0", "region_y0", "region_x1", "region_y1")
+# Where every poster's title and figures are (empty without figures), whatever its class:
+# what the study's finding (large titles, few people) can be measured against.
+TITLE_COLUMNS = ("title_x0", "title_y0", "title_x1", "title_y1")
+PEOPLE_COLUMNS = ("people_x0", "people_y0", "people_x1", "people_y1")
 PLANTED_COLUMN = "planted"
 Box = tuple[float, float, float, float]
 
 
-def draw_poster(rng: np.random.Generator, fresh: bool) -> tuple[Image.Image, Box]:
-    """Draws one poster of the given planted class; returns it and its region in pixels."""
+def draw_poster(rng: np.random.Generator, fresh: bool) -> tuple[Image.Image, Box, Box, Box | None]:
+    """Draws one poster of the given planted class; returns it, its planted region, its
+    title's box and the box around its figures (None without figures), in pixels."""
     image = Image.new("RGB", (POSTER_WIDTH, POSTER_HEIGHT))
     draw = ImageDraw.Draw(image)
     _draw_background(draw, rng)
@@ -67,8 +72,8 @@ def draw_poster(rng: np.random.Generator, fresh: bool) -> tuple[Image.Image, Box
         _draw_figure(draw, rng, box)
     title_size = ("large" if fresh else "small") if rng.random() < CLEAR_TITLE else "medium"
     title_box = _draw_title(draw, rng, title_size, at_top=title_at_top)
-    region = title_box if fresh else _enclosing_box(figures)
-    return image, region
+    people = _enclosing_box(figures) if figures else None
+    return image, title_box if fresh else people, title_box, people  # type: ignore[return-value]  # A rotten drawing always has figures.
 
 
 def _random_colour(rng: np.random.Generator, low: int = 0, high: int = 256) -> tuple[int, ...]:
@@ -172,6 +177,14 @@ def _draw_figure(draw: ImageDraw.ImageDraw, rng: np.random.Generator, box: Box) 
     )
 
 
+def normalised(box: Box | None) -> list[str]:
+    """A box in pixels as four coordinates in [0, 1]; four empty cells for no box."""
+    if box is None:
+        return [""] * 4
+    scale = np.array([POSTER_WIDTH, POSTER_HEIGHT, POSTER_WIDTH, POSTER_HEIGHT])
+    return [f"{value:.4f}" for value in np.clip(np.array(box) / scale, 0, 1)]
+
+
 def _enclosing_box(boxes: list[Box]) -> Box:
     return (
         min(b[0] for b in boxes),
@@ -214,22 +227,16 @@ def write_synthetic_posters(
     labels_path = Path(out_dir) / "labels.csv"
     with open(labels_path, "w", newline="") as labels_file:
         writer = csv.writer(labels_file)
-        writer.writerow(["movie_id", "tomatometer_status", "planted", *REGION_COLUMNS])
+        header = ["movie_id", "tomatometer_status", "planted", *REGION_COLUMNS, *TITLE_COLUMNS]
+        writer.writerow([*header, *PEOPLE_COLUMNS])
         for index in range(count):
             rng = np.random.default_rng([seed, index])
             planted_fresh = bool(rng.random() < FRESH_SHARE)
-            image, (x0, y0, x1, y1) = draw_poster(rng, planted_fresh)
+            image, region, title, people = draw_poster(rng, planted_fresh)
             fresh = planted_fresh != bool(rng.random() < label_noise)
             status = ("Certified-Fresh" if rng.random() < 0.2 else "Fresh") if fresh else "Rotten"
             movie_id = f"syn{index:06d}"
             image.save(images_dir / f"{movie_id}.jpg", quality=90)
-            region = (x0 / POSTER_WIDTH, y0 / POSTER_HEIGHT, x1 / POSTER_WIDTH, y1 / POSTER_HEIGHT)
-            writer.writerow(
-                [
-                    movie_id,
-                    status,
-                    "fresh" if planted_fresh else "rotten",
-                    *(f"{v:.4f}" for v in np.clip(region, 0, 1)),
-                ]
-            )
+            boxes = [*normalised(region), *normalised(title), *normalised(people)]
+            writer.writerow([movie_id, status, "fresh" if planted_fresh else "rotten", *boxes])
     return labels_path

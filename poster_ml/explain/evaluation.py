@@ -79,6 +79,7 @@ def evaluate_model(
         config.cam_posters,
         config.bootstrap_samples,
         config.seed,
+        config.faithfulness_posters,
     )
     figures.update(explanation.figures)
     results.update(explanation.metrics)

@@ -19,6 +19,7 @@ from poster_ml.explain.cam import (
     upsample,
 )
 from poster_ml.explain.localisation import localisation_metrics
+from poster_ml.explain.usage import model_usage
 from poster_ml.models.variants import VARIANTS
 
 
@@ -77,13 +78,15 @@ def explain(
     posters: int = 8,
     samples: int = 1000,
     seed: int = 0,
+    faithfulness_posters: int = 0,
 ) -> Explanation:
     """Grad-CAM and LayerCAM grids for the chosen posters (classic CAM too for a pooling head)
     and, where regions were planted, the localisation scores against their baselines.
 
     `images_of(rows)` returns the uint8 test posters of those shard rows; `priors` are the
-    location priors of the training split (localisation.py). Explanations are computed
-    in float32 whatever precision the model was trained in.
+    location priors of the training split (localisation.py). With `faithfulness_posters`,
+    the deletion, insertion, occlusion and finding measures too (usage.py). Explanations
+    are computed in float32 whatever precision the model was trained in.
     """
     labels = split["label"].to_numpy()
     model = float32_copy(model)
@@ -111,7 +114,25 @@ def explain(
             figures[f"cam_{name}.png"] = plots.heatmap_grid(
                 images, maps, captions, f"{model.name}: {CLASSIC_CAM_TITLE}, {GRID_TITLES[name]}"
             )
-    return Explanation(
-        figures,
-        localisation_metrics(cam_model, images_of, split, probabilities, priors, samples, seed),
+    metrics = localisation_metrics(
+        cam_model, images_of, split, probabilities, priors, samples, seed
     )
+    if faithfulness_posters:
+        usage = model_usage(
+            model,
+            cam_model,
+            images_of,
+            split,
+            probabilities,
+            priors,
+            pooling_head,
+            faithfulness_posters,
+            samples,
+            seed,
+        )
+        metrics |= usage.metrics
+        if usage.curves:
+            figures["faithfulness_curves.png"] = plots.faithfulness_curves(
+                usage.curves, f"{model.name}: deletion and insertion, {len(usage.curves)} orders"
+            )
+    return Explanation(figures, metrics)

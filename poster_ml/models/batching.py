@@ -6,7 +6,8 @@ basic_cnn at 224 px: 25 ms for one, 212 ms for 32), so a server that answers man
 clients spends most of its time on per-call overhead unless it gathers their posters.
 One thread runs the model; request threads hand it their decoded posters and wait. It
 takes whatever has queued up while it was busy, so a lone client waits for nothing and
-a crowd is batched by itself.
+a crowd is batched by itself. Requests are never merged past `max_posters` (a larger
+request goes alone), so a crowd never needs more memory than one such request does.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 
 class MicroBatcher:
-    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], max_posters: int = 64):
+    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], max_posters: int = 32):
         self.forward, self.max_posters = forward, max_posters
         self.waiting: queue.SimpleQueue = queue.SimpleQueue()
         self.started = threading.Lock()
@@ -37,15 +38,20 @@ class MicroBatcher:
         return answer.result()
 
     def run(self) -> None:
+        carried = None  # A request that did not fit into the last batch goes first in the next.
         while True:
-            batch = [self.waiting.get()]
-            posters = len(batch[0][0])
+            batch = [carried or self.waiting.get()]
+            carried, posters = None, len(batch[0][0])
             while posters < self.max_posters:
                 try:
-                    batch.append(self.waiting.get_nowait())
+                    waiting = self.waiting.get_nowait()
                 except queue.Empty:
                     break
-                posters += len(batch[-1][0])
+                if posters + len(waiting[0]) > self.max_posters:
+                    carried = waiting
+                    break
+                batch.append(waiting)
+                posters += len(waiting[0])
             try:
                 outputs = self.forward(np.concatenate([images for images, _ in batch]))
             except Exception as error:  # noqa: BLE001  Every caller of the batch hears the model's error.

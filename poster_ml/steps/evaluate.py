@@ -5,7 +5,13 @@ from __future__ import annotations
 from poster_ml import plots
 from poster_ml.config import EvaluateConfig
 from poster_ml.errors import DatasetError
-from poster_ml.tables import localisation_table, markdown_table, results_table
+from poster_ml.tables import (
+    faithfulness_table,
+    finding_table,
+    localisation_table,
+    markdown_table,
+    results_table,
+)
 from poster_ml.tracking import artifacts, loading, prepared_runs, runs
 
 
@@ -61,14 +67,28 @@ def evaluate_step(config: EvaluateConfig):
             rows.append({"variant": target.name, **target.summary, **result.metrics})
             curves[target.name] = result.roc
             artifacts.log_evaluated_row(target.name, rows[-1], result.roc)
-        table, localisation = results_table(rows), localisation_table(rows)
+        table = results_table(rows)
+        explanations = {
+            "cam_localisation.md": localisation_table(rows),
+            "faithfulness.md": faithfulness_table(rows),
+            "finding.md": finding_table(rows),
+        }
         roc_figure = plots.roc_curves(curves, "ROC curves on the test split")
         run_ids = [train.info.run_id] if train else []
         artifacts.log_results_table(
-            table, localisation, roc_figure, [*run_ids, runs.active_run_id()]
+            table, explanations, roc_figure, [*run_ids, runs.active_run_id()]
         )
     print(markdown_table(table))
-    if len(localisation):
-        print("CAM localisation on the planted regions (ratio to the stronger baseline):")
-        print(markdown_table(localisation))
+    for file_name, heading in EXPLANATION_HEADINGS.items():
+        if len(explanations[file_name]):
+            print(heading)
+            print(markdown_table(explanations[file_name]))
     return table
+
+
+EXPLANATION_HEADINGS = {
+    "cam_localisation.md": "CAM localisation on the planted regions (ratio to the stronger baseline):",
+    "faithfulness.md": "Faithfulness on the most confident test posters (deletion: lower is better; "
+    "a difference below 0 beats the baseline):",
+    "finding.md": "The study's finding: share of each map's mass on the title and on the people:",
+}

@@ -4,6 +4,11 @@ one class-activation-map overlay per poster."""
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+import csv
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +16,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from poster_ml import CLASS_NAMES, predicted_fresh
-from poster_ml.config import PredictConfig
 from poster_ml.data.images import PosterError, decode_poster
 from poster_ml.errors import DatasetError
-from poster_ml.tracking import artifacts, loading, runs
+from poster_ml.tracking import artifacts, loading, prepared_runs, runs
+from poster_ml.using_config import PredictConfig
+
+PREDICTION_COLUMNS = ["path", "probability_fresh", "label"]
+REJECT_COLUMNS = ["path", "reason", "detail"]
 
 
 def list_files(paths: list[str]) -> list[Path]:
@@ -36,53 +44,125 @@ def list_files(paths: list[str]) -> list[Path]:
     return files
 
 
+def decode_file(path: Path, size: int) -> np.ndarray | dict:
+    """A poster decoded to the model's size, or its reject row."""
+    try:
+        return decode_poster(path.read_bytes(), size)
+    except (PosterError, OSError) as error:
+        return {
+            "path": str(path),
+            "reason": getattr(error, "reason", "unreadable file"),
+            "detail": str(error).splitlines()[0][:200],
+        }
+
+
+def decoded_batches(
+    files: list[Path], size: int, batch_size: int
+) -> Iterator[tuple[list[Path], list[np.ndarray], list[dict]]]:
+    """Batches of decoded posters (and the batch's rejects), decoded ahead on every core.
+
+    Decoding runs in threads (Pillow lets go of the interpreter while it decodes), at most
+    two batches ahead of the model: the model works on one batch while the next are
+    decoded, and memory holds a few batches, however many files there are.
+    """
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        ahead: collections.deque = collections.deque()
+        pending = iter(files)
+        while True:
+            while len(ahead) < 3 * batch_size and (path := next(pending, None)) is not None:
+                ahead.append((path, pool.submit(decode_file, path, size)))
+            if not ahead:
+                return
+            paths, images, rejects = [], [], []
+            for _ in range(min(batch_size, len(ahead))):
+                path, decoded = ahead.popleft()
+                result = decoded.result()
+                if isinstance(result, dict):
+                    rejects.append(result)
+                else:
+                    paths.append(path)
+                    images.append(result)
+            yield paths, images, rejects
+
+
 def predict_step(config: PredictConfig) -> pd.DataFrame:
     from poster_ml.models.predict import predict_probabilities
 
+    if config.data:
+        if config.paths:
+            raise DatasetError("give poster files or --data, not both")
+        return predict_prepared(config)
     files = list_files(config.paths.split())
     if not files:
         raise DatasetError("no poster files given; name files or folders to score")
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rejects_path = out.with_suffix(".rejects.csv")
     with runs.step_run("predict", {"predict": config}, seed=0):
         model, settings = loading.load_poster_model(config.model)
-        scored, rejected = [], []
-        for start in tqdm(
-            range(0, len(files), config.batch_size), desc="scoring posters", unit="batch"
+        # Rows are written as each batch is scored, so memory stays flat with the folder.
+        with (
+            open(out, "w", newline="") as predictions_file,
+            open(rejects_path, "w", newline="") as rejects_file,
         ):
-            batch, images = [], []
-            for path in files[start : start + config.batch_size]:
-                try:
-                    images.append(decode_poster(path.read_bytes(), settings["image_size"]))
-                    batch.append(path)
-                except (PosterError, OSError) as error:
-                    rejected.append(
+            predictions = csv.DictWriter(predictions_file, PREDICTION_COLUMNS)
+            rejects = csv.DictWriter(rejects_file, REJECT_COLUMNS)
+            predictions.writeheader()
+            rejects.writeheader()
+            scored = rejected = 0
+            progress = tqdm(total=len(files), desc="scoring posters", unit="poster")
+            batches = decoded_batches(files, settings["image_size"], config.batch_size)
+            for paths, images, batch_rejects in batches:
+                rejects.writerows(batch_rejects)
+                rejected += len(batch_rejects)
+                if images:
+                    probabilities = predict_probabilities(model, np.stack(images))
+                    predictions.writerows(
                         {
                             "path": str(path),
-                            "reason": getattr(error, "reason", "unreadable file"),
-                            "detail": str(error).splitlines()[0][:200],
+                            "probability_fresh": float(p),
+                            "label": CLASS_NAMES[int(predicted_fresh(p))],
                         }
+                        for path, p in zip(paths, probabilities, strict=True)
                     )
-            if images:
-                probabilities = predict_probabilities(model, np.stack(images))
-                scored += [
-                    {
-                        "path": str(path),
-                        "probability_fresh": float(p),
-                        "label": CLASS_NAMES[int(predicted_fresh(p))],
-                    }
-                    for path, p in zip(batch, probabilities, strict=True)
-                ]
-                if config.cam:
-                    write_overlays(model, np.stack(images), batch, probabilities, Path(config.cam))
-        predictions = pd.DataFrame(scored, columns=["path", "probability_fresh", "label"])
-        rejects = pd.DataFrame(rejected, columns=["path", "reason", "detail"])
-        out = Path(config.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        predictions.to_csv(out, index=False)
-        rejects.to_csv(out.with_suffix(".rejects.csv"), index=False)
-        artifacts.log_files([out, out.with_suffix(".rejects.csv")])
+                    scored += len(images)
+                    if config.cam:
+                        write_overlays(
+                            model, np.stack(images), paths, probabilities, Path(config.cam)
+                        )
+                progress.update(len(paths) + len(batch_rejects))
+            progress.close()
+        artifacts.log_files([out, rejects_path])
     print(
-        f"scored {len(predictions)}, rejected {len(rejects)} of {len(files)} files: {out} (rejects in {out.with_suffix('.rejects.csv')})"
+        f"scored {scored}, rejected {rejected} of {len(files)} files: {out} (rejects in {rejects_path})"
     )
+    return pd.read_csv(out)
+
+
+def predict_prepared(config: PredictConfig) -> pd.DataFrame:
+    """Scores the test split of a prepared dataset (read from its shard, already decoded),
+    beside each poster's id, source and true class."""
+    from poster_ml.models.predict import predict_probabilities
+
+    with runs.step_run("predict", {"predict": config}, seed=0):
+        data = prepared_runs.open_data(config.data)
+        model, _ = loading.load_poster_model(config.model)
+        test, reader = data.split("test"), data.reader("test")
+        probabilities = np.concatenate(
+            [
+                predict_probabilities(model, reader.read(np.arange(start, stop)))
+                for start in range(0, len(test), config.batch_size)
+                for stop in [min(start + config.batch_size, len(test))]
+            ]
+        )
+        predictions = test[["id", "source", "class"]].assign(
+            probability_fresh=probabilities,
+            label=[CLASS_NAMES[int(predicted_fresh(p))] for p in probabilities],
+        )
+        predictions.to_csv(config.out, index=False)
+        artifacts.dataset_input(data, context="prediction")
+        artifacts.log_files([Path(config.out)])
+    print(f"scored the {len(predictions)} test posters of dataset {data.digest[:12]}: {config.out}")
     return predictions
 
 

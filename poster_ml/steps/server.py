@@ -17,9 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from poster_ml.config import ServerConfig
 from poster_ml.errors import ConfigError
 from poster_ml.processes import run_in_foreground
+from poster_ml.using_config import ServerConfig
 
 
 def admin_password() -> str:

@@ -146,15 +146,16 @@ def log_model_evaluation(result, name: str, model_id: str | None, test_dataset) 
 
 
 def log_results_table(
-    table: pd.DataFrame, localisation: pd.DataFrame, roc_figure, run_ids: list[str]
+    table: pd.DataFrame, explanations: dict[str, pd.DataFrame], roc_figure, run_ids: list[str]
 ) -> None:
-    """The study's results table (Markdown and HTML), the CAM localisation table and every
-    variant's ROC curve, on each run."""
+    """The study's results table (Markdown and HTML), the explanation tables (by file
+    name: localisation, faithfulness, the finding) and every variant's ROC curve, on each run."""
     client = MlflowClient()
     for run_id in run_ids:
         client.log_text(run_id, markdown_table(table), "results.md")
-        if len(localisation):
-            client.log_text(run_id, markdown_table(localisation), "cam_localisation.md")
+        for file_name, explanation in explanations.items():
+            if len(explanation):
+                client.log_text(run_id, markdown_table(explanation), file_name)
         client.log_text(
             run_id,
             table.to_html(index=False, float_format=lambda value: f"{value:.3f}", na_rep="-"),

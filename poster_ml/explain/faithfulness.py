@@ -1,0 +1,158 @@
+"""Whether a model uses what its maps show: deletion and insertion curves, and occlusion.
+
+A map ranks the poster's cells (a GRID x GRID partition). **Deletion** replaces the cells
+with a reference in the map's order, most important first, and follows the probability
+of the class the model predicted on the untouched poster; a faithful map makes it fall
+fast (a small area under the curve). **Insertion** starts from the reference and reveals
+the cells in the same order; a faithful map makes the probability rise fast (a large
+area). Each method is read beside two orders that never look at the model: a random
+order, and the class's location prior (where the planted cue usually lies).
+
+The reference is the poster blurred (a Gaussian of a tenth of its side): it removes what
+a cell shows, title letters and figures' outlines, and keeps its colours. A grey or
+training-mean fill would put sharp-edged flat squares on the poster, shapes the model
+never saw in training, which it may read as evidence of its own (Petsiuk et al., RISE,
+2018, use the blurred image for insertion for this reason).
+
+**Occlusion** (Zeiler and Fergus, 2014) is the model-agnostic reference map: each cell in
+turn is replaced by the reference, and the drop of the probability is the cell's
+importance. The gradient methods' maps are compared with it by Spearman's rank
+correlation per poster.
+
+Areas are means over equally spaced steps (the trapezoid rule on [0, 1]), so a curve
+that stays at p scores p.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import ndimage, stats
+
+GRID = 6  # Cells per side: a cell is a sixth of the poster (16 px at 96 px).
+STEPS = 5  # Points of a curve past its start: a fifth of the cells removed (or revealed) a step.
+BLUR = 0.1  # Standard deviation of the reference's blur, as a share of the poster's side.
+
+Predict = Callable[[np.ndarray], np.ndarray]  # uint8 posters -> probability of fresh.
+
+
+def blurred(images: np.ndarray) -> np.ndarray:
+    sigma = BLUR * images.shape[1]
+    return np.stack(
+        [ndimage.gaussian_filter(image.astype(np.float32), (sigma, sigma, 0)) for image in images]
+    ).astype(images.dtype)
+
+
+def cell_masks(height: int, width: int, grid: int = GRID) -> np.ndarray:
+    """(grid * grid, height, width) boolean masks of the cells, row by row."""
+    rows = np.minimum(np.arange(height) * grid // height, grid - 1)
+    columns = np.minimum(np.arange(width) * grid // width, grid - 1)
+    cell = rows[:, None] * grid + columns[None, :]
+    return cell[None] == np.arange(grid * grid)[:, None, None]
+
+
+def cell_scores(maps: np.ndarray, grid: int = GRID) -> np.ndarray:
+    """Each map's mean over each cell: (n, grid * grid)."""
+    masks = cell_masks(maps.shape[1], maps.shape[2], grid)
+    totals = np.einsum("nhw,chw->nc", maps.astype(np.float64), masks)
+    return totals / masks.reshape(len(masks), -1).sum(axis=1)
+
+
+def ranked_cells(scores: np.ndarray) -> np.ndarray:
+    """Cells from most to least important; ties keep the cells' own order."""
+    return np.argsort(-scores, axis=1, kind="stable")
+
+
+def class_probability(predict: Predict, images: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+    """The probability of each poster's explained class (fresh or rotten)."""
+    probabilities = predict(images)
+    return np.where(fresh, probabilities, 1 - probabilities)
+
+
+def perturbation_curves(
+    predict: Predict,
+    images: np.ndarray,
+    reference: np.ndarray,
+    orders: np.ndarray,
+    fresh: np.ndarray,
+    steps: int = STEPS,
+    ends: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Deletion and insertion curves, (n, steps + 1) each, for cells removed (or revealed)
+    in `orders` (n, cells), `cells / steps` at a time. Every curve starts and ends at the
+    untouched poster or the reference; `ends` (their class probabilities) spares those
+    forward passes when several orders are followed on the same posters. All the
+    perturbed posters of a call go through the model at once."""
+    count, cells = orders.shape
+    if ends is None:
+        ends = (
+            class_probability(predict, images, fresh),
+            class_probability(predict, reference, fresh),
+        )
+    masks = cell_masks(images.shape[1], images.shape[2], round(cells**0.5))
+    deleted, inserted = [], []
+    for step in range(1, steps):
+        taken = orders[:, : step * cells // steps]
+        hidden = np.stack([masks[cells_taken].any(axis=0) for cells_taken in taken])[..., None]
+        deleted.append(np.where(hidden, reference, images))
+        inserted.append(np.where(hidden, images, reference))
+    interior = np.empty((2, count, 0))
+    if steps > 1:
+        batch = np.concatenate(deleted + inserted)
+        probabilities = class_probability(predict, batch, np.tile(fresh, 2 * (steps - 1)))
+        interior = probabilities.reshape(2, steps - 1, count).transpose(0, 2, 1)
+    original, blank = ends
+    deletion = np.column_stack([original, interior[0], blank])
+    insertion = np.column_stack([blank, interior[1], original])
+    return deletion, insertion
+
+
+def curve_area(curves: np.ndarray) -> np.ndarray:
+    """Area under each curve on [0, 1] (trapezoid rule over equal steps)."""
+    steps = curves.shape[1] - 1
+    return (curves[:, 1:] + curves[:, :-1]).sum(axis=1) / (2 * steps)
+
+
+def occlusion_maps(
+    predict: Predict,
+    images: np.ndarray,
+    reference: np.ndarray,
+    fresh: np.ndarray,
+    grid: int = GRID,
+) -> np.ndarray:
+    """Each cell's importance: the drop of the explained class's probability when that cell
+    alone shows the reference. (n, grid * grid); every occluded poster in one call."""
+    masks = cell_masks(images.shape[1], images.shape[2], grid)[..., None]
+    occluded = np.where(masks[None], reference[:, None], images[:, None])
+    flat = occluded.reshape(-1, *images.shape[1:])
+    base = class_probability(predict, images, fresh)
+    after = class_probability(predict, flat, np.repeat(fresh, len(masks)))
+    return base[:, None] - after.reshape(len(images), len(masks))
+
+
+def rank_correlations(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Spearman's correlation of each poster's cell scores with the reference's (NaN where
+    either is constant, as a blank map is)."""
+    correlations = np.full(len(scores), np.nan)
+    for poster, (mine, theirs) in enumerate(zip(scores, reference, strict=True)):
+        if np.ptp(mine) > 0 and np.ptp(theirs) > 0:
+            correlations[poster] = stats.spearmanr(mine, theirs).statistic
+    return correlations
+
+
+def mean_interval(values: np.ndarray, samples: int, seed: int) -> tuple[float, float, float]:
+    """Mean and percentile bootstrap 95 % interval over posters (NaNs left out)."""
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return float("nan"), float("nan"), float("nan")
+    draws = np.random.default_rng(seed).integers(0, len(values), (samples, len(values)))
+    low, high = np.percentile(values[draws].mean(axis=1), [2.5, 97.5])
+    return float(values.mean()), float(low), float(high)
+
+
+def difference_interval(
+    first: np.ndarray, second: np.ndarray, samples: int, seed: int
+) -> tuple[float, float, float]:
+    """mean(first - second) over the same posters, with its paired bootstrap interval."""
+    return mean_interval(first - second, samples, seed)
