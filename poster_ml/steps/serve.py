@@ -47,19 +47,14 @@ def serve_step(config: ServeConfig) -> int:
         return run_in_foreground(command, environment)
 
 
-def server_tuning(workers: int) -> dict[str, str]:
-    """Environment settings that keep a busy server within the machine.
+def server_tuning() -> dict[str, str]:
+    """Environment settings that keep a busy server's memory flat.
 
-    Each worker's TensorFlow gets its share of the cores: two workers that each ran as
-    many threads as there are cores would fight over them. And glibc is told to hand
-    buffers of 128 KiB or more straight back to the system when freed (its default, which
-    it otherwise raises as it goes): without it, the memory of the largest requests a
-    server ever received (a 32-poster request is 30 MB of JSON, and a poster's base64 text
-    under a megabyte, several copies of each while parsed) stays with the process for good. A setting
-    the user made in the environment wins.
+    glibc is told to hand buffers of a megabyte or more straight back to the system when
+    freed (it otherwise raises that bound up to 32 MB as it goes): without it, the memory
+    of the largest requests a server ever received (a 32-poster request is 30 MB of JSON,
+    several copies of it while parsed) stays with each worker for good. A setting the user
+    made in the environment wins.
     """
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
-    tuning = {"MALLOC_MMAP_THRESHOLD_": str(2**17), "MALLOC_TRIM_THRESHOLD_": str(2**17)}
-    if workers > 1:
-        tuning |= {"TF_NUM_INTRAOP_THREADS": threads, "OMP_NUM_THREADS": threads}
+    tuning = {"MALLOC_MMAP_THRESHOLD_": str(2**20), "MALLOC_TRIM_THRESHOLD_": str(2**20)}
     return {name: value for name, value in tuning.items() if name not in os.environ}
