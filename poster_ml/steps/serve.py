@@ -21,7 +21,7 @@ def serve_step(config: ServeConfig) -> int:
         local = loading.download_model(config.model, folder)
         environment = (
             os.environ
-            | server_tuning(config.workers)
+            | server_tuning()
             | {
                 "POSTER_ML_MODEL_PATH": local,
                 "POSTER_ML_MAX_REQUEST_BYTES": str(config.max_request_mb * 2**20),
