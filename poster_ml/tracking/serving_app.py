@@ -16,7 +16,6 @@ import os
 import re
 
 import mlflow
-from fastapi import Request
 from fastapi.responses import JSONResponse
 from mlflow.pyfunc import scoring_server
 
@@ -103,13 +102,37 @@ async def drain(receive) -> None:
         pass
 
 
-@app.middleware("http")
-async def short_errors(request: Request, call_next):
-    response = await call_next(request)
-    if response.status_code < 400:
-        return response
-    body = b"".join([chunk async for chunk in response.body_iterator])
-    return JSONResponse(short_message(body), status_code=response.status_code)
+class ShortErrors:
+    """An ASGI middleware that rewrites every error answer (status 400 and up) to
+    `short_message`; any other answer passes through untouched and unbuffered. (A plain
+    ASGI class rather than Starlette's `@app.middleware("http")`, which copies every
+    request body through a stream of its own: about a fifth of a one-poster request's
+    time on two cores.)"""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        state: dict = {"status": 200, "body": b""}
+
+        async def shortened_send(message):
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                if state["status"] < 400:
+                    await send(message)
+                return
+            if message["type"] != "http.response.body" or state["status"] < 400:
+                return await send(message)
+            # Only the first bytes are needed for one short line; the rest is dropped.
+            state["body"] = (state["body"] + message.get("body", b""))[: 64 * 1024]
+            if not message.get("more_body"):
+                answer = JSONResponse(short_message(state["body"]), status_code=state["status"])
+                await answer(scope, receive, send)
+
+        await self.app(scope, receive, shortened_send)
 
 
+app.add_middleware(ShortErrors)
 app.add_middleware(BodyLimit)
