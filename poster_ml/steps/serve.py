@@ -19,17 +19,13 @@ def serve_step(config: ServeConfig) -> int:
     runs.configure_tracking()
     with tempfile.TemporaryDirectory() as folder:
         local = loading.download_model(config.model, folder)
-        environment = (
-            os.environ
-            | server_tuning()
-            | {
-                "POSTER_ML_MODEL_PATH": local,
-                "POSTER_ML_MAX_REQUEST_BYTES": str(config.max_request_mb * 2**20),
-                "PYTHONPATH": os.pathsep.join(
-                    [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
-                ),
-            }
-        )
+        environment = os.environ | {
+            "POSTER_ML_MODEL_PATH": local,
+            "POSTER_ML_MAX_REQUEST_BYTES": str(config.max_request_mb * 2**20),
+            "PYTHONPATH": os.pathsep.join(
+                [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
+            ),
+        }
         command = [
             sys.executable,
             "-m",
@@ -45,16 +41,3 @@ def serve_step(config: ServeConfig) -> int:
         print(f"serving {config.model} at http://{config.host}:{config.port}/invocations")
         print(f"running: {shlex.join(command)}", flush=True)
         return run_in_foreground(command, environment)
-
-
-def server_tuning() -> dict[str, str]:
-    """Environment settings that keep a busy server's memory flat.
-
-    glibc is told to hand buffers of 256 KiB or more straight back to the system when
-    freed (it otherwise raises that bound up to 32 MB as it goes): without it, the memory
-    of the largest requests a server ever received (a 32-poster request is 30 MB of JSON,
-    each poster's base64 text about 1 MB, several copies of each while parsed) stays with
-    each worker for good. A setting the user made in the environment wins.
-    """
-    tuning = {"MALLOC_MMAP_THRESHOLD_": str(2**18), "MALLOC_TRIM_THRESHOLD_": str(2**18)}
-    return {name: value for name, value in tuning.items() if name not in os.environ}

@@ -11,9 +11,12 @@ short line, at most 1 KB.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 import re
+import sys
 
 import mlflow
 from fastapi.responses import JSONResponse
@@ -93,8 +96,27 @@ class BodyLimit:
         except Exception:  # What the app raises for the cut-off body; anything else re-raises.
             if not state["over"]:
                 raise
+        finally:
+            if state["received"] >= LARGE_REQUEST_BYTES:
+                return_free_memory()
         if state["over"]:
             await too_large(f"more than {MAX_REQUEST_BYTES}")(scope, receive, send)
+
+
+LARGE_REQUEST_BYTES = 4 * 2**20
+LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform == "linux" else None
+
+
+def return_free_memory() -> None:
+    """Hands the heap's free pages back to the system (glibc's malloc_trim).
+
+    A large request (a 32-poster one is 30 MB of JSON, and several copies of it while
+    parsed) leaves its memory free but kept by the allocator; after a crowd of them a
+    worker would stay tens of percent larger for good. Trimming after each large request
+    costs a few milliseconds against hundreds for the request itself.
+    """
+    if LIBC is not None and hasattr(LIBC, "malloc_trim"):
+        LIBC.malloc_trim(0)
 
 
 async def drain(receive) -> None:
