@@ -90,6 +90,7 @@ def as_user(monkeypatch, uri: str, user: str, password: str) -> None:
     mlflow.set_tracking_uri(uri)
 
 
+@pytest.mark.slow
 def test_a_team_trains_registers_and_serves_through_the_server(
     team_server, monkeypatch, tmp_path, capsys
 ):
@@ -132,6 +133,7 @@ def test_a_team_trains_registers_and_serves_through_the_server(
         MlflowClient().set_registered_model_alias("poster-ml", "champion", "1")
 
 
+@pytest.mark.slow
 def test_workers_that_share_nothing_but_the_server_tune_one_study_from_the_logged_data(
     team_server, postgres_database, tmp_path, monkeypatch
 ):

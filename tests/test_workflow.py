@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from poster_ml.cli import main
 
 
+@pytest.mark.slow
 def test_main_runs_every_step_then_skips_them_all(tmp_path, monkeypatch, capsys):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
