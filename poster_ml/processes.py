@@ -28,8 +28,18 @@ def run_in_foreground(command: list[str], environment: dict[str, str]) -> int:
 
     The child runs in a session of its own, so a Ctrl-C in the terminal reaches it once,
     forwarded from here (in the terminal's process group it would get it twice, which
-    uvicorn takes as "force exit now")."""
+    uvicorn takes as "force exit now"). Stopped by SIGTERM or Ctrl-C, it returns 0."""
     child = subprocess.Popen(command, env=environment, start_new_session=True)
+    forwarded: list[int] = []
+
+    def forward(received: int, frame) -> None:
+        forwarded.append(received)
+        child.send_signal(received)
+
     for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, lambda received, frame: child.send_signal(received))
-    return child.wait()
+        signal.signal(number, forward)
+    code = child.wait()
+    # A child that stopped because it was asked to has stopped normally, whether it says
+    # so with 0 or dies of the signal (-15, or 128 + 15 from a shell).
+    stopped_as_asked = {0} | {-number for number in forwarded} | {128 + n for n in forwarded}
+    return 0 if forwarded and code in stopped_as_asked else code
