@@ -17,7 +17,12 @@ import yaml
 
 from poster_ml.cli import COMMANDS, build_parser
 from poster_ml.config import AugmentConfig, TrainConfig, train_config
-from poster_ml.settings import config_from_arguments, parse_overrides, split_overrides
+from poster_ml.settings import (
+    config_from_arguments,
+    parse_overrides,
+    split_overrides,
+    with_overrides,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 # What the README's placeholders stand for when a command is checked.
@@ -90,6 +95,7 @@ def test_every_poster_ml_command_parses_into_a_valid_config(words):
     if arguments.command == "train":
         overrides = split_overrides(parse_overrides(config.overrides), TrainConfig, AugmentConfig)
         train_config(config.profile, overrides[0])
+        with_overrides(AugmentConfig(), overrides[1])
 
 
 @pytest.mark.parametrize("words", of("mlflow"))
