@@ -45,7 +45,7 @@ class PreprocessConfig(Checked):
         0.15, "share of synthetic labels flipped at random", between(0, 0.5, high_open=True)
     )
     near_duplicate_bits: int = setting(
-        10,
+        8,
         "largest difference-hash distance (of 64 bits) of near-duplicate candidates",
         between(0, 64),
     )
@@ -134,7 +134,7 @@ class EvaluateConfig(Checked):
     seed: int = setting(42, "seed of the bootstrap", between(0, 2**32 - 1))
     cam_posters: int = setting(8, "posters in each class-activation-map grid", between(1, 64))
     faithfulness_posters: int = setting(
-        10,
+        8,
         "most confident posters (half of each class) for deletion, insertion and occlusion; 0 skips them",
         between(0, 512),
     )

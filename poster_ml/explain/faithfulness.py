@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage, stats
 
 GRID = 6  # Cells per side: a cell is a sixth of the poster (16 px at 96 px).
-STEPS = 5  # Points of a curve past its start: a fifth of the cells removed (or revealed) a step.
+STEPS = 4  # Points of a curve past its start: a quarter of the cells removed (or revealed) a step.
 BLUR = 0.1  # Standard deviation of the reference's blur, as a share of the poster's side.
 
 Predict = Callable[[np.ndarray], np.ndarray]  # uint8 posters -> probability of fresh.
