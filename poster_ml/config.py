@@ -45,7 +45,7 @@ class PreprocessConfig(Checked):
         0.15, "share of synthetic labels flipped at random", between(0, 0.5, high_open=True)
     )
     near_duplicate_bits: int = setting(
-        8,
+        10,
         "largest difference-hash distance (of 64 bits) of near-duplicate candidates",
         between(0, 64),
     )

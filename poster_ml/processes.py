@@ -29,15 +29,21 @@ def run_in_foreground(command: list[str], environment: dict[str, str]) -> int:
     The child runs in a session of its own, so a Ctrl-C in the terminal reaches it once,
     forwarded from here (in the terminal's process group it would get it twice, which
     uvicorn takes as "force exit now"). Stopped by SIGTERM or Ctrl-C, it returns 0."""
-    child = subprocess.Popen(command, env=environment, start_new_session=True)
     forwarded: list[int] = []
+    child: subprocess.Popen | None = None
 
     def forward(received: int, frame) -> None:
         forwarded.append(received)
-        child.send_signal(received)
+        if child is not None:
+            child.send_signal(received)
 
+    # The handlers come first: a signal that arrives while the child starts is not lost,
+    # and never kills this process alone, leaving the child running in its own session.
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, forward)
+    child = subprocess.Popen(command, env=environment, start_new_session=True)
+    if forwarded:
+        child.send_signal(forwarded[-1])
     code = child.wait()
     # A child that stopped because it was asked to has stopped normally, whether it says
     # so with 0 or dies of the signal (-15, or 128 + 15 from a shell).

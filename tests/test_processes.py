@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 FOREGROUND = (
@@ -19,7 +20,12 @@ FOREGROUND = (
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
 def test_a_server_stopped_by_a_signal_exits_0(number):
     parent = subprocess.Popen([sys.executable, "-c", FOREGROUND])
-    time.sleep(1.5)  # Python started and the child is running.
+    # The signal goes once the server child runs (and the handlers, set right after it,
+    # are in place): on a loaded machine Python's start alone can take seconds.
+    deadline = time.monotonic() + 60
+    while not psutil.Process(parent.pid).children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
     os.kill(parent.pid, number)
     assert parent.wait(timeout=20) == 0
 
