@@ -31,6 +31,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM  # A signal ends the script through the cleanup too.
 step() { echo; echo "== $*"; }
 wait_for() {  # URL: waits up to two minutes for it to answer 200
   for _ in $(seq 240); do curl -sf -o /dev/null "$1" && return 0; sleep 0.5; done
@@ -85,12 +86,16 @@ echo "the data to train on: $DATA"
 rm -rf "$WORK/machine1"  # Nothing of machine 1 is needed any more.
 
 step "machines 2 and 3 at once: one study, 6 trials in all"
+WORKERS=()
 for machine in 2 3; do
   (cd "$WORK/machine$machine" && HOME="$WORK/machine$machine" \
     poster-ml train --data "$DATA" --trials 6 --storage "$STUDIES" --study-name posters-v1 "${TINY[@]}" \
     > "$WORK/train$machine.log" 2>&1) &
+  WORKERS+=($!)
 done
-wait %1 %2 || { tail -n 30 "$WORK"/train*.log; exit 1; }
+for worker in "${WORKERS[@]}"; do
+  wait "$worker" || { tail -n 30 "$WORK"/train*.log; exit 1; }
+done
 tail -n 3 "$WORK/train2.log" "$WORK/train3.log"
 
 step "machine 4: evaluate and register"
