@@ -24,7 +24,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
@@ -76,22 +75,10 @@ def main() -> None:
     import numpy as np
     import pandas as pd
     from PIL import Image
+    from posters import logged_model
 
-    from poster_ml.models.variants import VARIANTS, build_model
-    from poster_ml.tracking.pyfunc_model import log_poster_model
-
-    folder = tempfile.mkdtemp()
-    store = f"sqlite:///{folder}/mlflow.db"
-    mlflow.set_tracking_uri(store)
     jpeg = poster_jpeg(arguments.size, 0)
-    with mlflow.start_run():
-        info = log_poster_model(
-            build_model(VARIANTS["basic_cnn"], arguments.size),
-            arguments.size,
-            {},
-            jpeg,
-            name="basic_cnn",
-        )
+    store, model_uri = logged_model("basic_cnn", arguments.size, jpeg)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -102,7 +89,7 @@ def main() -> None:
             "poster_ml.cli",
             "serve",
             "--model",
-            info.model_uri,
+            model_uri,
             "--port",
             str(port),
         ],
@@ -135,7 +122,7 @@ def main() -> None:
             post(port, one)  # Warm-up.
         served = [post(port, one) for _ in range(arguments.requests)]
         batch_seconds = [post(port, batch) for _ in range(5)]
-        model = mlflow.pyfunc.load_model(info.model_uri)
+        model = mlflow.pyfunc.load_model(model_uri)
         frame = pd.DataFrame({"image": [jpeg]})
         model.predict(frame)
         in_process = []

@@ -132,16 +132,19 @@ def finding_shares(
     (nothing where the posters' regions are not known, as for a user's own posters)."""
     if not {*TITLE_COLUMNS, *PEOPLE_COLUMNS} <= set(split.columns):
         return {}
+    # A poster without figures has no people region: every map puts 0 % there.
+    boxes = {
+        region: split[list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy()[rows]
+        for region, columns in REGIONS.items()
+    }
     metrics: dict[str, float] = {}
     start = 0
     for group, members in groups.items():
         chosen = slice(start, start + len(members))
         start += len(members)
-        for region, columns in REGIONS.items():
-            # A poster without figures has no people region: every map puts 0 % there.
-            boxes = split[list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy()[rows]
+        for region in REGIONS:
             for method, values in maps.items():
-                shares = shares_inside(values[chosen], boxes[chosen])
+                shares = shares_inside(values[chosen], boxes[region][chosen])
                 metrics |= named(
                     f"finding_{group}_{method}_{region}_share",
                     faith.mean_interval(shares, samples, seed),

@@ -142,20 +142,13 @@ def predict_step(config: PredictConfig) -> pd.DataFrame:
 def predict_prepared(config: PredictConfig) -> pd.DataFrame:
     """Scores the test split of a prepared dataset (read from its shard, already decoded),
     beside each poster's id, source and true class."""
-    from poster_ml.models.predict import predict_probabilities
+    from poster_ml.explain.evaluation import predict_test_split
 
     with runs.step_run("predict", {"predict": config}, seed=0):
         data = prepared_runs.open_data(config.data)
         model, _ = loading.load_poster_model(config.model)
-        test, reader = data.split("test"), data.reader("test")
-        probabilities = np.concatenate(
-            [
-                predict_probabilities(model, reader.read(np.arange(start, stop)))
-                for start in range(0, len(test), config.batch_size)
-                for stop in [min(start + config.batch_size, len(test))]
-            ]
-        )
-        predictions = test[["id", "source", "class"]].assign(
+        probabilities = predict_test_split(model, data, chunk=config.batch_size)
+        predictions = data.split("test")[["id", "source", "class"]].assign(
             probability_fresh=probabilities,
             label=[CLASS_NAMES[int(predicted_fresh(p))] for p in probabilities],
         )
