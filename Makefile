@@ -35,8 +35,8 @@ lock:
 	"$(UV)" pip compile pyproject.toml --extra test --extra server --extra benchmark --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --upgrade -o requirements.lock
 
-# The demo tunes seven variants in under ten minutes on two cores; InceptionResNetV2, the
-# slowest to build, adds about two more (make demo DEMO_VARIANTS=all).
+# The demo tunes seven variants (benchmarks/RESULTS.md has its time on two cores);
+# InceptionResNetV2, the slowest to build, is left out: make demo DEMO_VARIANTS=all adds it.
 DEMO_VARIANTS ?= basic_cnn,regularized_cnn,regularized_cnn_aug,vgg16_features,vgg16_features_aug,vgg16_finetune_aug,inception_v3_finetune_aug
 demo: install
 	$(BIN)/mlflow run . -e main --env-manager local -P variants=$(DEMO_VARIANTS)

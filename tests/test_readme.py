@@ -147,3 +147,16 @@ def test_the_readme_s_offline_preprocess_command_runs(tmp_path):
     )
     assert finished.returncode == 0, (line, finished.stderr[-2000:])
     assert (tmp_path / "p" / "dataset.json").is_file()
+
+
+def test_where_things_are_names_every_module_of_the_package():
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Where things are") : text.index("## Settings and their ranges")]
+    modules = [
+        path.relative_to(ROOT / "poster_ml")
+        for path in (ROOT / "poster_ml").rglob("*.py")
+        if path.name != "__init__.py"
+    ]
+    missing = [str(module) for module in modules if not re.search(rf"[`/]{module.name}`", section)]
+    assert len(modules) > 40
+    assert not missing, missing

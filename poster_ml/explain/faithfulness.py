@@ -120,13 +120,16 @@ def occlusion_maps(
     reference: np.ndarray,
     fresh: np.ndarray,
     grid: int = GRID,
+    base: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each cell's importance: the drop of the explained class's probability when that cell
-    alone shows the reference. (n, grid * grid); every occluded poster in one call."""
+    alone shows the reference. (n, grid * grid); every occluded poster in one call. `base`
+    (the untouched posters' probabilities) spares their forward pass when it is known."""
     masks = cell_masks(images.shape[1], images.shape[2], grid)[..., None]
     occluded = np.where(masks[None], reference[:, None], images[:, None])
     flat = occluded.reshape(-1, *images.shape[1:])
-    base = class_probability(predict, images, fresh)
+    if base is None:
+        base = class_probability(predict, images, fresh)
     after = class_probability(predict, flat, np.repeat(fresh, len(masks)))
     return base[:, None] - after.reshape(len(images), len(masks))
 

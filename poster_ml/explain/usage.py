@@ -83,7 +83,13 @@ def model_usage(
     # A 1 x 1 map (InceptionV3's at small sizes) ranks nothing: it is left out, as it is
     # from localisation.
     maps = method_maps(model, cam_model, images, pooling_head)
-    occlusion = faith.occlusion_maps(predict, images, reference, fresh)
+    # The untouched and the blurred posters' probabilities: every curve's ends, and
+    # occlusion's starting point.
+    ends = (
+        faith.class_probability(predict, images, fresh),
+        faith.class_probability(predict, reference, fresh),
+    )
+    occlusion = faith.occlusion_maps(predict, images, reference, fresh, base=ends[0])
     grid = faith.GRID
     maps["occlusion"] = upsample(
         np.maximum(occlusion, 0).reshape(-1, grid, grid), *images.shape[1:3]
@@ -96,10 +102,6 @@ def model_usage(
         scores["prior"] = faith.cell_scores(prior_maps)
         maps["prior"] = prior_maps
     metrics: dict[str, float] = {"faithfulness_posters": float(len(rows))}
-    ends = (
-        faith.class_probability(predict, images, fresh),
-        faith.class_probability(predict, reference, fresh),
-    )
     areas, curves = {}, {}
     for order, cell_values in scores.items():
         deletion, insertion = faith.perturbation_curves(

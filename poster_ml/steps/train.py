@@ -100,8 +100,9 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
 
 CNN_LEARNING_RATE = 1e-3
 """The study's rate for its CNNs trained from scratch; a pretrained architecture that
-starts from random weights gets it, since the fine-tuning rates (1e-6 to 2e-5) cannot move
-random weights in a few epochs."""
+starts from random weights gets it, since it is trained from scratch too (at the fine-tuning
+rates, 1e-6 to 2e-5, even the head on random VGG16 features stays near chance in the
+demo's epochs: benchmarks/RESULTS.md)."""
 
 
 def with_resolved_weights(variant, config: TrainConfig, weights: dict[str, str]):
