@@ -1,9 +1,9 @@
 """Every measured figure in the README says where it came from, and RESULTS.md says when,
 on what code and on what machine.
 
-A measured figure is a duration, a ratio (`1.50x`), a size, a rate or an AUC. The
-paragraph (or table) that holds one must name its source: the command that printed it, a
-test that checks it, or `benchmarks/RESULTS.md`. Where the source is RESULTS.md or a
+A measured figure is a duration, a ratio (`1.50x`), a size, a rate, an AUC or a score
+written to three decimals. The paragraph (or table) that holds one must name its source:
+the command that printed it, a test that checks it, or `benchmarks/RESULTS.md`. Where the source is RESULTS.md or a
 benchmark, the figure's numbers must be found in RESULTS.md, so the two cannot drift
 apart. Each RESULTS.md entry carries a date, a commit of this repository and a machine."""
 
@@ -28,6 +28,7 @@ MEASURED = re.compile(
     | {NUMBER}\ ?(?:KB|MB|GB|KiB|MiB|GiB)\b                   # a size
     | {NUMBER}\ (?:posters|images|requests)(?:/s|\ a\ second) # a rate
     | \bAUCs?\b[^.\d]{{0,30}}\d\.\d+                           # an AUC
+    | (?<![\d.-])-?[01]\.\d{{3}}\b                              # a score: 0.517
     """,
     re.VERBOSE,
 )
