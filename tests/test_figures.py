@@ -3,9 +3,10 @@ on what code and on what machine.
 
 A measured figure is a duration, a ratio (`1.50x`), a size, a rate, an AUC or a score
 written to three decimals. The paragraph (or table) that holds one must name its source:
-the command that printed it, a test that checks it, or `benchmarks/RESULTS.md`. Where the source is RESULTS.md or a
-benchmark, the figure's numbers must be found in RESULTS.md, so the two cannot drift
-apart. Each RESULTS.md entry carries a date, a commit of this repository and a machine."""
+the command that printed it, a test that checks it, or `benchmarks/RESULTS.md`. Where the
+source is RESULTS.md or a benchmark, the figure must be found in RESULTS.md as written, so
+the two cannot drift apart. Each RESULTS.md entry carries a date, a commit of this
+repository and a machine."""
 
 from __future__ import annotations
 
