@@ -14,6 +14,7 @@ import mlflow
 import numpy as np
 import optuna
 import pytest
+import sqlalchemy.exc
 from helpers import POSTGRES
 from mlflow.tracking import MlflowClient
 
@@ -228,6 +229,57 @@ def worker(
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def open_storage_together(url: str, barrier, answers) -> None:
+    """One worker's start: wait for the others, then open the studies storage."""
+    barrier.wait(timeout=60)
+    try:
+        tuning.make_storage(url, 60)
+        answers.put("opened")
+    except (sqlalchemy.exc.SQLAlchemyError, ValueError) as error:
+        answers.put(f"{type(error).__name__}: {str(error).splitlines()[0]}")
+
+
+def test_workers_opening_a_fresh_postgresql_study_storage_at_once_take_turns(postgres_database):
+    """Optuna creates its tables on first use; six workers doing it at the same instant on
+    an empty database collide (a duplicate `alembic_version`) unless they take turns."""
+    import multiprocessing
+
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{postgres_database('optuna')}"
+    context = multiprocessing.get_context("fork")
+    barrier, answers = context.Barrier(6), context.Queue()
+    workers = [
+        context.Process(target=open_storage_together, args=(url, barrier, answers))
+        for _ in range(6)
+    ]
+    for process in workers:
+        process.start()
+    results = [answers.get(timeout=120) for _ in workers]
+    for process in workers:
+        process.join(timeout=60)
+    assert results == ["opened"] * 6, results
+    assert optuna.storages.RDBStorage(url).get_all_studies() == []
+
+
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("postgresql+psycopg://nobody_here@127.0.0.1:5432/test", 'role "nobody_here"'),
+        ("postgresql+psycopg://postgres@127.0.0.1:5432/no_such_database", "no_such_database"),
+        ("postgresql+psycopg://postgres@127.0.0.1:1/test", "127.0.0.1"),
+    ],
+)
+def test_a_study_storage_that_cannot_be_opened_is_one_line_naming_it(
+    url, reason, tmp_path, capsys, monkeypatch, postgres_database
+):
+    postgres_database("reachable")  # Skips on a laptop without PostgreSQL, fails under CI.
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", *TINY, "--trials", "1", "--storage", url])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1
+    assert error.startswith(f"poster-ml train: error: cannot open the studies database {url}")
+    assert reason in error and "tracking store" not in error
 
 
 def test_two_postgresql_workers_finish_exactly_n_trials_between_them(tmp_path, postgres_database):

@@ -25,6 +25,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
+from poster_ml import databases
 from poster_ml.errors import ConfigError
 from poster_ml.locks import exclusive
 from poster_ml.models.bases import PRETRAINED_BASES
@@ -92,6 +93,15 @@ def make_storage(url: str, heartbeat_seconds: int):
         raise ConfigError(
             f"storage must be sqlite:///PATH, postgresql+psycopg://... or journal:PATH, got {url!r}"
         )
+    if not databases.is_postgresql(url):
+        return rdb_storage(url, heartbeat_seconds)
+    # Workers started at once on a fresh studies database take turns creating its tables;
+    # a missing role or database is one line that names the studies database.
+    with databases.schema_turn(url, "studies"):
+        return rdb_storage(url, heartbeat_seconds)
+
+
+def rdb_storage(url: str, heartbeat_seconds: int) -> RDBStorage:
     return RDBStorage(
         url,
         heartbeat_interval=heartbeat_seconds,

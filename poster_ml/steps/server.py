@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from poster_ml import databases
 from poster_ml.errors import ConfigError
 from poster_ml.processes import run_in_foreground
 from poster_ml.using_config import ServerConfig
@@ -38,27 +39,9 @@ def admin_password() -> str:
 def check_databases(config: ServerConfig, timeout_seconds: int = 5) -> None:
     """Opens each PostgreSQL database once before the server starts: a missing role or
     database is one line within seconds, rather than MLflow retrying it for minutes."""
-    from poster_ml.tracking.store_errors import redacted
-
     for purpose, uri in (("runs", config.backend_store_uri), ("users", config.auth_database_uri)):
-        scheme, _, rest = uri.partition("://")
-        if not scheme.startswith("postgresql"):
-            continue
-        try:
-            import psycopg  # The server extra's.
-        except ImportError:
-            raise ConfigError(
-                'a PostgreSQL store needs the server extra: pip install "poster-ml[server]"'
-            ) from None
-        try:
-            psycopg.connect(f"postgresql://{rest}", connect_timeout=timeout_seconds).close()
-        except psycopg.OperationalError as error:
-            reason = next(
-                (line for line in str(error).splitlines() if line.strip()), type(error).__name__
-            )
-            raise ConfigError(
-                f"cannot open the {purpose} database {redacted(uri)}: {reason.strip()}"
-            ) from None
+        if databases.is_postgresql(uri):
+            databases.check(uri, purpose, timeout_seconds)
 
 
 def auth_settings(config: ServerConfig) -> str:

@@ -16,10 +16,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import poster_ml
+from poster_ml.databases import redacted
 from poster_ml.errors import DatasetError, TrackingStoreError
 from poster_ml.settings import flatten
 from poster_ml.tracking import resume
-from poster_ml.tracking.store_errors import redacted
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "poster-ml"

@@ -9,27 +9,18 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import sqlalchemy.exc
 from mlflow.exceptions import MlflowException
 
+from poster_ml.databases import redacted
 from poster_ml.errors import DatasetError, PosterMLError, TrackingStoreError
 
 REFUSED_CODES = {"UNAUTHENTICATED", "PERMISSION_DENIED"}
 REFUSED_STATUS = {401, 403}
 # PostgreSQL's SQLSTATE class 28: invalid authorization (a wrong password, an unknown role).
 REFUSED_SQLSTATE_CLASS = "28"
-
-
-def redacted(uri: str) -> str:
-    """The URI with any password replaced by ***."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def tracking_uri() -> str:
