@@ -8,7 +8,7 @@
 # the studies database, evaluates and registers, and serves the champion as `viewer`, who
 # then scores a poster over HTTP. Each step echoes what it runs; the first failure stops it.
 #
-#   bash benchmarks/team_recipe.sh        (about five minutes on two cores)
+#   bash benchmarks/team_recipe.sh        (a few minutes on two cores; RESULTS.md has the latest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
