@@ -53,3 +53,27 @@ def test_main_runs_every_step_then_skips_them_all(tmp_path, monkeypatch, capsys)
     capsys.readouterr()
     assert main(arguments) == 0
     assert "running preprocess" in capsys.readouterr().out
+
+
+def test_a_top_level_mlflow_run_in_the_default_experiment_says_how_to_join_the_project(
+    monkeypatch, capsys
+):
+    """`mlflow run . -e main` without --experiment-name after `make demo` lands in Default,
+    away from the demo's runs: its top-level run says so once, its steps do not repeat it."""
+    from poster_ml.tracking import runs
+
+    client = MlflowClient()
+    lone = client.create_run("0")  # A store without the project's experiment: nothing to join.
+    monkeypatch.setenv("MLFLOW_RUN_ID", lone.info.run_id)
+    runs.configure_tracking()
+    assert "note:" not in capsys.readouterr().out
+
+    project = client.create_experiment("poster-ml")
+    outside = client.create_run("0")
+    step = client.create_run("0", tags={"mlflow.parentRunId": outside.info.run_id})
+    inside = client.create_run(project)
+    for run, noted in ((outside, True), (step, False), (inside, False)):
+        monkeypatch.setenv("MLFLOW_RUN_ID", run.info.run_id)
+        assert runs.configure_tracking() == run.info.experiment_id
+        printed = capsys.readouterr().out
+        assert ("--experiment-name poster-ml" in printed) == noted, printed

@@ -34,10 +34,28 @@ def configure_tracking() -> str:
     # Under `mlflow run` the run and its experiment already exist; elsewhere pick ours.
     # (MLFLOW_EXPERIMENT_ID is no sign of that: mlflow.set_experiment itself sets it.)
     if "MLFLOW_RUN_ID" in os.environ:
-        return MlflowClient().get_run(os.environ["MLFLOW_RUN_ID"]).info.experiment_id
+        run = MlflowClient().get_run(os.environ["MLFLOW_RUN_ID"])
+        if note := default_experiment_note(run):
+            print(note)
+        return run.info.experiment_id
     return mlflow.set_experiment(
         os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
     ).experiment_id
+
+
+def default_experiment_note(run: mlflow.entities.Run) -> str | None:
+    """`mlflow run` without --experiment-name puts its run in MLflow's Default experiment;
+    when the project's own experiment has runs elsewhere, one line says how to keep them
+    together (said by the top-level run only, not by each step under `main`)."""
+    if run.info.experiment_id != "0" or "mlflow.parentRunId" in run.data.tags:
+        return None
+    if MlflowClient().get_experiment_by_name(DEFAULT_EXPERIMENT) is None:
+        return None
+    return (
+        f"note: mlflow run put this run in the experiment Default, not in {DEFAULT_EXPERIMENT} "
+        f"with the project's other runs; pass --experiment-name {DEFAULT_EXPERIMENT} "
+        "(or set MLFLOW_EXPERIMENT_NAME) to keep them together"
+    )
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
