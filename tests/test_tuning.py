@@ -61,6 +61,35 @@ def test_a_seeded_study_suggests_the_same_sequence_and_starts_from_the_study_val
     )
 
 
+def test_a_new_study_is_compared_with_the_latest_of_its_own_experiment():
+    storage = optuna.storages.InMemoryStorage()
+    demo, changed = {"train": {"max_epochs": 4}}, {"train": {"max_epochs": 3}}
+
+    def opening(experiment: str, settings: dict) -> str:
+        name = studies.study_name(experiment, "basic_cnn", settings)
+        study, created = studies.open_study(
+            name, storage, 42, "none", VARIANTS["basic_cnn"], settings
+        )
+        line = studies.opening_line(study, created, storage, settings)
+        if experiment == "Default":
+            study.optimize(lambda trial: 0.5, n_trials=1)  # Newer than the project's study.
+        return line
+
+    first = studies.study_name("poster-ml", "basic_cnn", demo)
+    assert opening("poster-ml", demo) == f"basic_cnn: new study {first}"
+    # The same settings in another experiment: a new study, never "settings differ" with no
+    # difference to show.
+    assert opening("Default", demo).endswith(
+        f"with the same settings as study {first} under another name (another experiment, or --study-name)"
+    )
+    assert opening("Default", changed).endswith("train.max_epochs: 4 -> 3")
+    # A change within the project's experiment is told against that experiment's study,
+    # even when another experiment's is newer.
+    line = opening("poster-ml", changed)
+    assert f"since settings differ from study {first}: train.max_epochs: 4 -> 3" in line
+    assert opening("poster-ml", changed).startswith("basic_cnn: resuming study")
+
+
 def test_the_search_space_tunes_unfreezing_only_where_a_base_is_fine_tuned():
     study = optuna.create_study()
     for name, expected in (

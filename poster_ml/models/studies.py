@@ -144,9 +144,14 @@ def opening_line(study: optuna.Study, created: bool, storage, settings: dict) ->
     ]
     if not others:
         return f"{variant}: new study {study.study_name}"
-    latest = max(others, key=lambda summary: summary.datetime_start or datetime.datetime.min)
-    changed = "; ".join(differences(latest.user_attrs[SETTINGS_ATTRIBUTE], settings)[:5])
-    return f"{variant}: new study {study.study_name}, since settings differ from study {latest.study_name}: {changed}"
+    # Studies of the same experiment first: the names begin `<experiment>.<variant>.`.
+    prefix = study.study_name.rsplit(".", 2)[0] + "."
+    nearest = [summary for summary in others if summary.study_name.startswith(prefix)] or others
+    latest = max(nearest, key=lambda summary: summary.datetime_start or datetime.datetime.min)
+    changed = differences(latest.user_attrs[SETTINGS_ATTRIBUTE], settings)
+    if not changed:
+        return f"{variant}: new study {study.study_name}, with the same settings as study {latest.study_name} under another name (another experiment, or --study-name)"
+    return f"{variant}: new study {study.study_name}, since settings differ from study {latest.study_name}: {'; '.join(changed[:5])}"
 
 
 def wait_for_attribute(study: optuna.Study, key: str, wait_seconds: float = 30.0):
