@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 from poster_ml import CLASS_NAMES, predicted_fresh
@@ -85,7 +84,8 @@ def decoded_batches(
             yield paths, images, rejects
 
 
-def predict_step(config: PredictConfig) -> pd.DataFrame:
+def predict_step(config: PredictConfig) -> Path:
+    """Scores the files (or a prepared dataset's test split); returns the predictions CSV."""
     from poster_ml.models.predict import predict_probabilities
 
     if config.data:
@@ -136,10 +136,10 @@ def predict_step(config: PredictConfig) -> pd.DataFrame:
     print(
         f"scored {scored}, rejected {rejected} of {len(files)} files: {out} (rejects in {rejects_path})"
     )
-    return pd.read_csv(out)
+    return out
 
 
-def predict_prepared(config: PredictConfig) -> pd.DataFrame:
+def predict_prepared(config: PredictConfig) -> Path:
     """Scores the test split of a prepared dataset (read from its shard, already decoded),
     beside each poster's id, source and true class."""
     from poster_ml.explain.evaluation import predict_test_split
@@ -156,7 +156,7 @@ def predict_prepared(config: PredictConfig) -> pd.DataFrame:
         artifacts.dataset_input(data, context="prediction")
         artifacts.log_files([Path(config.out)])
     print(f"scored the {len(predictions)} test posters of dataset {data.digest[:12]}: {config.out}")
-    return predictions
+    return Path(config.out)
 
 
 def write_overlays(
