@@ -99,6 +99,8 @@ def localisation_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 ORDERS = ("grad_cam", "layer_cam", "cam", "occlusion", "random", "prior")
+# The finding's groups of posters (usage.extreme_rows), as the table titles them.
+FINDING_GROUPS = {"most_fresh": "highest p(fresh)", "most_rotten": "lowest p(fresh)"}
 
 
 def faithfulness_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -138,9 +140,8 @@ def finding_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for row in rows:
         if "faithfulness_posters" not in row:
             continue
-        groups = [("most_fresh", "highest p(fresh)"), ("most_rotten", "lowest p(fresh)")]
         measured = any(key.startswith("finding_") for key in row)
-        for group, title in groups:
+        for group, title in FINDING_GROUPS.items():
             for order in ORDERS:
                 name = f"finding_{group}_{order}"
                 if measured and f"{name}_title_share" not in row:

@@ -26,7 +26,6 @@ from poster_ml.explain.localisation import shares_inside
 from poster_ml.models.predict import predict_probabilities
 
 BASELINES = ("random", "prior")
-GROUPS = {"most_fresh": "highest p(fresh)", "most_rotten": "lowest p(fresh)"}
 REGIONS = {"title": TITLE_COLUMNS, "people": PEOPLE_COLUMNS}
 
 
