@@ -41,6 +41,10 @@ DEMO_VARIANTS ?= basic_cnn,regularized_cnn,regularized_cnn_aug,vgg16_features,vg
 demo: install
 	$(BIN)/mlflow run . -e main --env-manager local -P variants=$(DEMO_VARIANTS)
 
+# MLproject is written from the config dataclasses; run this after changing a setting.
+mlproject: install
+	$(BIN)/python -m poster_ml.config.mlproject MLproject
+
 # ruff (format and lint rules in pyproject.toml) and mypy on the package; CI runs it first.
 lint: install
 	$(BIN)/ruff format --check poster_ml tests benchmarks entrypoints
@@ -62,4 +66,4 @@ serve: install
 server: install
 	$(BIN)/poster-ml server
 
-.PHONY: install lock lint demo test ui serve server
+.PHONY: install lock mlproject lint demo test ui serve server

@@ -7,37 +7,27 @@ import argparse
 import sys
 import traceback
 
-from poster_ml.config import (
-    AugmentConfig,
-    EvaluateConfig,
-    PreprocessConfig,
-    RegisterConfig,
-    TrainConfig,
-    TrainStepConfig,
-    WorkflowConfig,
-    train_config,
-)
+from poster_ml.config import ENTRY_POINTS, AugmentConfig, TrainConfig, train_config
 from poster_ml.errors import PosterMLError
-from poster_ml.settings import (
+from poster_ml.config.settings import (
     add_config_arguments,
     config_from_arguments,
     parse_overrides,
     split_overrides,
     with_overrides,
 )
-from poster_ml.using_config import PredictConfig, ServeConfig, ServerConfig
 
 
 def run_preprocess(arguments: argparse.Namespace) -> None:
     from poster_ml.steps.preprocess import preprocess_step
 
-    preprocess_step(config_from_arguments(arguments, PreprocessConfig))
+    preprocess_step(config_from_arguments(arguments, ENTRY_POINTS["preprocess"]))
 
 
 def run_train(arguments: argparse.Namespace) -> None:
     from poster_ml.steps.train import train_step
 
-    step = config_from_arguments(arguments, TrainStepConfig)
+    step = config_from_arguments(arguments, ENTRY_POINTS["train"])
     train_overrides, augment_overrides = split_overrides(
         parse_overrides(step.overrides), TrainConfig, AugmentConfig
     )
@@ -51,19 +41,19 @@ def run_train(arguments: argparse.Namespace) -> None:
 def run_evaluate(arguments: argparse.Namespace) -> None:
     from poster_ml.steps.evaluate import evaluate_step
 
-    evaluate_step(config_from_arguments(arguments, EvaluateConfig))
+    evaluate_step(config_from_arguments(arguments, ENTRY_POINTS["evaluate"]))
 
 
 def run_register(arguments: argparse.Namespace) -> None:
     from poster_ml.steps.register import register_step
 
-    register_step(config_from_arguments(arguments, RegisterConfig))
+    register_step(config_from_arguments(arguments, ENTRY_POINTS["register"]))
 
 
 def run_serve(arguments: argparse.Namespace) -> None:
     from poster_ml.steps.serve import serve_step
 
-    code = serve_step(config_from_arguments(arguments, ServeConfig))
+    code = serve_step(config_from_arguments(arguments, ENTRY_POINTS["serve"]))
     if code:
         raise PosterMLError(f"the server stopped with exit code {code}")
 
@@ -71,7 +61,7 @@ def run_serve(arguments: argparse.Namespace) -> None:
 def run_server(arguments: argparse.Namespace) -> None:
     from poster_ml.steps.server import server_step
 
-    code = server_step(config_from_arguments(arguments, ServerConfig))
+    code = server_step(config_from_arguments(arguments, ENTRY_POINTS["server"]))
     if code:
         raise PosterMLError(f"the tracking server stopped with exit code {code}")
 
@@ -82,50 +72,43 @@ def run_predict(arguments: argparse.Namespace) -> None:
     # Paths may come positionally, as `poster-ml predict --model URI PATHS...`.
     if arguments.positional_paths:
         arguments.paths = " ".join([arguments.paths or "", *arguments.positional_paths]).strip()
-    predict_step(config_from_arguments(arguments, PredictConfig))
+    predict_step(config_from_arguments(arguments, ENTRY_POINTS["predict"]))
 
 
 def run_main(arguments: argparse.Namespace) -> None:
     from poster_ml.steps.main import run_workflow
 
-    run_workflow(config_from_arguments(arguments, WorkflowConfig))
+    run_workflow(config_from_arguments(arguments, ENTRY_POINTS["main"]))
 
 
 COMMANDS = {
-    # name: (config class, handler, help)
+    # name: (handler, help); the config class of each is config.ENTRY_POINTS[name].
     "preprocess": (
-        PreprocessConfig,
         run_preprocess,
         "validate, decode, resize, de-duplicate and split posters",
     ),
-    "train": (TrainStepConfig, run_train, "train the study's variants, one nested MLflow run each"),
+    "train": (run_train, "train the study's variants, one nested MLflow run each"),
     "evaluate": (
-        EvaluateConfig,
         run_evaluate,
         "test metrics with intervals, curves, class activation maps, the results table",
     ),
     "register": (
-        RegisterConfig,
         run_register,
         "register the best variant (by validation AUC) in the Model Registry",
     ),
     "predict": (
-        PredictConfig,
         run_predict,
         "score poster files and folders with a logged model; bad files go to a rejects CSV",
     ),
     "serve": (
-        ServeConfig,
         run_serve,
         "serve a model with MLflow's scoring server, guarded against oversized and echoed requests",
     ),
     "server": (
-        ServerConfig,
         run_server,
         "run the team's MLflow tracking server: PostgreSQL, served artifacts, basic authentication",
     ),
     "main": (
-        WorkflowConfig,
         run_main,
         "run every step on the embedded default (or your posters), skipping unchanged ones",
     ),
@@ -146,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print every library's notes and progress bars, and on an error its causes (the full traceback) before the one-line message (also POSTER_ML_VERBOSE=1)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, (config_class, handler, help_text) in COMMANDS.items():
+    for name, (handler, help_text) in COMMANDS.items():
         command = commands.add_parser(name, help=help_text)
         command.add_argument(
             "--verbose",
@@ -154,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
             default=argparse.SUPPRESS,
             help="print every library's notes, and on an error its causes",
         )
-        add_config_arguments(command, config_class)
+        add_config_arguments(command, ENTRY_POINTS[name])
         if name == "predict":
             command.add_argument(
                 "positional_paths",

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from poster_ml.cli import COMMANDS
+from poster_ml.config import ENTRY_POINTS
+from poster_ml.config import EvaluateConfig
+from poster_ml.config import mlproject as mlproject_file
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "poster_ml"
@@ -25,7 +27,7 @@ def mlproject_parameters(mlproject: dict, entry_point: str) -> dict:
 def parity_problems(mlproject: dict) -> list[str]:
     """Every difference in name, type or default between MLproject and the configs."""
     problems = []
-    for entry_point, (config_class, _, _) in COMMANDS.items():
+    for entry_point, config_class in ENTRY_POINTS.items():
         parameters = mlproject_parameters(mlproject, entry_point)
         command = mlproject["entry_points"][entry_point]["command"]
         fields = {field.name: field for field in dataclasses.fields(config_class)}
@@ -58,6 +60,25 @@ def parity_problems(mlproject: dict) -> list[str]:
 def test_mlproject_parameters_match_the_config_dataclasses():
     mlproject = yaml.safe_load((ROOT / "MLproject").read_text())
     assert parity_problems(mlproject) == []
+    assert parity_problems(yaml.safe_load(mlproject_file.render())) == []
+
+
+def test_the_committed_mlproject_is_the_one_the_configs_write():
+    assert (ROOT / "MLproject").read_text() == mlproject_file.render(), (
+        "MLproject is stale: run `make mlproject` and commit it"
+    )
+
+
+def test_a_default_changed_in_a_config_makes_the_committed_mlproject_stale(monkeypatch):
+    changed = dataclasses.make_dataclass(
+        "EvaluateConfig",
+        [("bootstrap_samples", int, dataclasses.field(default=999))],
+        bases=(EvaluateConfig,),
+        frozen=True,
+    )
+    monkeypatch.setitem(mlproject_file.ENTRY_POINTS, "evaluate", changed)
+    assert "bootstrap_samples: {type: int, default: 999}" in mlproject_file.render()
+    assert (ROOT / "MLproject").read_text() != mlproject_file.render()
 
 
 def test_the_parity_check_catches_a_default_changed_in_one_place():

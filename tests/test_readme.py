@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from poster_ml.cli import COMMANDS, build_parser
+from poster_ml.cli import build_parser
+from poster_ml.config import ENTRY_POINTS
 from poster_ml.config import AugmentConfig, TrainConfig, train_config
-from poster_ml.settings import (
+from poster_ml.config.settings import (
     config_from_arguments,
     parse_overrides,
     split_overrides,
@@ -90,7 +91,7 @@ def test_the_readme_has_commands_of_every_kind_checked_here():
 @pytest.mark.parametrize("words", of("poster-ml"))
 def test_every_poster_ml_command_parses_into_a_valid_config(words):
     arguments = build_parser().parse_args(words[1:])
-    config_class = COMMANDS[arguments.command][0]
+    config_class = ENTRY_POINTS[arguments.command]
     config = config_from_arguments(arguments, config_class)
     if arguments.command == "train":
         overrides = split_overrides(parse_overrides(config.overrides), TrainConfig, AugmentConfig)

@@ -21,7 +21,7 @@ from poster_ml.config import (
     TrainStepConfig,
     WorkflowConfig,
 )
-from poster_ml.using_config import PredictConfig, ServeConfig, ServerConfig
+from poster_ml.config import PredictConfig, ServeConfig, ServerConfig
 
 # Where each config's settings are typed: a subcommand's option, or train's --overrides.
 WHERE = {

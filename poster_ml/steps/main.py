@@ -98,7 +98,7 @@ def run_workflow(config: WorkflowConfig) -> None:
     from poster_ml.config import AugmentConfig, TrainConfig, train_config
     from poster_ml.data.prepared import load_prepared
     from poster_ml.errors import PosterMLError
-    from poster_ml.settings import parse_overrides, split_overrides
+    from poster_ml.config.settings import parse_overrides, split_overrides
 
     def same_dataset(run: mlflow.entities.Run) -> bool:
         """A finished step counts only if the prepared data on disk is still what it used."""

@@ -18,7 +18,7 @@ from poster_ml import CLASS_NAMES, predicted_fresh
 from poster_ml.data.images import PosterError, decode_poster
 from poster_ml.errors import DatasetError
 from poster_ml.tracking import artifacts, loading, prepared_runs, runs
-from poster_ml.using_config import PredictConfig
+from poster_ml.config import PredictConfig
 
 PREDICTION_COLUMNS = ["path", "probability_fresh", "label"]
 REJECT_COLUMNS = ["path", "reason", "detail"]

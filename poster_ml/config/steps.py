@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any
 
 from poster_ml.errors import ConfigError
-from poster_ml.settings import Checked, at_least, between, one_of, setting, with_overrides
+from poster_ml.config.settings import Checked, at_least, between, one_of, setting, with_overrides
 
 
 @dataclasses.dataclass(frozen=True)

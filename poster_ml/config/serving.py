@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from poster_ml.settings import Checked, between, one_of, setting
+from poster_ml.config.settings import Checked, between, one_of, setting
 
 
 @dataclasses.dataclass(frozen=True)
