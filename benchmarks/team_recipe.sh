@@ -76,7 +76,7 @@ PY
 
 export MLFLOW_TRACKING_URI="$URI" MLFLOW_TRACKING_USERNAME=ana MLFLOW_TRACKING_PASSWORD="her password"
 export STUDIES="postgresql+psycopg://optuna_$SUFFIX@127.0.0.1/poster_ml_studies_$SUFFIX"
-TINY=(--variants basic_cnn --overrides "max_epochs=4 image_size=64")
+TINY=(--variants basic_cnn --overrides "max_epochs=4")
 for machine in 1 2 3 4; do mkdir -p "$WORK/machine$machine"; done
 
 step "machine 1: preprocess (synthetic posters stand in for labels.csv)"

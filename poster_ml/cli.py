@@ -8,7 +8,6 @@ import sys
 import traceback
 
 from poster_ml.config import ENTRY_POINTS, AugmentConfig, TrainConfig, train_config
-from poster_ml.errors import PosterMLError
 from poster_ml.config.settings import (
     add_config_arguments,
     config_from_arguments,
@@ -16,6 +15,7 @@ from poster_ml.config.settings import (
     split_overrides,
     with_overrides,
 )
+from poster_ml.errors import PosterMLError
 
 
 def run_preprocess(arguments: argparse.Namespace) -> None:

@@ -16,6 +16,19 @@ POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 """The local PostgreSQL server (trust authentication); tests make their own databases."""
 
 
+TINY_DATA = ["--count", "120", "--size", "40"]
+"""Posters small enough for a training of seconds: preprocess's options."""
+
+
+def prepare_tiny(folder: str = "data/prepared") -> None:
+    """Prepares the tiny synthetic dataset at `folder` (train's default location) with a
+    preprocess run, as a user would before training."""
+    from poster_ml.cli import main
+
+    if main(["preprocess", *TINY_DATA, "--out", folder]) != 0:
+        raise RuntimeError("preprocess failed")
+
+
 def encode(image: Image.Image, format: str, **options) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=format, **options)

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from poster_ml.config import ENTRY_POINTS
-from poster_ml.config import EvaluateConfig
+from poster_ml.config import ENTRY_POINTS, EvaluateConfig
 from poster_ml.config import mlproject as mlproject_file
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,8 +16,7 @@ import pytest
 import yaml
 
 from poster_ml.cli import build_parser
-from poster_ml.config import ENTRY_POINTS
-from poster_ml.config import AugmentConfig, TrainConfig, train_config
+from poster_ml.config import ENTRY_POINTS, AugmentConfig, TrainConfig, train_config
 from poster_ml.config.settings import (
     config_from_arguments,
     parse_overrides,

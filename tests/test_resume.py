@@ -26,7 +26,7 @@ TRAIN = [
     "--trials",
     "0",
     "--overrides",
-    "max_epochs=6 patience=6 lr_patience=6 image_size=64 synthetic_count=600 batch_size=16",
+    "max_epochs=6 patience=6 lr_patience=6 batch_size=16",
 ]
 
 
@@ -127,9 +127,7 @@ def test_a_killed_mlflow_run_is_continued_by_the_next_mlflow_run(tmp_path):
     store = os.environ["MLFLOW_TRACKING_URI"]
     client = MlflowClient(store)
     assert main(["preprocess", "--count", "600", "--size", "64", "--out", "data/prepared"]) == 0
-    overrides = (
-        "max_epochs=6 patience=6 lr_patience=6 image_size=64 synthetic_count=600 batch_size=16"
-    )
+    overrides = "max_epochs=6 patience=6 lr_patience=6 batch_size=16"
     command = [
         sys.executable,
         "-m",
@@ -213,7 +211,7 @@ def test_restart_starts_afresh_and_a_dead_run_is_marked_failed(tmp_path):
         "--trials",
         "0",
         "--overrides",
-        "max_epochs=30 patience=30 image_size=40 synthetic_count=200",
+        "max_epochs=30 patience=30",
     ]
     process = subprocess.Popen(
         [sys.executable, "-m", "poster_ml.cli", *small],

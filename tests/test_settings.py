@@ -15,13 +15,15 @@ from poster_ml.cli import main
 from poster_ml.config import (
     AugmentConfig,
     EvaluateConfig,
+    PredictConfig,
     PreprocessConfig,
     RegisterConfig,
+    ServeConfig,
+    ServerConfig,
     TrainConfig,
     TrainStepConfig,
     WorkflowConfig,
 )
-from poster_ml.config import PredictConfig, ServeConfig, ServerConfig
 
 # Where each config's settings are typed: a subcommand's option, or train's --overrides.
 WHERE = {

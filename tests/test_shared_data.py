@@ -23,10 +23,11 @@ PREPROCESS = ["preprocess", "--count", "60", "--size", "32", "--out", "prepared"
 
 @pytest.fixture
 def logged_dataset(tmp_path):
-    """A preprocess run that logged its data; the original folder is then removed, so
-    that only the run's copy can be read."""
+    """A preprocess run that logged its data; the original folder is then moved away, as
+    on another machine, so that only the run's copy can be read."""
     assert main([*PREPROCESS, "--log-data", "true"]) == 0
-    original = load_prepared("prepared")
+    Path("prepared").rename("prepared-elsewhere")
+    original = load_prepared("prepared-elsewhere")
     run = MlflowClient().search_runs(
         [mlflow.get_experiment_by_name("poster-ml").experiment_id],
         "tags.`poster_ml.step` = 'preprocess'",
@@ -68,7 +69,7 @@ def test_a_logged_dataset_is_downloaded_once_and_is_the_same_dataset(logged_data
 def test_a_train_run_on_fetched_data_names_the_preprocess_run_as_its_source(logged_dataset):
     run, original = logged_dataset
     uri = run.data.tags["prepared_uri"]
-    overrides = "max_epochs=1 image_size=32 batch_size=16"
+    overrides = "max_epochs=1 batch_size=16"
     arguments = ["--variants", "basic_cnn", "--trials", "0", "--overrides", overrides]
     assert main(["train", "--profile", "quick", "--data", "latest", *arguments]) == 0
     train = MlflowClient().search_runs([run.info.experiment_id], "tags.`poster_ml.step` = 'train'")[
@@ -164,6 +165,11 @@ def test_data_from_a_run_that_logged_none_is_a_one_line_error(tmp_path, capsys):
         [mlflow.get_experiment_by_name("poster-ml").experiment_id],
         "tags.`poster_ml.step` = 'preprocess'",
     )[0]
+    assert (
+        prepared_runs.open_data(f"runs:/{run.info.run_id}/prepared").path.resolve()
+        == Path("prepared").resolve()
+    ), "on the machine that prepared it, a run's data is the folder it wrote"
+    Path("prepared").rename("prepared-elsewhere")  # As on another machine.
     assert (
         main(["train", "--data", f"runs:/{run.info.run_id}/prepared", "--variants", "basic_cnn"])
         == 1

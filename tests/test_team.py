@@ -17,7 +17,7 @@ import mlflow
 import optuna
 import pytest
 import requests
-from helpers import POSTGRES
+from helpers import POSTGRES, prepare_tiny
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -28,7 +28,7 @@ TINY = [
     "--variants",
     "basic_cnn",
     "--overrides",
-    "max_epochs=2 image_size=40 synthetic_count=120 batch_size=16",
+    "max_epochs=2 batch_size=16",
 ]
 
 
@@ -96,6 +96,7 @@ def test_a_team_trains_registers_and_serves_through_the_server(
 ):
     monkeypatch.chdir(tmp_path)
     as_user(monkeypatch, team_server, "admin", PASSWORD)
+    prepare_tiny()
     assert main(["train", "--profile", "quick", "--trials", "0", *TINY]) == 0
     assert main(["register", "--allow-cpu", "true"]) == 0
     experiment = MlflowClient().get_experiment_by_name("poster-ml")
@@ -239,6 +240,7 @@ def test_workers_that_share_nothing_but_the_server_tune_one_study_from_the_logge
 
 def test_training_over_two_replicas_scales_batch_and_learning_rate_and_logs_them(tmp_path):
     """Two logical CPU devices stand in for two GPUs: the MirroredStrategy path runs."""
+    prepare_tiny(str(tmp_path / "data" / "prepared"))
     environment = os.environ | {"POSTER_ML_CPU_REPLICAS": "2"}
     finished = subprocess.run(
         [

@@ -15,7 +15,7 @@ import numpy as np
 import optuna
 import pytest
 import sqlalchemy.exc
-from helpers import POSTGRES
+from helpers import POSTGRES, prepare_tiny
 from mlflow.tracking import MlflowClient
 
 from poster_ml.cli import main
@@ -29,7 +29,7 @@ TINY = [
     "--variants",
     "basic_cnn",
     "--overrides",
-    "max_epochs=2 image_size=40 synthetic_count=120 batch_size=16",
+    "max_epochs=2 batch_size=16",
 ]
 
 
@@ -129,6 +129,7 @@ def test_pruned_and_failed_trials_end_their_runs_killed_and_failed():
 
 
 def test_train_with_trials_logs_each_trial_under_its_variant_run(tmp_path):
+    prepare_tiny()
     assert (
         main(["train", "--profile", "quick", "--trials", "3", *TINY]) == 0
     )  # The default data folder.
@@ -209,6 +210,7 @@ def test_a_study_whose_trials_all_failed_says_so_in_one_line(tmp_path, capsys, m
         raise RuntimeError("the loss became NaN")
 
     monkeypatch.setattr(fit, "train_variant", fails)
+    prepare_tiny()
     assert main(["train", "--profile", "quick", "--trials", "2", *TINY]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert (
@@ -220,6 +222,7 @@ def test_a_study_whose_trials_all_failed_says_so_in_one_line(tmp_path, capsys, m
 
 def test_a_second_worker_on_one_sqlite_study_is_refused_with_the_alternatives(tmp_path, capsys):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    prepare_tiny()
     with tuning.single_worker_lock(storage):
         assert (
             main(["train", "--profile", "quick", "--trials", "2", "--storage", storage, *TINY]) == 1
@@ -304,6 +307,7 @@ def test_a_study_storage_that_cannot_be_opened_is_one_line_naming_it(
 ):
     postgres_database("reachable")  # Skips on a laptop without PostgreSQL, fails under CI.
     monkeypatch.chdir(tmp_path)
+    prepare_tiny()
     code = main(["train", *TINY, "--trials", "1", "--storage", url])
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 1

@@ -23,8 +23,10 @@ def test_main_runs_every_step_then_skips_them_all(tmp_path, monkeypatch, capsys)
         "basic_cnn",
         "--trials",
         "0",
+        "--size",
+        "48",
         "--overrides",
-        "max_epochs=1 image_size=48 batch_size=16",
+        "max_epochs=1 batch_size=16",
     ]
     assert main(arguments) == 0
     client = MlflowClient(store)

@@ -8,6 +8,7 @@ MLproject file from these classes.
 
 from poster_ml.config.serving import PredictConfig, ServeConfig, ServerConfig
 from poster_ml.config.steps import (
+    DEFAULT_DATA,
     PROFILES,
     AugmentConfig,
     EvaluateConfig,
@@ -32,6 +33,7 @@ ENTRY_POINTS: dict[str, type] = {
 }
 
 __all__ = [
+    "DEFAULT_DATA",
     "ENTRY_POINTS",
     "PROFILES",
     "AugmentConfig",

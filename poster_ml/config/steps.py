@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from poster_ml.errors import ConfigError
 from poster_ml.config.settings import Checked, at_least, between, one_of, setting, with_overrides
+from poster_ml.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +88,8 @@ class TrainStepConfig(Checked):
     )
     data: str = setting(
         "data/prepared",
-        "prepared dataset: a folder (the synthetic default is prepared there if missing), "
+        "prepared dataset: a folder (at the default one, missing, a preprocess run prepares "
+        "the profile's synthetic default there first), "
         "runs:/<preprocess run id>/prepared, or 'latest' (the newest logged by preprocess)",
     )
     variants: str = setting("all", "comma-separated variant names, or 'all'")
@@ -181,6 +182,11 @@ class WorkflowConfig(Checked):
     )
     images: str = setting("", "as for preprocess: the folder of posters named in a labels CSV")
     count: int = setting(400, "as for preprocess: number of synthetic posters", at_least(1))
+    size: int = setting(
+        0,
+        "as for preprocess: side of the output images; 0 takes the profile's (quick 75, full 224)",
+        between(0, 4096),
+    )
     data: str = setting("data/prepared", "folder of the prepared dataset")
     variants: str = setting("all", "as for train: comma-separated variant names, or 'all'")
     overrides: str = setting("", "as for train: settings as 'name=value ...'")
@@ -254,12 +260,6 @@ class TrainConfig(Checked):
         "top blocks of a pretrained base that train; none keeps each variant's own",
         between(0, 100),
     )
-    image_size: int = setting(
-        224, "size of the synthetic default when train must prepare it", between(32, 4096)
-    )
-    synthetic_count: int = setting(
-        2000, "posters of the synthetic default when train must prepare it", at_least(20)
-    )
     steps_per_epoch: int | None = setting(
         None, "batches per epoch; none is the whole training split", at_least(1)
     )
@@ -289,14 +289,20 @@ PROFILES: dict[str, dict[str, Any]] = {
     "full": {},
     # A 2-core laptop trains all eight variants in minutes, offline.
     "quick": {
-        "image_size": 75,
-        "synthetic_count": 400,
         "max_epochs": 4,
         "weights": "auto",
         "patience": 2,
         "lr_patience": 2,
         "trials": 3,
     },
+}
+
+
+# The synthetic default that each profile's preprocess makes, in main and when train finds
+# no prepared data at its default location.
+DEFAULT_DATA: dict[str, dict[str, int]] = {
+    "full": {"size": 224, "count": 2000},
+    "quick": {"size": 75, "count": 400},
 }
 
 

@@ -21,7 +21,6 @@ from poster_ml.data.images import PosterError, decode_poster
 from poster_ml.data.prepared import (
     PreparedData,
     dataset_info,
-    load_prepared,
     pixel_settings,
     write_prepared,
     write_rejects,
@@ -232,28 +231,3 @@ def summary_text(dataset: PreparedData) -> str:
     for reason, count in info["rejected_by_reason"].items():
         lines.append(f"    {reason:<36} {count:>6}")
     return "\n".join(lines)
-
-
-def load_or_prepare_default(
-    path: str, size: int, count: int, seed: int, is_default: bool
-) -> PreparedData:
-    """The prepared dataset at `path`. Only the default location, when missing or empty,
-    is filled with the synthetic default; any other folder must hold a prepared dataset
-    (a typo must not start a training on synthetic posters), and a folder holding
-    anything else is never written into."""
-    folder = Path(path)
-    if (folder / "dataset.json").is_file() or (folder.is_dir() and any(folder.iterdir())):
-        return load_prepared(path)
-    if not is_default:
-        raise DatasetError(
-            f"{path} holds no prepared dataset; prepare your posters there first "
-            f"(poster-ml preprocess --source POSTERS --out {path}), or leave out --data to train on the synthetic default"
-        )
-    print(
-        f"no prepared dataset in {path} (the default location): preparing {count} synthetic posters at {size} pixels there first"
-    )
-    dataset = prepare(
-        PreprocessConfig(source="synthetic", count=count, size=size, out=path, seed=seed)
-    )
-    print(summary_text(dataset))
-    return dataset

@@ -26,9 +26,9 @@ from poster_ml.models.variants import Variant
 
 SETTINGS_ATTRIBUTE, HASH_ATTRIBUTE, VARIANT_ATTRIBUTE = "settings", "settings_hash", "variant"
 
-NOT_IDENTITY = ("trials", "feature_cache", "image_size", "synthetic_count")
-"""Training settings outside a study's identity: the trial budget, where cached features
-live, and how train would prepare a default dataset (the dataset digest covers that)."""
+NOT_IDENTITY = ("trials", "feature_cache")
+"""Training settings outside a study's identity: the trial budget and where cached
+features live."""
 
 
 def study_settings(

@@ -1,85 +1,50 @@
 """The main entry point: chains the steps as MLflow project runs, skipping unchanged ones.
 
 As in MLflow's multistep workflow example, each step is its own run of its own entry
-point; a step whose entry point, parameters and source commit match a finished run
-(and whose output is still in place) is not run again.
+point and hands over through runs: train and evaluate take the preprocess run's dataset
+(runs:/<preprocess run>/prepared), evaluate and register the train run. A step whose entry
+point, parameters and source commit match a finished run (and whose output is still in
+place) is not run again.
 """
 
 from __future__ import annotations
 
-import os
-import shlex
-import sys
-from pathlib import Path
+import dataclasses
 
 import mlflow
 from mlflow.tracking import MlflowClient
 from mlflow.utils import mlflow_tags
 
-from poster_ml.config import WorkflowConfig
+from poster_ml.config import DEFAULT_DATA, ENTRY_POINTS, WorkflowConfig
+from poster_ml.tracking.project_runs import prepared_uri, previous_run, run_entry_point
 from poster_ml.tracking.runs import configure_tracking
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 
-
-def active_run() -> mlflow.ActiveRun:
-    """The main run, which every step runs under."""
-    active = mlflow.active_run()
-    if active is None:
-        raise RuntimeError("no active main run")
-    return active
-
-
-def previous_run(
-    entry_point: str, parameters: dict[str, str], git_commit: str | None
-) -> mlflow.entities.Run | None:
-    """The latest finished run of `entry_point` with these parameters and source commit."""
-    client = MlflowClient()
-    experiment_id = active_run().info.experiment_id
-    for run in client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{mlflow_tags.MLFLOW_PROJECT_ENTRY_POINT}` = '{entry_point}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-    ):
-        # `mlflow run` logs string parameters as the shell-quoted text it substituted.
-        if any(
-            run.data.params.get(name) not in (value, shlex.quote(value))
-            for name, value in parameters.items()
-        ):
-            continue
-        if git_commit and run.data.tags.get(mlflow_tags.MLFLOW_GIT_COMMIT) != git_commit:
-            continue
-        return run
-    return None
+def step_parameters(config: WorkflowConfig, entry_point: str, **given: object) -> dict[str, str]:
+    """The workflow's settings that the entry point has too (same name, same meaning), and
+    `given`, the ones main decides itself; as the strings MLflow passes."""
+    names = {field.name for field in dataclasses.fields(ENTRY_POINTS[entry_point])}
+    shared = {name: value for name, value in dataclasses.asdict(config).items() if name in names}
+    return {name: str(value) for name, value in (shared | given).items()}
 
 
 def run_step(
-    entry_point: str, parameters: dict[str, object], force: bool, still_valid=lambda run: True
+    entry_point: str, parameters: dict[str, str], force: bool, still_valid=lambda run: True
 ) -> mlflow.entities.Run:
-    text = {name: str(value) for name, value in parameters.items()}
-    active = active_run()
+    active = mlflow.active_run()
+    if active is None:
+        raise RuntimeError("no active main run")
+    experiment_id = active.info.experiment_id
     git_commit = (
         MlflowClient().get_run(active.info.run_id).data.tags.get(mlflow_tags.MLFLOW_GIT_COMMIT)
     )
     if not force:
-        run = previous_run(entry_point, text, git_commit)
+        run = previous_run(experiment_id, entry_point, parameters, git_commit)
         if run is not None and still_valid(run):
             print(f"skipping {entry_point}: finished run {run.info.run_id} had the same inputs")
             return run
-    print(f"running {entry_point} with {text}")
-    # MLproject commands start with `python`: make it this interpreter, venv activated or not.
-    os.environ["PATH"] = os.pathsep.join(
-        [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
-    )
-    submitted = mlflow.projects.run(
-        str(PROJECT_DIR),
-        entry_point=entry_point,
-        parameters=text,
-        env_manager="local",
-        experiment_id=active.info.experiment_id,
-        synchronous=True,
-    )
-    return MlflowClient().get_run(submitted.run_id)
+    print(f"running {entry_point} with {parameters}")
+    return run_entry_point(entry_point, parameters, experiment_id)
 
 
 def allow_cpu(config: WorkflowConfig) -> str:
@@ -95,10 +60,8 @@ def allow_cpu(config: WorkflowConfig) -> str:
 
 
 def run_workflow(config: WorkflowConfig) -> None:
-    from poster_ml.config import AugmentConfig, TrainConfig, train_config
     from poster_ml.data.prepared import load_prepared
     from poster_ml.errors import PosterMLError
-    from poster_ml.config.settings import parse_overrides, split_overrides
 
     def same_dataset(run: mlflow.entities.Run) -> bool:
         """A finished step counts only if the prepared data on disk is still what it used."""
@@ -107,46 +70,38 @@ def run_workflow(config: WorkflowConfig) -> None:
         except PosterMLError:
             return False
 
-    train_overrides, _ = split_overrides(
-        parse_overrides(config.overrides), TrainConfig, AugmentConfig
-    )
-    image_size = train_config(config.profile, train_overrides).image_size
+    size = config.size or DEFAULT_DATA[config.profile]["size"]
     configure_tracking()
     with mlflow.start_run(run_name="main") as parent:
         mlflow.set_tag("poster_ml.step", "main")
-        preprocess_parameters = {
-            "source": config.source,
-            "images": config.images,
-            "count": config.count,
-            "size": image_size,
-            "out": config.data,
-        }
-        preprocess = run_step("preprocess", preprocess_parameters, config.force, same_dataset)
-        train = run_step(
-            "train",
-            {
-                "profile": config.profile,
-                "data": config.data,
-                "variants": config.variants,
-                "overrides": config.overrides,
-                "trials": config.trials,
-            },
+        preprocess = run_step(
+            "preprocess",
+            step_parameters(config, "preprocess", size=size, out=config.data),
             config.force,
             same_dataset,
         )
-        evaluate = run_step("evaluate", {"train_run": train.info.run_id}, config.force)
+        data = prepared_uri(preprocess)
+        train = run_step(
+            "train", step_parameters(config, "train", data=data), config.force, same_dataset
+        )
+        handover = {"train_run": train.info.run_id, "data": data}
+        evaluate = run_step(
+            "evaluate", step_parameters(config, "evaluate", **handover), config.force
+        )
         # A laptop has no GPU: by default main registers the best model whatever trained it.
         register = run_step(
             "register",
-            {"train_run": train.info.run_id, "allow_cpu": allow_cpu(config)},
+            step_parameters(config, "register", **handover, allow_cpu=allow_cpu(config)),
             config.force,
         )
         mlflow.set_tags(
             {
-                "preprocess_run_id": preprocess.info.run_id,
-                "train_run_id": train.info.run_id,
-                "evaluate_run_id": evaluate.info.run_id,
-                "register_run_id": register.info.run_id,
+                f"{step}_run_id": run.info.run_id
+                for step, run in zip(
+                    ("preprocess", "train", "evaluate", "register"),
+                    (preprocess, train, evaluate, register),
+                    strict=True,
+                )
             }
         )
     print(f"main run {parent.info.run_id} finished")

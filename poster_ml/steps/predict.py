@@ -15,10 +15,10 @@ import numpy as np
 from tqdm import tqdm
 
 from poster_ml import CLASS_NAMES, predicted_fresh
+from poster_ml.config import PredictConfig
 from poster_ml.data.images import PosterError, decode_poster
 from poster_ml.errors import DatasetError
 from poster_ml.tracking import artifacts, loading, prepared_runs, runs
-from poster_ml.config import PredictConfig
 
 PREDICTION_COLUMNS = ["path", "probability_fresh", "label"]
 REJECT_COLUMNS = ["path", "reason", "detail"]

@@ -9,9 +9,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from poster_ml.config import ServeConfig
 from poster_ml.processes import run_in_foreground
 from poster_ml.tracking import loading, runs
-from poster_ml.config import ServeConfig
 
 
 def serve_step(config: ServeConfig) -> int:

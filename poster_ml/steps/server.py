@@ -18,9 +18,9 @@ import tempfile
 from pathlib import Path
 
 from poster_ml import databases
+from poster_ml.config import ServerConfig
 from poster_ml.errors import ConfigError
 from poster_ml.processes import run_in_foreground
-from poster_ml.config import ServerConfig
 
 
 def admin_password() -> str:

@@ -8,12 +8,23 @@ study's best trial's own model, wherever that trial ran."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
-from poster_ml.config import AugmentConfig, TrainConfig, TrainStepConfig
-from poster_ml.data.prepare import load_or_prepare_default
+from mlflow.projects import ExecutionException
+
+from poster_ml.config import DEFAULT_DATA, AugmentConfig, TrainConfig, TrainStepConfig
 from poster_ml.data.prepared import PreparedData
+from poster_ml.errors import DatasetError
 from poster_ml.tables import leaderboard, markdown_table
-from poster_ml.tracking import artifacts, prepared_runs, resume, runs, trials, variant_models
+from poster_ml.tracking import (
+    artifacts,
+    prepared_runs,
+    project_runs,
+    resume,
+    runs,
+    trials,
+    variant_models,
+)
 
 
 def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfig):
@@ -37,17 +48,7 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
                 for base, value in weights.items()
             )
         )
-    data = (
-        prepared_runs.open_data(step.data)
-        if prepared_runs.is_remote_spec(step.data)
-        else load_or_prepare_default(
-            step.data,
-            config.image_size,
-            config.synthetic_count,
-            config.seed,
-            is_default=step.data == TrainStepConfig().data,
-        )
-    )
+    data = training_data(step)
     check_image_size(variants, data.image_size)
     configs = {"train": config, "augment": augment, "step": step}
     # Workers sharing a journal or PostgreSQL study run side by side on purpose, each with
@@ -96,6 +97,33 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
         artifacts.log_leaderboard(board)
     print(markdown_table(board.drop(columns="model_uri")))
     return board
+
+
+def training_data(step: TrainStepConfig) -> PreparedData:
+    """The prepared dataset that `--data` names. Only the default folder, when missing or
+    empty, is filled: a preprocess run of its own prepares the profile's synthetic default
+    there (what `main` would run), and train takes that run's dataset. Any other folder must
+    hold a prepared dataset (a typo must not start a training on synthetic posters)."""
+    folder = Path(step.data)
+    if prepared_runs.is_remote_spec(step.data) or (folder.is_dir() and any(folder.iterdir())):
+        return prepared_runs.open_data(step.data)
+    if step.data != TrainStepConfig().data:
+        raise DatasetError(
+            f"{step.data} holds no prepared dataset; prepare your posters there first "
+            f"(poster-ml preprocess --source POSTERS --out {step.data}), or leave out --data to train on the synthetic default"
+        )
+    parameters = {name: str(value) for name, value in DEFAULT_DATA[step.profile].items()}
+    print(
+        f"no prepared dataset in {step.data} (the default location): a preprocess run prepares "
+        f"{parameters['count']} synthetic posters at {parameters['size']} pixels there first"
+    )
+    try:
+        preprocess = project_runs.run_entry_point(
+            "preprocess", parameters | {"out": step.data}, runs.configure_tracking()
+        )
+    except ExecutionException as error:
+        raise DatasetError(f"the preprocess run that train started failed: {error}") from error
+    return prepared_runs.open_data(project_runs.prepared_uri(preprocess))
 
 
 CNN_LEARNING_RATE = 1e-3

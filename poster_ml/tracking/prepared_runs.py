@@ -10,6 +10,7 @@ rename, so an interrupted download leaves nothing that a later run would read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -65,7 +66,7 @@ def open_data(spec: str) -> PreparedData:
     experiment_id = configure_tracking()
     if spec == "latest":
         spec = latest_prepared_uri(experiment_id)
-    return load_prepared(cached_copy(spec), uri=spec)
+    return load_prepared(local_copy(spec), uri=spec)
 
 
 def is_remote_spec(spec: str) -> bool:
@@ -97,18 +98,34 @@ def cache_root() -> Path:
     return Path(os.environ.get(CACHE_VARIABLE) or Path.home() / ".cache" / "poster-ml" / "prepared")
 
 
-def cached_copy(uri: str) -> Path:
-    """The local copy of a logged dataset, downloaded into the cache if not there yet."""
+def preprocess_run(uri: str) -> mlflow.entities.Run:
     run_id = uri.removeprefix("runs:/").split("/", 1)[0]
     try:
-        run = MlflowClient().get_run(run_id)
+        return MlflowClient().get_run(run_id)
     except MlflowException as error:
         if error.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         raise TrackingStoreError(f"no such preprocess run: {run_id} (from --data {uri})") from error
+
+
+def local_copy(uri: str) -> Path:
+    """The dataset of a preprocess run: the folder it wrote, when that is on this machine
+    and still holds the same dataset (a step that `main` hands the run to), else the copy
+    it logged, downloaded into the cache if not there yet."""
+    run = preprocess_run(uri)
     digest = run.data.tags.get("dataset_digest", "")
+    folder = Path(run.data.tags.get("data_path", ""))
+    if digest and (folder / "dataset.json").is_file():
+        with contextlib.suppress(DatasetError):
+            if load_prepared(folder).digest == digest:
+                return folder
     if not digest or run.data.tags.get(PREPARED_URI_TAG) != uri:
-        raise DatasetError(f"run {run_id} logged no prepared dataset at {uri}")
+        raise DatasetError(f"run {run.info.run_id} logged no prepared dataset at {uri}")
+    return cached_copy(uri, run.info.run_id, digest)
+
+
+def cached_copy(uri: str, run_id: str, digest: str) -> Path:
+    """The local copy of a logged dataset, downloaded into the cache if not there yet."""
     root = cache_root()
     target = root / digest
     if (target / "dataset.json").is_file():

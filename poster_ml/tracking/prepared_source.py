@@ -26,9 +26,9 @@ class PreparedRunSource(DatasetSource):
         return "poster_ml_prepared_run"
 
     def load(self) -> str:
-        from poster_ml.tracking.prepared_runs import cached_copy
+        from poster_ml.tracking.prepared_runs import local_copy
 
-        return str(cached_copy(self._uri))
+        return str(local_copy(self._uri))
 
     @staticmethod
     def _can_resolve(raw_source) -> bool:

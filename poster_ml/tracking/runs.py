@@ -16,9 +16,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import poster_ml
+from poster_ml.config.settings import flatten
 from poster_ml.databases import redacted
 from poster_ml.errors import DatasetError, TrackingStoreError
-from poster_ml.config.settings import flatten
 from poster_ml.tracking import resume
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"

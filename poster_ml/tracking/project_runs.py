@@ -1,0 +1,64 @@
+"""Steps run as MLflow project runs of their own entry point, as in MLflow's multistep
+workflow example: `main` chains them, and `train` starts `preprocess` this way when its
+default data folder is empty. A step whose entry point, parameters and source commit match
+a finished run is found again instead of run twice.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+from mlflow.utils import mlflow_tags
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+def previous_run(
+    experiment_id: str, entry_point: str, parameters: dict[str, str], git_commit: str | None
+) -> mlflow.entities.Run | None:
+    """The latest finished run of `entry_point` with these parameters and source commit."""
+    client = MlflowClient()
+    for run in client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{mlflow_tags.MLFLOW_PROJECT_ENTRY_POINT}` = '{entry_point}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    ):
+        # `mlflow run` logs string parameters as the shell-quoted text it substituted.
+        if any(
+            run.data.params.get(name) not in (value, shlex.quote(value))
+            for name, value in parameters.items()
+        ):
+            continue
+        if git_commit and run.data.tags.get(mlflow_tags.MLFLOW_GIT_COMMIT) != git_commit:
+            continue
+        return run
+    return None
+
+
+def run_entry_point(
+    entry_point: str, parameters: dict[str, str], experiment_id: str
+) -> mlflow.entities.Run:
+    """Runs one entry point of this project as its own MLflow run, in this environment."""
+    # MLproject commands start with `python`: make it this interpreter, venv activated or not.
+    os.environ["PATH"] = os.pathsep.join(
+        [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+    )
+    submitted = mlflow.projects.run(
+        str(PROJECT_DIR),
+        entry_point=entry_point,
+        parameters=parameters,
+        env_manager="local",
+        experiment_id=experiment_id,
+        synchronous=True,
+    )
+    return MlflowClient().get_run(submitted.run_id)
+
+
+def prepared_uri(preprocess: mlflow.entities.Run) -> str:
+    """The preprocess run's dataset as the next step's --data: runs:/<run id>/prepared."""
+    return f"runs:/{preprocess.info.run_id}/prepared"
