@@ -65,7 +65,7 @@ def trained_store(tmp_path_factory):
                 "--trials",
                 "0",
                 "--overrides",
-                "max_epochs=2 batch_size=16 image_size=75 synthetic_count=160",
+                "max_epochs=2 batch_size=16",
             ]
         )
     assert exit_code == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import keras
 import mlflow
@@ -104,6 +105,20 @@ def test_parent_run_has_the_prepared_dataset_as_input(trained_store):
     inputs = parent.inputs.dataset_inputs
     assert len(inputs) == 1 and inputs[0].dataset.digest in parent.data.tags["dataset_digest"]
     assert (data / "dataset.json").is_file()
+
+
+def test_train_on_an_empty_default_folder_runs_preprocess_first_and_names_that_run(
+    trained_store,
+):
+    store, data = trained_store
+    client = MlflowClient(store)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (preprocess,) = [r for r in runs if r.data.tags.get("poster_ml.step") == "preprocess"]
+    (train,) = [r for r in runs if r.data.tags.get("poster_ml.step") == "train"]
+    # What main would run: the quick profile's synthetic default, at the default folder.
+    assert preprocess.data.params["size"] == "75" and preprocess.data.params["count"] == "400"
+    assert train.data.tags["data_uri"] == f"runs:/{preprocess.info.run_id}/prepared"
+    assert Path(preprocess.data.tags["data_path"]) == data.resolve()
 
 
 def test_logged_model_serves_a_real_jpeg_file(trained_store):

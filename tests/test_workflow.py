@@ -39,6 +39,13 @@ def test_main_runs_every_step_then_skips_them_all(tmp_path, monkeypatch, capsys)
     (version,) = client.search_model_versions("name = 'poster-ml'")
     assert version.tags["variant"] == "basic_cnn" and version.tags["ranked_by"] == "best_val_auc"
     assert version.tags["gate"] in ("champion", "challenger")
+    # Steps hand over through runs: train names the preprocess run as its dataset's source.
+    (preprocess,) = [r for r in runs if r.data.tags.get("poster_ml.step") == "preprocess"]
+    (train,) = [r for r in runs if r.data.tags.get("poster_ml.step") == "train"]
+    uri = f"runs:/{preprocess.info.run_id}/prepared"
+    assert train.data.params["data"] == uri and train.data.tags["data_uri"] == uri
+    (dataset,) = [dataset_input.dataset for dataset_input in train.inputs.dataset_inputs]
+    assert dataset.source_type == "poster_ml_prepared_run" and uri in dataset.source
     capsys.readouterr()
 
     assert main(arguments) == 0

@@ -102,7 +102,9 @@ def split_overrides(overrides: dict[str, Any], *config_classes: type) -> list[di
 
 
 def field_types(config_class: type) -> dict[str, type]:
-    return typing.get_type_hints(config_class)
+    """Each setting's type (the dataclass fields only, not the class variables)."""
+    hints = typing.get_type_hints(config_class)
+    return {field.name: hints[field.name] for field in dataclasses.fields(config_class)}
 
 
 def coerce(name: str, value: Any, target: Any) -> Any:

@@ -10,6 +10,7 @@ place) is not run again.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -76,7 +77,8 @@ def run_workflow(config: WorkflowConfig) -> None:
         mlflow.set_tag("poster_ml.step", "main")
         preprocess = run_step(
             "preprocess",
-            step_parameters(config, "preprocess", size=size, out=config.data),
+            # MLflow runs each entry point in the project's folder: paths must be absolute.
+            step_parameters(config, "preprocess", size=size, out=Path(config.data).resolve()),
             config.force,
             same_dataset,
         )

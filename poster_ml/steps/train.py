@@ -119,7 +119,10 @@ def training_data(step: TrainStepConfig) -> PreparedData:
     )
     try:
         preprocess = project_runs.run_entry_point(
-            "preprocess", parameters | {"out": step.data}, runs.configure_tracking()
+            # MLflow runs the entry point in the project's folder: the path must be absolute.
+            "preprocess",
+            parameters | {"out": str(folder.resolve())},
+            runs.configure_tracking(),
         )
     except ExecutionException as error:
         raise DatasetError(f"the preprocess run that train started failed: {error}") from error
