@@ -7,7 +7,7 @@ import argparse
 import sys
 import traceback
 
-from poster_ml.config import ENTRY_POINTS, AugmentConfig, TrainConfig, train_config
+from poster_ml.config import ENTRY_POINTS, AugmentConfig, TrainConfig, TrainStepConfig, train_config
 from poster_ml.config.settings import (
     add_config_arguments,
     config_from_arguments,
@@ -27,7 +27,7 @@ def run_preprocess(arguments: argparse.Namespace) -> None:
 def run_train(arguments: argparse.Namespace) -> None:
     from poster_ml.steps.train import train_step
 
-    step = config_from_arguments(arguments, ENTRY_POINTS["train"])
+    step: TrainStepConfig = config_from_arguments(arguments, ENTRY_POINTS["train"])
     train_overrides, augment_overrides = split_overrides(
         parse_overrides(step.overrides), TrainConfig, AugmentConfig
     )

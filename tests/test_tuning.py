@@ -161,7 +161,7 @@ def test_train_with_trials_logs_each_trial_under_its_variant_run(tmp_path):
     )
     data = load_prepared("data/prepared")
     probabilities = predict_probabilities(
-        loading.load_keras_model(variant.data.tags["model_uri"]),
+        loading.load_poster_model(variant.data.tags["model_uri"])[0],
         data.reader("validation").read(np.arange(len(data.split("validation")))),
     )
     auc = keras.metrics.AUC()

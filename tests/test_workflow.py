@@ -69,12 +69,12 @@ def test_a_top_level_mlflow_run_in_the_default_experiment_says_how_to_join_the_p
 ):
     """`mlflow run . -e main` without --experiment-name after `make demo` lands in Default,
     away from the demo's runs: its top-level run says so once, its steps do not repeat it."""
-    from poster_ml.tracking import runs
+    from poster_ml.tracking import store
 
     client = MlflowClient()
     lone = client.create_run("0")  # A store without the project's experiment: nothing to join.
     monkeypatch.setenv("MLFLOW_RUN_ID", lone.info.run_id)
-    runs.configure_tracking()
+    store.configure_tracking()
     assert "note:" not in capsys.readouterr().out
 
     project = client.create_experiment("poster-ml")
@@ -83,6 +83,6 @@ def test_a_top_level_mlflow_run_in_the_default_experiment_says_how_to_join_the_p
     inside = client.create_run(project)
     for run, noted in ((outside, True), (step, False), (inside, False)):
         monkeypatch.setenv("MLFLOW_RUN_ID", run.info.run_id)
-        assert runs.configure_tracking() == run.info.experiment_id
+        assert store.configure_tracking() == run.info.experiment_id
         printed = capsys.readouterr().out
         assert ("--experiment-name poster-ml" in printed) == noted, printed

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import mlflow
+
 from poster_ml import plots
 from poster_ml.config import EvaluateConfig
+from poster_ml.data.prepared import PreparedData
 from poster_ml.errors import DatasetError
 from poster_ml.tables import (
     faithfulness_table,
@@ -12,61 +15,22 @@ from poster_ml.tables import (
     markdown_table,
     results_table,
 )
-from poster_ml.tracking import artifacts, loading, prepared_runs, runs
+from poster_ml.tracking import artifacts, loading, prepared_runs, runs, store
 
 
 def evaluate_step(config: EvaluateConfig):
     """Evaluates every variant of a train run (or one model) and returns the results table."""
-    from poster_ml.explain.evaluation import evaluate_model
-
     with runs.step_run(
         "evaluate", {"evaluate": config}, seed=config.seed, resumable=True, restart=config.restart
-    ) as run:
-        if config.model_uri:
-            train = None
-            targets = [loading.EvaluationTarget(config.model_uri, config.model_uri, None, {})]
-        else:
-            train = runs.find_train_run(config.train_run)
-            targets = loading.evaluation_targets(train)
-            runs.set_tags({"train_run_id": train.info.run_id})
-        data = prepared_runs.open_data(
-            config.data or (prepared_runs.used_data(train) if train else "data/prepared")
-        )
-        if train is not None and train.data.tags.get("dataset_digest") != data.digest:
-            raise DatasetError(
-                f"{data.path} holds dataset {data.digest[:12]}, but train run {train.info.run_id} trained on "
-                f"{train.data.tags.get('dataset_digest', '(unknown)')[:12]}; pass --data with the prepared data it trained on"
-            )
+    ) as step:
+        train, targets = evaluation_targets(config)
+        data = evaluation_data(config, train)
         artifacts.dataset_input(data, context="evaluation")
-        test_dataset = artifacts.split_dataset(data, "test")
         rows, curves = [], {}
-        predecessor = runs.predecessor(run)  # The interrupted run an `mlflow run` continues.
         for target in targets:
-            # A resumed (or continued) evaluate run keeps what was finished before the interruption.
-            done = artifacts.evaluated_row(run.info.run_id, target.name)
-            if done is None and predecessor is not None:
-                done = artifacts.evaluated_row(predecessor, target.name)
-                if done is not None:
-                    artifacts.log_evaluated_row(target.name, *done)
-            if done is not None:
-                print(f"{target.name} evaluated before the interruption: not again")
-                row, curves[target.name] = done
-                rows.append(row)
-                continue
-            print(f"evaluating {target.name}")
-            model = loading.load_keras_model(target.model_uri)
-            result = evaluate_model(
-                model,
-                data,
-                config,
-                with_activations=target.name == config.activations_variant or len(targets) == 1,
-            )
-            artifacts.log_model_evaluation(
-                result, model.name, loading.model_id(target.model_uri), test_dataset
-            )
-            rows.append({"variant": target.name, **target.summary, **result.metrics})
-            curves[target.name] = result.roc
-            artifacts.log_evaluated_row(target.name, rows[-1], result.roc)
+            record = evaluated(step, target, data, config, with_activations=len(targets) == 1)
+            rows.append(record["row"])
+            curves[target.name] = artifacts.evaluated_roc(record)
         table = results_table(rows)
         explanations = {
             "cam_localisation.md": localisation_table(rows),
@@ -75,15 +39,64 @@ def evaluate_step(config: EvaluateConfig):
         }
         roc_figure = plots.roc_curves(curves, "ROC curves on the test split")
         run_ids = [train.info.run_id] if train else []
-        artifacts.log_results_table(
-            table, explanations, roc_figure, [*run_ids, runs.active_run_id()]
-        )
+        artifacts.log_results_table(table, explanations, roc_figure, [*run_ids, step.run_id])
     print(markdown_table(table))
     for file_name, heading in EXPLANATION_HEADINGS.items():
         if len(explanations[file_name]):
             print(heading)
             print(markdown_table(explanations[file_name]))
     return table
+
+
+def evaluation_targets(config: EvaluateConfig):
+    """The train run (None for one model by URI) and the models to evaluate."""
+    if config.model_uri:
+        return None, [loading.EvaluationTarget(config.model_uri, config.model_uri, None, {})]
+    train = store.find_train_run(config.train_run)
+    mlflow.set_tag("train_run_id", train.info.run_id)
+    return train, loading.evaluation_targets(train)
+
+
+def evaluation_data(config: EvaluateConfig, train) -> PreparedData:
+    """The prepared data to evaluate on: the one the train run trained on, unless given."""
+    data = prepared_runs.open_data(
+        config.data or (prepared_runs.used_data(train) if train else "data/prepared")
+    )
+    if train is not None and train.data.tags.get("dataset_digest") != data.digest:
+        raise DatasetError(
+            f"{data.path} holds dataset {data.digest[:12]}, but train run {train.info.run_id} trained on "
+            f"{train.data.tags.get('dataset_digest', '(unknown)')[:12]}; pass --data with the prepared data it trained on"
+        )
+    return data
+
+
+def evaluated(step, target, data: PreparedData, config: EvaluateConfig, with_activations: bool):
+    """One model's recorded results: kept from before an interruption, else evaluated now."""
+    from poster_ml.explain.evaluation import evaluate_model
+
+    finished = step.continuation.finished(target.name)
+    if finished is not None:
+        print(f"{target.name} evaluated before the interruption: not again")
+        if finished.run_id != step.run_id:
+            step.continuation.record(target.name, finished.record)
+        return finished.record
+    print(f"evaluating {target.name}")
+    model = loading.load_poster_model(target.model_uri)[0]
+    result = evaluate_model(
+        model,
+        data,
+        config,
+        with_activations=with_activations or target.name == config.activations_variant,
+    )
+    test_dataset = artifacts.split_dataset(data, "test")
+    artifacts.log_model_evaluation(
+        result, model.name, loading.model_id(target.model_uri), test_dataset
+    )
+    record = artifacts.evaluated_record(
+        {"variant": target.name, **target.summary, **result.metrics}, result.roc
+    )
+    step.continuation.record(target.name, record)
+    return record
 
 
 EXPLANATION_HEADINGS = {

@@ -18,7 +18,7 @@ from mlflow.utils import mlflow_tags
 
 from poster_ml.config import DEFAULT_DATA, ENTRY_POINTS, WorkflowConfig
 from poster_ml.tracking.project_runs import prepared_uri, previous_run, run_entry_point
-from poster_ml.tracking.runs import configure_tracking
+from poster_ml.tracking.store import configure_tracking
 
 
 def step_parameters(config: WorkflowConfig, entry_point: str, **given: object) -> dict[str, str]:

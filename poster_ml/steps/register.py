@@ -12,18 +12,19 @@ register step that dies midway finishes the gate when it runs again.
 
 from __future__ import annotations
 
+import mlflow
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from poster_ml.config import RegisterConfig
 from poster_ml.data.prepared import PreparedData
 from poster_ml.errors import DatasetError
-from poster_ml.tracking import loading, prepared_runs, registry, runs, variant_models
+from poster_ml.tracking import loading, prepared_runs, registry, runs, store, variant_models
 
 
 def register_step(config: RegisterConfig):
     with runs.step_run("register", {"register": config}, seed=config.seed):
-        train = runs.find_train_run(config.train_run)
+        train = store.find_train_run(config.train_run)
         model, run, note = registry.best_candidate(train, config.allow_cpu)
         data = prepared_runs.open_data(config.data or prepared_runs.used_data(train))
         trained_on = run.data.tags.get("dataset_digest", "")
@@ -58,7 +59,7 @@ def register_step(config: RegisterConfig):
             },
             data,
         )
-        runs.set_tags({"registered_model": name, "registered_version": str(version.version)})
+        mlflow.set_tags({"registered_model": name, "registered_version": str(version.version)})
     print(verdict)
     print(
         f"serve the champion with: make serve   (or: poster-ml serve --model models:/{name}@champion)"
@@ -73,7 +74,7 @@ def gate(name: str, version, model, data: PreparedData, config: RegisterConfig) 
     from poster_ml.explain.metrics import bootstrap_interval, paired_auc_comparison
 
     labels = data.labels("test").astype(int)
-    new = predict_test_split(loading.load_keras_model(model.model_uri), data)
+    new = predict_test_split(loading.load_poster_model(model.model_uri)[0], data)
     interval = bootstrap_interval(labels, new, roc_auc_score, config.bootstrap_samples, config.seed)
     registry.describe(
         name,
@@ -115,7 +116,9 @@ def gate(name: str, version, model, data: PreparedData, config: RegisterConfig) 
             "challenger",
             f"{label} stays @challenger: too few test posters {how} ({int(shared.sum())}) to compare with @champion version {champion.version}",
         )
-    old = predict_test_split(loading.load_keras_model(f"models:/{name}/{champion.version}"), data)
+    old = predict_test_split(
+        loading.load_poster_model(f"models:/{name}/{champion.version}")[0], data
+    )
     comparison = paired_auc_comparison(
         labels[shared], new[shared], old[shared], config.bootstrap_samples, config.seed
     )

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from poster_ml.config import ServeConfig
 from poster_ml.processes import run_in_foreground
-from poster_ml.tracking import loading, runs
+from poster_ml.tracking import loading, store
 
 
 def serve_step(config: ServeConfig) -> int:
     """Downloads the model and runs uvicorn on the guarded scoring app until stopped."""
-    runs.configure_tracking()
+    store.configure_tracking()
     with tempfile.TemporaryDirectory() as folder:
         local = loading.download_model(config.model, folder)
         environment = os.environ | {

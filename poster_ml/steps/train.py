@@ -1,15 +1,18 @@
 """The train step: the study's variants, one nested run each, tuned by Optuna (one nested
 run per trial) or trained once with the study's values, and the leaderboard.
 
-Every train run owns its variant runs. A variant finished by the interrupted run this one
-resumes or continues is linked again, not retrained; a tuned variant's model is its
-study's best trial's own model, wherever that trial ran."""
+Every train run owns its variant runs. The run's `Continuation` says which variants an
+interrupted run of the same settings finished: one finished in this very run is kept as
+it is, one finished in the run this one continues is linked again, not retrained. A tuned
+variant's model is its study's best trial's own model, wherever that trial ran."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import mlflow
 from mlflow.projects import ExecutionException
 
 from poster_ml.config import DEFAULT_DATA, AugmentConfig, TrainConfig, TrainStepConfig
@@ -22,21 +25,78 @@ from poster_ml.tracking import (
     project_runs,
     resume,
     runs,
+    store,
     trials,
     variant_models,
 )
+
+if TYPE_CHECKING:  # The variants module imports TensorFlow, which the step imports late.
+    from poster_ml.models.variants import Variant
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantJob:
+    """One variant's training in a train run: what it trains on, with which settings (its
+    own, after the weights its base really gets), and under which step run."""
+
+    variant: Variant
+    data: PreparedData
+    config: TrainConfig
+    augment: AugmentConfig
+    step: TrainStepConfig
+    parent: runs.StepRun
+    tags: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.variant.name
+
+    def configs(self) -> dict:
+        """The whole config, logged with the model: the train run's, not the variant's."""
+        return self.parent.configs
 
 
 def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfig):
     """Trains (or tunes) the variants, one nested run each, and returns the leaderboard."""
     from poster_ml.devices import device_info
-    from poster_ml.models.bases import check_weights
     from poster_ml.models.placement import configure_cpu_replicas
-    from poster_ml.models.session import releasing_memory
     from poster_ml.models.variants import check_image_size, get_variants
 
     configure_cpu_replicas()  # Before anything starts TensorFlow's runtime.
     variants = get_variants(step.variants)
+    weights = resolved_weights(variants, config)
+    data = training_data(step)
+    check_image_size(variants, data.image_size)
+    configs = {"train": config, "augment": augment, "step": step}
+    # Workers sharing a journal or PostgreSQL study run side by side on purpose, each with
+    # its own train run; their study (and its variant run) is what resumes.
+    shared_study = bool(config.trials and step.storage and not step.storage.startswith("sqlite"))
+    with runs.step_run(
+        "train", configs, seed=config.seed, resumable=not shared_study, restart=step.restart
+    ) as parent:
+        tags = device_info() | {"profile": step.profile}
+        mlflow.set_tags(tags)
+        artifacts.dataset_input(data, context="training")
+        rows = []
+        for variant in variants:
+            variant, variant_config, variant_tags = with_resolved_weights(variant, config, weights)
+            job = VariantJob(
+                variant, data, variant_config, augment, step, parent, tags | variant_tags
+            )
+            rows.append(variant_row(job))
+        if not rows:
+            print("no variant model was logged by this worker")
+            return None
+        board = leaderboard(rows)
+        artifacts.log_leaderboard(board)
+    print(markdown_table(board.drop(columns="model_uri")))
+    return board
+
+
+def resolved_weights(variants: list, config: TrainConfig) -> dict[str, str]:
+    """The weights each pretrained base really gets; with weights=auto, said in one line."""
+    from poster_ml.models.bases import check_weights
+
     weights = check_weights(
         [variant.base for variant in variants if variant.pretrained], config.weights
     )
@@ -48,55 +108,24 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
                 for base, value in weights.items()
             )
         )
-    data = training_data(step)
-    check_image_size(variants, data.image_size)
-    configs = {"train": config, "augment": augment, "step": step}
-    # Workers sharing a journal or PostgreSQL study run side by side on purpose, each with
-    # its own train run; their study (and its variant run) is what resumes.
-    shared_study = bool(config.trials and step.storage and not step.storage.startswith("sqlite"))
-    with runs.step_run(
-        "train", configs, seed=config.seed, resumable=not shared_study, restart=step.restart
-    ) as parent:
-        tags = device_info() | {"profile": step.profile}
-        runs.set_tags(tags)
-        artifacts.dataset_input(data, context="training")
-        predecessor = runs.predecessor(parent)
-        rows = []
-        for variant in variants:
-            variant, variant_config, variant_tags = with_resolved_weights(variant, config, weights)
-            previous = runs.child_run(parent.info.run_id, variant.name)
-            if previous is None and predecessor is not None:
-                previous = runs.child_run(predecessor, variant.name)
-            if (reused := reuse_finished(previous, data, parent, tags | variant_tags)) is not None:
-                rows.append(reused)
-                continue
-            print(
-                f"training {variant.name}: {variant.description}"
-                + (f", {config.trials} Optuna trials" if config.trials else "")
-            )
-            # Each variant's traced graphs are released once it is logged (see models/session.py).
-            train = releasing_memory(tune_variant if config.trials else train_once)
-            rows.append(
-                train(
-                    variant,
-                    data,
-                    variant_config,
-                    augment,
-                    step,
-                    parent,
-                    tags | variant_tags,
-                    configs,
-                    previous,
-                )
-            )
-        rows = [row for row in rows if row is not None]
-        if not rows:
-            print("no variant model was logged by this worker")
-            return None
-        board = leaderboard(rows)
-        artifacts.log_leaderboard(board)
-    print(markdown_table(board.drop(columns="model_uri")))
-    return board
+    return weights
+
+
+def variant_row(job: VariantJob) -> dict:
+    """The variant's leaderboard row: reused when an interrupted run finished it, else
+    trained (or tuned) in its variant run."""
+    from poster_ml.models.session import releasing_memory
+
+    finished = job.parent.continuation.finished(job.name)
+    if finished is not None:
+        return reuse_finished(job, finished)
+    print(
+        f"training {job.name}: {job.variant.description}"
+        + (f", {job.config.trials} Optuna trials" if job.config.trials else "")
+    )
+    # Each variant's traced graphs are released once it is logged (see models/session.py).
+    train = releasing_memory(tune_variant if job.config.trials else train_once)
+    return train(job, job.parent.continuation.unit_run(job.name))
 
 
 def training_data(step: TrainStepConfig) -> PreparedData:
@@ -122,7 +151,7 @@ def training_data(step: TrainStepConfig) -> PreparedData:
             # MLflow runs the entry point in the project's folder: the path must be absolute.
             "preprocess",
             parameters | {"out": str(folder.resolve())},
-            runs.configure_tracking(),
+            store.configure_tracking(),
         )
     except ExecutionException as error:
         raise DatasetError(f"the preprocess run that train started failed: {error}") from error
@@ -155,148 +184,137 @@ def with_resolved_weights(variant, config: TrainConfig, weights: dict[str, str])
     return variant, dataclasses.replace(config, weights=resolved), tags
 
 
-def own_run(previous, parent):
-    """`previous` if it is a variant run of this very train run (one it resumes), else None."""
-    if previous is not None and runs.parent_id(previous) == parent.info.run_id:
-        return previous
-    return None
-
-
-def reuse_finished(previous, data: PreparedData, parent, tags: dict[str, str]) -> dict | None:
-    """The leaderboard row of a variant an interrupted run finished, which is not trained
-    again, or None to train it. In that same run it is already there; a run that continues
-    another links the same model in a variant run of its own."""
-    if previous is None or previous.info.status != "FINISHED":
-        return None
-    row = variant_models.finished_row(previous.info.run_id)
-    if row is None:
-        return None
-    name = row["variant"]
-    if own_run(previous, parent) is not None:
-        print(f"{name} finished in run {previous.info.run_id}: not trained again")
-        return row
-    facts = variant_models.trial_facts(
-        previous.data.tags.get("best_trial_run") or previous.info.run_id
-    )
-    if facts is None:
-        return None  # Logged by an older poster-ml, without what a link needs: trained again.
+def reuse_finished(job: VariantJob, finished: resume.Finished) -> dict:
+    """A variant finished before the interruption is not trained again: in this same run it
+    is already there; a run that continues another links the same model in a variant run
+    of its own."""
+    record = finished.record
+    if finished.run_id == job.parent.run_id:
+        print(f"{job.name} finished in run {record['variant_run']}: not trained again")
+        return record["row"]
     print(
-        f"{name} finished in the interrupted run {runs.parent_id(previous)}: its model is linked, not trained again"
+        f"{job.name} finished in the interrupted run {finished.run_id}: its model is linked, not trained again"
     )
-    with runs.variant_run(name, parent, tags | {"reused_from": previous.info.run_id}):
-        artifacts.dataset_input(data, context="training")
-        return variant_models.link_variant_model(facts, row["model_uri"], data)
+    facts = variant_models.trial_facts(record["facts_run"])
+    tags = job.tags | {"reused_from": record["variant_run"]}
+    with runs.variant_run(job.name, job.parent.run_id, tags) as run:
+        artifacts.dataset_input(job.data, context="training")
+        row = variant_models.link_variant_model(facts, record["row"]["model_uri"], job.data)
+        return record_finished(job, row, run.info.run_id, record["facts_run"])
 
 
-def train_once(
-    variant, data: PreparedData, config: TrainConfig, augment, step, parent, tags, configs, previous
-) -> dict:
+def record_finished(job: VariantJob, row: dict, variant_run: str, facts_run: str) -> dict:
+    """Marks the variant finished in the train run, with what a continuing run relinks."""
+    record = {"row": row, "variant_run": variant_run, "facts_run": facts_run}
+    job.parent.continuation.record(job.name, record)
+    return row
+
+
+def train_once(job: VariantJob, earlier) -> dict:
     """The study's values, one training, in one variant run. An interrupted variant
     continues from its last finished epoch: in its own run when this train run resumes it,
     in a new run (with the epochs so far) when this train run continues another."""
     from poster_ml.models.fit import train_variant
 
-    own = own_run(previous, parent)
+    own = earlier if earlier is not None and job.parent.continuation.owns(earlier) else None
     with runs.variant_run(
-        variant.name, parent, tags, run_id=own.info.run_id if own else None
+        job.name, job.parent.run_id, job.tags, run_id=own.info.run_id if own else None
     ) as run:
         if own is None:
-            artifacts.dataset_input(data, context="training")
-            if previous is not None:
-                resume.adopt_variant_run(previous.info.run_id, run.info.run_id)
+            artifacts.dataset_input(job.data, context="training")
+            if earlier is not None:
+                resume.adopt_variant_run(earlier.info.run_id, run.info.run_id)
         logged = resume.last_logged_epoch(run.info.run_id)
         if logged >= 0:
-            print(f"{variant.name}: resuming after epoch {logged + 1}")
+            print(f"{job.name}: resuming after epoch {logged + 1}")
         trained = train_variant(
-            variant,
-            data,
-            config,
-            augment,
+            job.variant,
+            job.data,
+            job.config,
+            job.augment,
             [artifacts.epoch_logger(skip_through=logged)],
             backup_dir=resume.checkpoint_dir(run.info.run_id),
         )
-        row = variant_models.log_trained_variant(trained, data, configs)
+        row = variant_models.log_trained_variant(trained, job.data, job.configs())
         resume.discard_checkpoints(run.info.run_id)
-        return row
+        return record_finished(job, row, run.info.run_id, run.info.run_id)
 
 
-def tune_variant(
-    variant, data: PreparedData, config: TrainConfig, augment, step, parent, tags, configs, previous
-) -> dict:
+def tune_variant(job: VariantJob, earlier) -> dict:
     """Optuna trials, each a nested run under this train run's variant run; the variant's
     model is the study's best trial's own model (the study may span runs and workers)."""
-    from optuna_integration import KerasPruningCallback
+    from poster_ml.models import tuning
 
-    from poster_ml.models import studies, tuning
-    from poster_ml.models.fit import train_variant
-
-    settings = studies.study_settings(variant, config, augment, data.digest)
-    url = step.storage or tuning.default_storage()
-    storage = tuning.make_storage(url, step.heartbeat)
-    name = step.study_name or studies.study_name(runs.experiment_name(), variant.name, settings)
+    url = job.step.storage or tuning.default_storage()
     with tuning.single_worker_lock(url):
-        study, created = studies.open_study(
-            name, storage, config.seed, config.pruner, variant, settings
-        )
-        print(studies.opening_line(study, created, storage, settings))
-        # Under the SQLite lock no other worker is alive: every running trial is orphaned.
-        if failed := tuning.fail_dead_trials(study, every_running=url.startswith("sqlite:")):
-            print(
-                f"{variant.name}: {failed} trial(s) left running by a dead worker marked failed and queued again"
-            )
-        own = own_run(previous, parent)
-        study_tags = {
-            "optuna_study": study.study_name,
-            "study_settings_hash": studies.settings_hash(settings),
-        }
+        study, settings_hash = open_variant_study(job, url)
+        own = earlier if earlier is not None and job.parent.continuation.owns(earlier) else None
+        study_tags = {"optuna_study": study.study_name, "study_settings_hash": settings_hash}
         with runs.variant_run(
-            variant.name, parent, tags | study_tags, run_id=own.info.run_id if own else None
+            job.name,
+            job.parent.run_id,
+            job.tags | study_tags,
+            run_id=own.info.run_id if own else None,
         ) as variant_run:
             if own is None:
-                artifacts.dataset_input(data, context="training")
-
-            def objective(trial) -> float:
-                values = tuning.search_space(trial, variant)
-                with trials.trial_run(trial, variant_run.info.run_id, values):
-                    callbacks = [artifacts.epoch_logger(), KerasPruningCallback(trial, "val_auc")]
-                    tuned = dataclasses.replace(config, **values)  # type: ignore[arg-type]  # Search-space names are TrainConfig fields.
-                    trained = train_variant(variant, data, tuned, augment, callbacks)
-                    value = float(trained.best_epoch["val_auc"])
-                    trials.log_trial_value(value)
-                    # Only a trial that beats every finished one can end up the best: it
-                    # keeps its model, so the variant's model is never a retraining.
-                    if tuning.beats_finished(study, value):
-                        trials.keep_trial_model(
-                            trial, variant_models.log_model(trained, data, configs)
-                        )
-                    return value
-
-            tuning.run_trials(study, config.trials, objective)
-            if not tuning.wait_for_other_workers(study, limit_seconds=10 * step.heartbeat):
+                artifacts.dataset_input(job.data, context="training")
+            objective = trial_objective(job, study, variant_run.info.run_id)
+            tuning.run_trials(study, job.config.trials, objective)
+            if not tuning.wait_for_other_workers(study, limit_seconds=10 * job.step.heartbeat):
                 print(
-                    f"{variant.name}: other workers' trials still run; linking the best trial finished so far"
+                    f"{job.name}: other workers' trials still run; linking the best trial finished so far"
                 )
             best = tuning.best_trial(study)
             trials.log_study(study, best)
-            return link_best_trial(variant, best, data, config, augment, configs)
+            trial_run = best.user_attrs[tuning.TRIAL_RUN_ATTRIBUTE]
+            mlflow.set_tags({"best_trial_run": trial_run, "best_trial_number": str(best.number)})
+            facts = variant_models.trial_facts(trial_run)
+            row = variant_models.link_variant_model(
+                facts, best.user_attrs[tuning.MODEL_ATTRIBUTE], job.data
+            )
+            return record_finished(job, row, variant_run.info.run_id, trial_run)
 
 
-def link_best_trial(
-    variant, best, data: PreparedData, config: TrainConfig, augment, configs
-) -> dict:
-    """Makes the best trial's own model the variant run's model. A best trial that kept no
-    model (a study from before trials kept theirs) is trained again, and tagged so."""
+def open_variant_study(job: VariantJob, url: str):
+    """The variant's Optuna study (made or taken up), with trials that a dead worker left
+    running failed and queued again, and the hash of its settings."""
+    from poster_ml.models import studies, tuning
+
+    settings = studies.study_settings(job.variant, job.config, job.augment, job.data.digest)
+    storage = tuning.make_storage(url, job.step.heartbeat)
+    name = job.step.study_name or studies.study_name(store.experiment_name(), job.name, settings)
+    study, created = studies.open_study(
+        name, storage, job.config.seed, job.config.pruner, job.variant, settings
+    )
+    print(studies.opening_line(study, created, storage, settings))
+    # Under the SQLite lock no other worker is alive: every running trial is orphaned.
+    if failed := tuning.fail_dead_trials(study, every_running=url.startswith("sqlite:")):
+        print(
+            f"{job.name}: {failed} trial(s) left running by a dead worker marked failed and queued again"
+        )
+    return study, studies.settings_hash(settings)
+
+
+def trial_objective(job: VariantJob, study, variant_run_id: str):
+    """Optuna's objective: one training with the trial's values, in a run of its own."""
+    from optuna_integration import KerasPruningCallback
+
     from poster_ml.models import tuning
     from poster_ml.models.fit import train_variant
 
-    trial_run = best.user_attrs.get(tuning.TRIAL_RUN_ATTRIBUTE, "")
-    runs.set_tags({"best_trial_run": trial_run, "best_trial_number": str(best.number)})
-    model_uri = best.user_attrs.get(tuning.MODEL_ATTRIBUTE)
-    facts = variant_models.trial_facts(trial_run) if model_uri and trial_run else None
-    if facts is not None:
-        return variant_models.link_variant_model(facts, model_uri, data)
-    reason = f"best trial {best.number} kept no model"
-    print(f"{variant.name}: {reason}; training its parameters again: {best.params}")
-    runs.set_tags({"retrained": "true", "retrain_reason": reason})
-    trained = train_variant(variant, data, dataclasses.replace(config, **best.params), augment, [])
-    return variant_models.log_trained_variant(trained, data, configs)
+    def objective(trial) -> float:
+        values = tuning.search_space(trial, job.variant)
+        with trials.trial_run(trial, variant_run_id, values):
+            callbacks = [artifacts.epoch_logger(), KerasPruningCallback(trial, "val_auc")]
+            tuned = dataclasses.replace(job.config, **values)  # type: ignore[arg-type]  # Search-space names are TrainConfig fields.
+            trained = train_variant(job.variant, job.data, tuned, job.augment, callbacks)
+            value = float(trained.best_epoch["val_auc"])
+            mlflow.log_metric("objective_val_auc", value)
+            # Only a trial that beats every finished one can end up the best: it keeps its
+            # model, so the variant's model is never a retraining.
+            if tuning.beats_finished(study, value):
+                model_uri = variant_models.log_model(trained, job.data, job.configs())
+                trial.set_user_attr(tuning.MODEL_ATTRIBUTE, model_uri)
+            return value
+
+    return objective

@@ -101,26 +101,18 @@ def epoch_logger(skip_through: int = -1):
     return keras.callbacks.LambdaCallback(on_epoch_end=log)
 
 
-def log_evaluated_row(name: str, row: dict[str, Any], roc: tuple) -> None:
-    """One model's results row and ROC curve on the evaluate run, so an interrupted
-    evaluation resumes without evaluating it again."""
+def evaluated_record(row: dict[str, Any], roc: tuple) -> dict[str, Any]:
+    """One model's results row and ROC curve, as the evaluate run records it finished."""
     false_positive, true_positive, auc = roc
-    mlflow.log_dict(
-        {
-            "row": row,
-            "roc": [list(map(float, false_positive)), list(map(float, true_positive)), float(auc)],
-        },
-        f"evaluated/{name}.json",
-    )
+    return {
+        "row": row,
+        "roc": [list(map(float, false_positive)), list(map(float, true_positive)), float(auc)],
+    }
 
 
-def evaluated_row(run_id: str, name: str) -> tuple[dict[str, Any], tuple] | None:
-    try:
-        saved = mlflow.artifacts.load_dict(f"runs:/{run_id}/evaluated/{name}.json")
-    except (MlflowException, OSError):  # Not logged: MLflow says so with either, by store.
-        return None
-    false_positive, true_positive, auc = saved["roc"]
-    return saved["row"], (np.array(false_positive), np.array(true_positive), auc)
+def evaluated_roc(record: dict[str, Any]) -> tuple:
+    false_positive, true_positive, auc = record["roc"]
+    return np.array(false_positive), np.array(true_positive), auc
 
 
 def log_leaderboard(board: pd.DataFrame) -> None:

@@ -11,6 +11,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from poster_ml.errors import DatasetError
+from poster_ml.tracking.store import load_run_dict
+from poster_ml.tracking.variant_models import ROW_FILE
 
 
 def download_model(model_uri: str, folder: str) -> str:
@@ -32,11 +34,6 @@ def load_poster_model(model_uri: str):
             f"cannot load model {model_uri}: {str(error).splitlines()[0]}"
         ) from error
     return wrapper.model, wrapper.settings
-
-
-def load_keras_model(model_uri: str):
-    """The Keras model inside a logged poster pyfunc."""
-    return load_poster_model(model_uri)[0]
 
 
 def model_id(model_uri: str) -> str | None:
@@ -71,7 +68,6 @@ def variant_runs(train: mlflow.entities.Run) -> list[mlflow.entities.Run]:
 def evaluation_targets(train: mlflow.entities.Run) -> list[EvaluationTarget]:
     """The variant runs under a train run that have a model, in training order; one line
     of error when there are none."""
-    client = MlflowClient()
     children = variant_runs(train)
     if not children:
         raise DatasetError(
@@ -88,7 +84,7 @@ def evaluation_targets(train: mlflow.entities.Run) -> list[EvaluationTarget]:
                 "val_accuracy": child.data.metrics.get("best_val_accuracy"),
                 "val_auc": child.data.metrics.get("best_val_auc"),
                 "pretrained": child.data.tags.get("pretrained"),
-                "epochs": trained_epochs(client, child.info.run_id),
+                "epochs": trained_epochs(child.info.run_id),
                 "seconds": child.data.metrics.get("train_seconds"),
             },
         )
@@ -96,14 +92,10 @@ def evaluation_targets(train: mlflow.entities.Run) -> list[EvaluationTarget]:
     ]
 
 
-def trained_epochs(client: MlflowClient, run_id: str) -> int:
-    """Epochs the variant's model trained: its leaderboard row's (a tuned variant's epochs
-    are logged by its trials), else the length of its loss history."""
-    try:
-        return int(mlflow.artifacts.load_dict(f"runs:/{run_id}/leaderboard_row.json")["epochs"])
-    except (
-        MlflowException,
-        OSError,
-        KeyError,
-    ):  # No row (an older run): count the epochs it logged.
-        return len(client.get_metric_history(run_id, "loss"))
+def trained_epochs(run_id: str) -> int:
+    """Epochs the variant's model trained, from its leaderboard row (a tuned variant's
+    epochs are its best trial's, not the variant run's own history)."""
+    row = load_run_dict(run_id, ROW_FILE)
+    if row is None:
+        raise DatasetError(f"variant run {run_id} has a model but no {ROW_FILE}")
+    return int(row["epochs"])

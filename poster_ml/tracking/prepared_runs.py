@@ -31,7 +31,7 @@ from poster_ml.data.prepared import (
 )
 from poster_ml.errors import DatasetError, TrackingStoreError
 from poster_ml.locks import exclusive
-from poster_ml.tracking.runs import configure_tracking
+from poster_ml.tracking.store import configure_tracking
 
 ARTIFACT_PATH = "prepared"
 CHECKSUMS = "checksums.json"

@@ -1,5 +1,6 @@
 """Nothing lost when a step is killed: which runs a dead process of this project left
-RUNNING, which interrupted run to resume, and where each run keeps its checkpoints.
+RUNNING, which interrupted run to take up, what of it is finished (`Continuation`), and
+where each run keeps its checkpoints.
 
 A step run carries the host and process id that run it and a key of its whole config.
 The next start of the same step with the same config (and no --restart) resumes the
@@ -9,11 +10,11 @@ this host that no longer exists is marked FAILED.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import mlflow
@@ -21,23 +22,76 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 from poster_ml.errors import TrackingStoreError
-from poster_ml.processes import process_alive
+from poster_ml.processes import HOST, process_alive
+from poster_ml.tracking.store import child_run, load_run_dict
 
-HOST, PID, KEY = "poster_ml.host", "poster_ml.pid", "poster_ml.resume_key"
+HOST_TAG, PID_TAG, KEY_TAG = "poster_ml.host", "poster_ml.pid", "poster_ml.resume_key"
+CONTINUES = "poster_ml.continues"
+"""The tag of a run that continues an interrupted one: a step run under `mlflow run`, which
+has made a new run already, or a variant run that goes on from another's checkpoints."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    """What a finished unit (one variant) recorded, and the run it was recorded in."""
+
+    record: dict
+    run_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Continuation:
+    """The one way a step takes up interrupted work. `run_id` is this step's run; `earlier`
+    the interrupted run of the same step and settings that it continues: this very run
+    when `poster-ml` reopened it, another when `mlflow run` had made a new one, or None.
+
+    A step asks, for each unit, whether it finished (`finished`) and, if not, which run of
+    it to go on from (`unit_run`); it records each unit it finishes (`record`)."""
+
+    run_id: str
+    earlier: str | None = None
+
+    def finished(self, unit: str) -> Finished | None:
+        """The record of `unit` finished in this run or the earlier one (this run first)."""
+        for run_id in dict.fromkeys(filter(None, (self.run_id, self.earlier))):
+            record = load_run_dict(run_id, f"finished/{unit}.json")
+            if record is not None:
+                return Finished(record, run_id)
+        return None
+
+    def record(self, unit: str, record: dict) -> None:
+        """Marks `unit` finished in this run, with what a later run needs to reuse it."""
+        MlflowClient().log_dict(self.run_id, record, f"finished/{unit}.json")
+
+    def unit_run(self, unit: str) -> mlflow.entities.Run | None:
+        """The latest run of an unfinished unit: under this run, else under the earlier one."""
+        found = child_run(self.run_id, unit)
+        if found is None and self.earlier not in (None, self.run_id):
+            found = child_run(self.earlier, unit)
+        return found
+
+    def owns(self, unit_run: mlflow.entities.Run) -> bool:
+        """Whether a unit's run belongs to this step run (one this process takes up again)."""
+        return unit_run.data.tags.get("mlflow.parentRunId") == self.run_id
 
 
 def owner_tags() -> dict[str, str]:
     """The host and process that run a run, so that a later start can tell it died."""
-    return {HOST: socket.gethostname(), PID: str(os.getpid())}
+    return {HOST_TAG: HOST, PID_TAG: str(os.getpid())}
 
 
 def process_tags(key: str) -> dict[str, str]:
-    return owner_tags() | {KEY: key}
+    return owner_tags() | {KEY_TAG: key}
 
 
 def config_key(step: str, configs: dict) -> str:
+    """The identity of a step's settings (all but `restart`), which a resumed run must share."""
+    plain = {
+        concern: {k: v for k, v in dataclasses.asdict(config).items() if k != "restart"}
+        for concern, config in configs.items()
+    }
     return hashlib.sha256(
-        json.dumps({"step": step, **configs}, sort_keys=True, default=str).encode()
+        json.dumps({"step": step, **plain}, sort_keys=True, default=str).encode()
     ).hexdigest()[:24]
 
 
@@ -46,9 +100,9 @@ def dead(run: mlflow.entities.Run) -> bool:
     tags = run.data.tags
     return (
         run.info.status == "RUNNING"
-        and tags.get(HOST) == socket.gethostname()
-        and PID in tags
-        and not process_alive(int(tags[PID]))
+        and tags.get(HOST_TAG) == HOST
+        and PID_TAG in tags
+        and not process_alive(int(tags[PID_TAG]))
     )
 
 
@@ -60,7 +114,7 @@ def interrupted_run(
     client = MlflowClient()
     found = client.search_runs(
         [experiment_id],
-        f"tags.`{KEY}` = '{key}' and tags.`poster_ml.step` = '{step}'",
+        f"tags.`{KEY_TAG}` = '{key}' and tags.`poster_ml.step` = '{step}'",
         order_by=["attributes.start_time DESC"],
         max_results=2,
     )
@@ -69,7 +123,7 @@ def interrupted_run(
         return None
     run = runs[0]
     if run.info.status == "RUNNING" and not dead(run):
-        where = f"process {run.data.tags.get(PID)} on {run.data.tags.get(HOST)}"
+        where = f"process {run.data.tags.get(PID_TAG)} on {run.data.tags.get(HOST_TAG)}"
         raise TrackingStoreError(
             f"run {run.info.run_id} with these settings is still running ({where}); wait for it, or pass --restart to start another"
         )
@@ -131,7 +185,7 @@ def adopt_variant_run(old_run_id: str, new_run_id: str) -> None:
     ]
     for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics a call.
         client.log_batch(new_run_id, metrics=metrics[start : start + 1000])
-    client.set_tag(new_run_id, "continues", old_run_id)
+    client.set_tag(new_run_id, CONTINUES, old_run_id)
 
 
 def last_logged_epoch(run_id: str) -> int:

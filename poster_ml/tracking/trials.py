@@ -22,7 +22,6 @@ from mlflow.entities import RunStatus
 from poster_ml.models.tuning import (
     FAILURE_ATTRIBUTE,
     HOST_ATTRIBUTE,
-    MODEL_ATTRIBUTE,
     PID_ATTRIBUTE,
     TRIAL_RUN_ATTRIBUTE,
 )
@@ -66,14 +65,6 @@ def trial_run(
         raise
     else:
         mlflow.end_run()
-
-
-def log_trial_value(value: float) -> None:
-    mlflow.log_metric("objective_val_auc", value)
-
-
-def keep_trial_model(trial: optuna.Trial, model_uri: str) -> None:
-    trial.set_user_attr(MODEL_ATTRIBUTE, model_uri)
 
 
 def log_study(study: optuna.Study, best: optuna.trial.FrozenTrial) -> None:

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
 
 from poster_ml import plots
 from poster_ml.data.images import encode_jpeg
 from poster_ml.data.prepared import PreparedData
+from poster_ml.errors import TrackingStoreError
 from poster_ml.tracking.artifacts import log_figure, split_dataset
 from poster_ml.tracking.pyfunc_model import log_poster_model
+from poster_ml.tracking.store import load_run_dict
 
 if TYPE_CHECKING:
     from poster_ml.models.fit import TrainedVariant
@@ -112,27 +113,18 @@ def link_variant_model(facts: dict[str, Any], model_uri: str, data: PreparedData
     return row
 
 
-def trial_facts(run_id: str) -> dict[str, Any] | None:
-    """The facts a trial run logged with its model, or None if it logged none."""
-    return load_run_dict(run_id, FACTS_FILE)
-
-
-def finished_row(run_id: str) -> dict[str, Any] | None:
-    """The leaderboard row a finished variant run logged, to resume without training it again."""
-    return load_run_dict(run_id, ROW_FILE)
+def trial_facts(run_id: str) -> dict[str, Any]:
+    """The facts a run logged with its model (a variant run or a tuning trial's)."""
+    facts = load_run_dict(run_id, FACTS_FILE)
+    if facts is None:
+        raise TrackingStoreError(f"run {run_id} logged no model facts ({FACTS_FILE})")
+    return facts
 
 
 def seen_posters(run_id: str) -> set[str] | None:
     """Content hashes of the posters a variant run's model trained or was selected on."""
     seen = load_run_dict(run_id, SEEN_FILE)
     return None if seen is None else set(seen["sha256"])
-
-
-def load_run_dict(run_id: str, path: str) -> dict[str, Any] | None:
-    try:
-        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{path}")
-    except (MlflowException, OSError):  # Not logged: MLflow says so with either, by store.
-        return None
 
 
 def model_summary(model) -> str:

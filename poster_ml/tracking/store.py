@@ -1,0 +1,156 @@
+"""The tracking store: where runs go, whether it can be reached, links into its UI, and
+finding runs and their files again."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import urllib.parse
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from poster_ml.databases import redacted
+from poster_ml.errors import DatasetError, TrackingStoreError
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "poster-ml"
+EXPERIMENT_KIND = "mlflow.experimentKind"
+
+
+def configure_tracking() -> str:
+    """Uses MLFLOW_TRACKING_URI when set, else a SQLite store mlflow.db in the working
+    directory; returns the id of the experiment runs go to."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    mlflow.set_tracking_uri(uri)
+    check_reachable(uri)
+    # Under `mlflow run` the run and its experiment already exist; elsewhere pick ours.
+    # (MLFLOW_EXPERIMENT_ID is no sign of that: mlflow.set_experiment itself sets it.)
+    if "MLFLOW_RUN_ID" in os.environ:
+        run = MlflowClient().get_run(os.environ["MLFLOW_RUN_ID"])
+        if note := default_experiment_note(run):
+            print(note)
+        return run.info.experiment_id
+    return mlflow.set_experiment(
+        os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+    ).experiment_id
+
+
+def default_experiment_note(run: mlflow.entities.Run) -> str | None:
+    """`mlflow run` without --experiment-name puts its run in MLflow's Default experiment;
+    when the project's own experiment has runs elsewhere, one line says how to keep them
+    together (said by the top-level run only, not by each step under `main`)."""
+    if run.info.experiment_id != "0" or "mlflow.parentRunId" in run.data.tags:
+        return None
+    if MlflowClient().get_experiment_by_name(DEFAULT_EXPERIMENT) is None:
+        return None
+    return (
+        f"note: mlflow run put this run in the experiment Default, not in {DEFAULT_EXPERIMENT} "
+        f"with the project's other runs; pass --experiment-name {DEFAULT_EXPERIMENT} "
+        "(or set MLFLOW_EXPERIMENT_NAME) to keep them together"
+    )
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """One quick look at a tracking server or database before MLflow's own client, which
+    retries an unreachable one for minutes before saying anything."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme in ("", "file") or parts.scheme.startswith("sqlite") or not parts.hostname:
+        return
+    default_port = {"http": 80, "https": 443, "mysql": 3306, "mssql": 1433}.get(
+        parts.scheme.split("+")[0], 5432
+    )
+    try:
+        socket.create_connection(
+            (parts.hostname, parts.port or default_port), timeout=timeout
+        ).close()
+    except OSError as error:
+        raise TrackingStoreError(
+            f"cannot reach the tracking store {redacted(uri)}; is the server or database running? --verbose shows the cause"
+        ) from error
+
+
+def mark_model_training(experiment_id: str) -> None:
+    """Tags the experiment as model training, so the UI shows runs, models and the registry
+    rather than its GenAI views (links add ?workflowType=machine_learning too, since the
+    tag alone does not switch a UI that already chose)."""
+    client = MlflowClient()
+    if client.get_experiment(experiment_id).tags.get(EXPERIMENT_KIND) != "custom_model_development":
+        with contextlib.suppress(MlflowException):  # Another worker may set it at the same moment.
+            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, "custom_model_development")
+
+
+def ui_link(experiment_id: str, run_id: str | None = None) -> str:
+    """The run's page in the MLflow UI (the tracking server, or `make ui` on port 5000)."""
+    parts = urllib.parse.urlsplit(mlflow.get_tracking_uri())
+    port = f":{parts.port}" if parts.port else ""
+    base = (
+        f"{parts.scheme}://{parts.hostname}{port}{parts.path.rstrip('/')}"
+        if parts.scheme in ("http", "https")
+        else "http://127.0.0.1:5000"
+    )
+    page = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{base}/{page}?workflowType=machine_learning"
+
+
+def child_run(parent_id: str, name: str) -> mlflow.entities.Run | None:
+    """The latest nested run of that name under a run."""
+    client = MlflowClient()
+    parent = client.get_run(parent_id)
+    runs = client.search_runs(
+        [parent.info.experiment_id],
+        f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.run_name = '{name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def experiment_name() -> str:
+    """The active run's experiment (or the one configured), for naming studies."""
+    active = mlflow.active_run()
+    if active is not None:
+        return MlflowClient().get_experiment(active.info.experiment_id).name
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+
+
+def all_experiment_ids(client: MlflowClient) -> list[str]:
+    return [experiment.experiment_id for experiment in client.search_experiments()]
+
+
+def find_train_run(train_run: str) -> mlflow.entities.Run:
+    """The train step's parent run by id, or the latest finished one for 'latest'."""
+    client = MlflowClient()
+    if train_run != "latest":
+        try:
+            return client.get_run(train_run)
+        except MlflowException as error:
+            # Only a run that is not there is "no such run"; an unreachable store or
+            # refused credentials say so (store_errors.py).
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            raise TrackingStoreError(
+                f"no such train run: {train_run} (in the tracking store {redacted(mlflow.get_tracking_uri())})"
+            ) from error
+    runs = client.search_runs(
+        all_experiment_ids(client),
+        "tags.`poster_ml.step` = 'train' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise DatasetError(
+            "no finished train run in the tracking store; run `poster-ml train` first or pass --model-uri"
+        )
+    return runs[0]
+
+
+def load_run_dict(run_id: str, path: str) -> dict[str, Any] | None:
+    """A JSON artifact of a run, or None where the run has none at that path."""
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{path}")
+    except (MlflowException, OSError):  # Not logged: MLflow says so with either, by store.
+        return None
