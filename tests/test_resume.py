@@ -193,7 +193,7 @@ def test_a_killed_mlflow_run_is_continued_by_the_next_mlflow_run(tmp_path):
     )
     assert (
         second_runs[1].data.tags["mlflow.parentRunId"] == continuing.info.run_id
-        and second_runs[1].data.tags["continues"] == second_runs[0].info.run_id
+        and second_runs[1].data.tags["poster_ml.continues"] == second_runs[0].info.run_id
     )
     assert epochs_logged(client, second_runs[1].info.run_id) == list(range(6))
     assert not [run for runs in named.values() for run in runs if run.info.status == "RUNNING"]
