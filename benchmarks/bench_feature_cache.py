@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 
 from poster_ml.config import PreprocessConfig, TrainConfig
-from poster_ml.data.batches import image_batches, streamed_batches
+from poster_ml.data.batches import Streaming, image_batches, streamed_batches
 from poster_ml.data.prepare import prepare
 from poster_ml.models.feature_cache import cached_features, feature_cache_dir
 from poster_ml.models.fit import compile_model
@@ -45,7 +45,8 @@ def main() -> None:
         model = build_model(variant, data.image_size, weights="none")
         compile_model(model, variant)
         uncached = epoch_seconds(
-            model, image_batches(data, "train", config.batch_size, config.seed, shuffle=True)
+            model,
+            image_batches(data, "train", Streaming(config.batch_size, config.seed, shuffle=True)),
         )
 
         extractor = keras.Model(model.input, model.get_layer("flatten").input)
@@ -66,7 +67,9 @@ def main() -> None:
         cached = epoch_seconds(
             head,
             streamed_batches(
-                reader, data.labels("train"), config.batch_size, config.seed, shuffle=True
+                reader,
+                data.labels("train"),
+                Streaming(config.batch_size, config.seed, shuffle=True),
             ),
         )
 

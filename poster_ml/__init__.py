@@ -1,6 +1,6 @@
 """poster-ml: predict from a movie poster whether the film is fresh or rotten, and show why."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 CLASS_NAMES = ("rotten", "fresh")
 """Label 0 is rotten and label 1 is fresh, as in the study."""

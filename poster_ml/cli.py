@@ -159,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         arguments.handler(arguments)
     except Exception as error:
-        user_error = error if isinstance(error, PosterMLError) else store_error_of(error)
+        from poster_ml.tracking.store_errors import store_error  # Imports MLflow: only here.
+
+        # A tracking-store failure is one line too (the store's own message stays the cause).
+        user_error = error if isinstance(error, PosterMLError) else store_error(error)
         if user_error is None:
             raise
         if arguments.verbose or is_verbose():
@@ -167,13 +170,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"poster-ml {arguments.command}: error: {user_error}", file=sys.stderr)
         return 1
     return 0
-
-
-def store_error_of(error: Exception) -> PosterMLError | None:
-    """A tracking-store failure as a one-line error (the store's own message stays the cause)."""
-    from poster_ml.tracking.store_errors import store_error
-
-    return store_error(error)
 
 
 if __name__ == "__main__":

@@ -6,16 +6,25 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from poster_ml.errors import ConfigError
+from poster_ml.errors import ConfigError, first_line
 
 if TYPE_CHECKING:
     import psycopg
 
 # The advisory lock under which a process creates the tables of a fresh database.
 SCHEMA_LOCK_KEY = 0x706F737465726D6C  # "posterml"
+
+
+def store_folder(tracking_uri: str) -> Path:
+    """The folder of a sqlite:/// tracking store, else the working directory: where the
+    project keeps its own files beside the runs (the default Optuna study, checkpoints)."""
+    if tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri.removeprefix("sqlite:///")).parent
+    return Path.cwd()
 
 
 def redacted(uri: str) -> str:
@@ -47,11 +56,8 @@ def connected(uri: str, purpose: str, timeout_seconds: int = 5) -> Iterator[psyc
             f"postgresql://{rest}", connect_timeout=timeout_seconds, autocommit=True
         )
     except psycopg.OperationalError as error:
-        reason = next(
-            (line for line in str(error).splitlines() if line.strip()), type(error).__name__
-        )
         raise ConfigError(
-            f"cannot open the {purpose} database {redacted(uri)}: {reason.strip()}"
+            f"cannot open the {purpose} database {redacted(uri)}: {first_line(error)}"
         ) from None
     with connection:
         yield connection

@@ -19,3 +19,11 @@ class WeightsUnavailableError(PosterMLError):
 
 class TrackingStoreError(PosterMLError):
     """The tracking store cannot be reached, refuses the credentials, or lacks a run."""
+
+
+def first_line(message: object, limit: int | None = None) -> str:
+    """The first line of an error's message (or of any text), at most `limit` characters;
+    an empty message gives the error's type name."""
+    text = str(message).strip()
+    line = text.splitlines()[0] if text else type(message).__name__
+    return line[:limit] if limit else line

@@ -13,11 +13,6 @@ import pandas as pd
 from poster_ml import CLASS_NAMES
 
 
-def close(figure: plt.Figure) -> None:
-    """Frees a figure once it is saved; pyplot keeps every open figure alive otherwise."""
-    plt.close(figure)
-
-
 def class_balance_chart(counts: dict[str, dict[str, int]]) -> plt.Figure:
     """Grouped bars: posters per class in each split."""
     splits = list(counts)

@@ -10,7 +10,7 @@ import pytest
 
 from poster_ml.config import AugmentConfig
 from poster_ml.data.augment import TransformParameters, affine_rows, random_transforms, warp
-from poster_ml.data.batches import batch_plan, image_batches
+from poster_ml.data.batches import Streaming, batch_plan, image_batches
 
 IDENTITY = AugmentConfig(
     rotation_degrees=0,
@@ -111,7 +111,7 @@ def test_augmented_batches_are_deterministic_under_a_seed_and_keep_shape_and_ran
 ):
     def first_epoch(seed):
         batches = image_batches(
-            synthetic_dataset, "train", 16, seed, augment=AugmentConfig(), shuffle=True
+            synthetic_dataset, "train", Streaming(16, seed, augment=AugmentConfig(), shuffle=True)
         )
         return [
             (keras.ops.convert_to_numpy(x), keras.ops.convert_to_numpy(y))
@@ -141,7 +141,7 @@ def test_each_epoch_visits_every_row_once_in_a_new_seeded_order():
 
 
 def test_unaugmented_batches_are_the_stored_pixels_in_order(synthetic_dataset):
-    batches = image_batches(synthetic_dataset, "validation", 32, seed=0)
+    batches = image_batches(synthetic_dataset, "validation", Streaming(32, seed=0))
     images = np.concatenate([keras.ops.convert_to_numpy(x) for x, _ in batches])
     labels = np.concatenate([keras.ops.convert_to_numpy(y) for _, y in batches])
     np.testing.assert_array_equal(
@@ -166,20 +166,12 @@ def test_host_and_device_paths_give_the_same_images_for_the_same_seed(synthetic_
     host = image_batches(
         synthetic_dataset,
         "train",
-        16,
-        seed=5,
-        augment=AugmentConfig(),
-        shuffle=True,
-        augment_on="host",
+        Streaming(16, seed=5, augment=AugmentConfig(), shuffle=True, augment_on="host"),
     )
     device = image_batches(
         synthetic_dataset,
         "train",
-        16,
-        seed=5,
-        augment=AugmentConfig(),
-        shuffle=True,
-        augment_on="device",
+        Streaming(16, seed=5, augment=AugmentConfig(), shuffle=True, augment_on="device"),
     )
     for (host_images, host_labels), (inputs, device_labels) in zip(
         host.take(3), device.take(3), strict=True
@@ -199,7 +191,11 @@ def test_host_and_device_paths_give_the_same_images_for_the_same_seed(synthetic_
 
 def test_validation_batches_on_the_device_path_carry_identity_transforms(synthetic_dataset):
     inputs, _ = next(
-        iter(image_batches(synthetic_dataset, "validation", 8, seed=0, augment_on="device"))
+        iter(
+            image_batches(
+                synthetic_dataset, "validation", Streaming(8, seed=0, augment_on="device")
+            )
+        )
     )
     warped = keras.ops.convert_to_numpy(
         warp(keras.ops.cast(inputs["image"], "float32"), inputs["transform"])

@@ -4,6 +4,7 @@ the evaluate step end to end."""
 from __future__ import annotations
 
 import keras
+import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
@@ -13,10 +14,12 @@ from sklearn.metrics import roc_auc_score
 
 from poster_ml import predicted_fresh
 from poster_ml.cli import main
-from poster_ml.config import AugmentConfig, PreprocessConfig, TrainConfig
+from poster_ml.config import AugmentConfig, EvaluateConfig, PreprocessConfig, TrainConfig
 from poster_ml.data.prepare import prepare
 from poster_ml.data.synthetic import REGION_COLUMNS
 from poster_ml.devices import device_info
+from poster_ml.evaluation.intervals import bootstrap_interval
+from poster_ml.evaluation.metrics import accuracy, evaluate_probabilities
 from poster_ml.explain.activations import intermediate_activations
 from poster_ml.explain.cam import (
     class_activation_maps,
@@ -26,7 +29,6 @@ from poster_ml.explain.cam import (
     grad_cam,
     layer_cam,
 )
-from poster_ml.explain.evaluation import predict_test_split
 from poster_ml.explain.localisation import (
     localisation_metrics,
     localisation_score,
@@ -37,8 +39,8 @@ from poster_ml.explain.localisation import (
     scorable_rows,
     shares_inside,
 )
-from poster_ml.explain.metrics import accuracy, bootstrap_interval, evaluate_probabilities
 from poster_ml.models.fit import train_variant
+from poster_ml.models.predict import predict_test_split
 from poster_ml.models.variants import VARIANTS, build_model
 
 
@@ -51,13 +53,14 @@ def noisy_predictions(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_bootstrap_intervals_are_reproducible_and_shrink_as_the_test_set_grows():
     small, large = noisy_predictions(100, 0), noisy_predictions(3200, 0)
-    first = bootstrap_interval(*small, accuracy, samples=500, seed=3)
-    assert first == bootstrap_interval(*small, accuracy, samples=500, seed=3)
-    assert first != bootstrap_interval(*small, accuracy, samples=500, seed=4)
-    wide = first.high - first.low
-    narrow = bootstrap_interval(*large, accuracy, samples=500, seed=3)
-    assert narrow.high - narrow.low < wide / 3  # About 1 / sqrt(32) as wide.
-    assert narrow.low <= accuracy(*large) <= narrow.high
+    first = bootstrap_interval(accuracy, small, samples=500, seed=3)
+    assert first == bootstrap_interval(accuracy, small, samples=500, seed=3)
+    assert first != bootstrap_interval(accuracy, small, samples=500, seed=4)
+    low, high = first
+    wide = high - low
+    narrow_low, narrow_high = bootstrap_interval(accuracy, large, samples=500, seed=3)
+    assert narrow_high - narrow_low < wide / 3  # About 1 / sqrt(32) as wide.
+    assert narrow_low <= accuracy(*large) <= narrow_high
 
 
 def test_metrics_against_known_answers():
@@ -108,7 +111,11 @@ def test_class_activation_maps_beat_both_baselines_and_the_prior_trick_does_not(
     priors = location_priors(data.split("train"))
     cam_model = feature_and_logit_model(model, VARIANTS["basic_cnn"].cam_layer)
     scores = localisation_metrics(
-        cam_model, data.reader("test").read, split, probabilities, priors, samples=200
+        lambda rows: class_activation_maps(cam_model, data.reader("test").read(rows)),
+        split,
+        probabilities,
+        priors,
+        samples=200,
     )
     for method in ("grad_cam", "layer_cam"):
         assert (
@@ -481,4 +488,41 @@ def test_the_test_split_figures_are_scikit_learn_s_displays_with_chance_levels()
     counts = [int(text.get_text()) for text in figures["confusion_matrix.png"].axes[0].texts]
     assert sum(counts) == 40
     for figure in figures.values():
-        plots.close(figure)
+        plt.close(figure)
+
+
+def test_each_poster_s_maps_are_computed_once_and_the_model_copied_to_float32_once(
+    trained_cnn, monkeypatch
+):
+    """Grids, localisation and the faithfulness measures look at overlapping posters: the
+    maps of each are computed once, and one float32 copy of the model serves them all."""
+    from poster_ml.evaluation import model as model_evaluation
+    from poster_ml.explain import cam, explanation
+
+    model, data = trained_cnn
+    mapped, copies = [], []
+    real_maps, real_copy = cam.class_activation_maps, cam.float32_copy
+
+    def counted_maps(cam_model, images):
+        mapped.append(len(images))
+        return real_maps(cam_model, images)
+
+    def counted_copy(model):
+        copies.append(model.name)
+        return real_copy(model)
+
+    monkeypatch.setattr(explanation, "class_activation_maps", counted_maps)
+    monkeypatch.setattr(cam, "class_activation_maps", counted_maps)
+    monkeypatch.setattr(model_evaluation, "float32_copy", counted_copy)
+    monkeypatch.setattr(cam, "float32_copy", counted_copy)
+    config = EvaluateConfig(bootstrap_samples=20, cam_posters=8, faithfulness_posters=8)
+    probabilities = predict_test_split(model, data)
+    inputs = model_evaluation.explanation_inputs(model, data, probabilities, config)
+    chosen = explanation.chosen_posters(inputs)
+    result = model_evaluation.evaluate_model(model, data, config)
+    assert copies == [model.name]
+    assert sum(mapped) == len(np.unique(np.concatenate(list(chosen.values()))))
+    # Every consumer still got its maps: the grids, localisation and faithfulness.
+    assert "layer_cam_highest.png" in result.figures and "faithfulness_curves.png" in result.figures
+    assert "layer_cam_localisation" in result.metrics
+    assert "finding_most_fresh_layer_cam_title_share" in result.metrics

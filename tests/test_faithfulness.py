@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from poster_ml.evaluation.intervals import mean_interval
 from poster_ml.explain import faithfulness as faith
-from poster_ml.explain.usage import finding_shares
+from poster_ml.explain.localisation import finding_shares
 from poster_ml.tables import finding_table
 
 SIDE, CELL = 12, 8  # 12 x 12 posters, cells of 2 x 2 pixels; the model reads cell 8 only.
@@ -70,7 +71,7 @@ def test_the_reference_is_the_poster_blurred_and_intervals_hold_their_mean():
     smooth = faith.blurred(images)
     assert smooth.dtype == np.uint8 and smooth.shape == images.shape
     assert 0 < smooth[0, 20, 20, 0] < 255 and smooth[0, 20, 10, 0] > 0
-    mean, low, high = faith.mean_interval(np.array([0.2, 0.4, 0.6, np.nan]), 200, 0)
+    mean, low, high = mean_interval(np.array([0.2, 0.4, 0.6, np.nan]), 200, 0)
     assert abs(mean - 0.4) < 1e-12 and low <= mean <= high
 
 

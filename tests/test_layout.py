@@ -3,6 +3,7 @@ steps import MLflow, and no module outgrows a reader's minute."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import re
 import typing
@@ -109,3 +110,45 @@ def test_no_module_is_over_350_lines(path):
     # 200 lines when lines ran to 200 columns; the formatter's 100 columns wrap the long
     # ones, which made the same modules about 40 % longer.
     assert len(path.read_text().splitlines()) <= 350
+
+
+MAX_LINES, MAX_PARAMETERS = 50, 7
+
+
+def oversized_functions(source: str, where: str) -> list[str]:
+    """Functions over MAX_LINES lines (signature to last line) or MAX_PARAMETERS
+    parameters (self and cls not counted)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        arguments = node.args
+        names = [a.arg for a in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs)]
+        names += [a.arg for a in (arguments.vararg, arguments.kwarg) if a is not None]
+        parameters = len([name for name in names if name not in ("self", "cls")])
+        lines = (node.end_lineno or node.lineno) - node.lineno + 1
+        if lines > MAX_LINES or parameters > MAX_PARAMETERS:
+            found.append(
+                f"{where}:{node.lineno} {node.name}: {lines} lines, {parameters} parameters"
+            )
+    return found
+
+
+def test_no_function_is_over_50_lines_or_7_parameters():
+    found = [
+        problem
+        for path in python_modules()
+        for problem in oversized_functions(path.read_text(), str(path.relative_to(PACKAGE)))
+    ]
+    assert found == []
+
+
+def test_the_function_limits_catch_a_long_function_and_a_long_signature():
+    long_body = "def long():\n" + "    x = 1\n" * MAX_LINES
+    wide = "def wide(self, a, b, c, d, e, f, g, h=1):\n    return a\n"
+    fine = "def fine(self, a, b, c, d, e, f, g):\n" + "    x = 1\n" * (MAX_LINES - 1)
+    assert [p.split(" ")[1] for p in oversized_functions(long_body + wide, "m.py")] == [
+        "long:",
+        "wide:",
+    ]
+    assert oversized_functions(fine, "m.py") == []

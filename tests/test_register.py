@@ -17,9 +17,9 @@ from poster_ml.cli import main
 from poster_ml.config import AugmentConfig, PreprocessConfig, TrainConfig
 from poster_ml.data.images import encode_jpeg
 from poster_ml.data.prepare import prepare
-from poster_ml.explain.evaluation import predict_test_split
-from poster_ml.explain.metrics import paired_auc_comparison
+from poster_ml.evaluation.comparison import paired_auc_comparison
 from poster_ml.models.fit import train_variant
+from poster_ml.models.predict import predict_test_split
 from poster_ml.models.variants import VARIANTS, build_model
 from poster_ml.steps import register as register_module
 from poster_ml.tracking.pyfunc_model import log_poster_model

@@ -237,7 +237,7 @@ def test_an_interrupted_evaluation_resumes_without_evaluating_finished_models_ag
 ):
     store, _ = trained_store
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    from poster_ml.explain import evaluation
+    from poster_ml.evaluation import model as evaluation
 
     real = evaluation.evaluate_model
     calls = []

@@ -181,8 +181,3 @@ def config_from_arguments(arguments: argparse.Namespace, config_class: type[Conf
         if getattr(arguments, field.name, None) is not None
     }
     return with_overrides(config_class(), given)
-
-
-def flatten(config: Any) -> dict[str, Any]:
-    """The config as a flat dict of plain values, for logging as run parameters."""
-    return dataclasses.asdict(config)

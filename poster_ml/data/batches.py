@@ -7,6 +7,7 @@ by (seed, epoch, batch), so two runs with one seed see the same batches.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -27,81 +28,43 @@ def batch_plan(
     return [order[start : start + batch_size] for start in range(0, count, batch_size)]
 
 
-def image_batches(
-    data: PreparedData,
-    split: str,
-    batch_size: int,
-    seed: int,
-    augment: AugmentConfig | None = None,
-    shuffle: bool = False,
-    first_epoch: int = 0,
-    augment_on: str = "host",
-) -> tf.data.Dataset:
+@dataclasses.dataclass(frozen=True)
+class Streaming:
+    """How a split is streamed: batch size, seed, and for training the shuffling, the
+    augmentation and where it warps ("host": OpenCV here; "device": the model's training
+    step), and the epoch a resumed training starts at."""
+
+    batch_size: int
+    seed: int
+    augment: AugmentConfig | None = None
+    shuffle: bool = False
+    first_epoch: int = 0
+    augment_on: str = "host"
+
+
+def image_batches(data: PreparedData, split: str, streaming: Streaming) -> tf.data.Dataset:
     """(images float32 in [0, 255], labels float32) batches of one split, streamed from disk."""
-    return streamed_batches(
-        data.reader(split),
-        data.labels(split),
-        batch_size,
-        seed,
-        augment,
-        shuffle,
-        first_epoch,
-        augment_on,
-    )
+    return streamed_batches(data.reader(split), data.labels(split), streaming)
 
 
 def streamed_batches(
-    reader: ShardReader,
-    labels: np.ndarray,
-    batch_size: int,
-    seed: int,
-    augment: AugmentConfig | None = None,
-    shuffle: bool = False,
-    first_epoch: int = 0,
-    augment_on: str = "host",
+    reader: ShardReader, labels: np.ndarray, streaming: Streaming
 ) -> tf.data.Dataset:
     """(rows as float32, labels) batches of any shard: poster pixels or cached features.
 
-    With `augment`, the host path warps each batch here (OpenCV, uint8, every core); the
-    device path ("device") streams the uint8 batch and its transforms as
-    {"image", "transform"}, and the model's training step warps them (fit.py). A training
-    resumed at `first_epoch` gets that epoch's order and transforms, as if it had never
-    stopped."""
-    epochs = itertools.count(first_epoch)
-    row_shape = reader.shape[1:]
+    With an augmentation, the host path warps each batch here (OpenCV, uint8, every core);
+    the device path streams the uint8 batch and its transforms as {"image", "transform"},
+    and the model's training step warps them (fit.py). A training resumed at
+    `first_epoch` gets that epoch's order and transforms, as if it had never stopped."""
+    epochs = itertools.count(streaming.first_epoch)
 
     def generate():
         # tf.data calls this once per pass, so each epoch gets its own seeded order.
-        epoch = next(epochs)
-        for number, rows in enumerate(batch_plan(len(reader), batch_size, seed, epoch, shuffle)):
-            batch = reader.read(rows)
-            if augment is None:
-                # The device path's model takes transforms too: the identity leaves a
-                # validation poster as it is.
-                yield (
-                    (
-                        {"image": batch, "transform": np.tile(IDENTITY, (len(rows), 1))}
-                        if augment_on == "device"
-                        else batch
-                    ),
-                    labels[rows],
-                )
-                continue
-            transforms = random_transforms(
-                np.random.default_rng([seed, epoch, number, 1]),
-                len(rows),
-                row_shape[0],
-                row_shape[1],
-                augment,
-            )
-            if augment_on == "device":
-                yield {"image": batch, "transform": transforms}, labels[rows]
-            else:
-                yield warp_on_host(batch, transforms), labels[rows]
+        yield from epoch_batches(reader, labels, streaming, next(epochs))
 
-    row_spec = tf.TensorSpec((None, *row_shape), tf.as_dtype(reader.dtype))
+    row_spec = tf.TensorSpec((None, *reader.shape[1:]), tf.as_dtype(reader.dtype))
     label_spec = tf.TensorSpec((None,), tf.float32)
-    if augment_on == "device":
+    if streaming.augment_on == "device":
         inputs_spec = {"image": row_spec, "transform": tf.TensorSpec((None, 8), tf.float32)}
         dataset = tf.data.Dataset.from_generator(
             generate, output_signature=(inputs_spec, label_spec)
@@ -112,7 +75,28 @@ def streamed_batches(
             lambda rows, y: (tf.cast(rows, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE
         )
     # The generator hides its length; telling tf.data lets Keras size progress and epochs.
-    batches = -(-len(reader) // batch_size)
+    batches = -(-len(reader) // streaming.batch_size)
     return dataset.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(
         tf.data.AUTOTUNE
     )
+
+
+def epoch_batches(reader: ShardReader, labels: np.ndarray, streaming: Streaming, epoch: int):
+    """One epoch's (inputs, labels) batches, in that epoch's seeded order."""
+    height, width = reader.shape[1:3]
+    plan = batch_plan(len(reader), streaming.batch_size, streaming.seed, epoch, streaming.shuffle)
+    for number, rows in enumerate(plan):
+        batch = reader.read(rows)
+        if streaming.augment is None:
+            # The device path's model takes transforms too: the identity leaves a
+            # validation poster as it is.
+            transforms = np.tile(IDENTITY, (len(rows), 1))
+        else:
+            generator = np.random.default_rng([streaming.seed, epoch, number, 1])
+            transforms = random_transforms(generator, len(rows), height, width, streaming.augment)
+        if streaming.augment_on == "device":
+            yield {"image": batch, "transform": transforms}, labels[rows]
+        elif streaming.augment is None:
+            yield batch, labels[rows]
+        else:
+            yield warp_on_host(batch, transforms), labels[rows]

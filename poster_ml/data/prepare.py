@@ -124,7 +124,8 @@ def _prepare(config: PreprocessConfig, out_dir: Path) -> PreparedData:
     staging.flush()  # The header is on disk before the workers open the file.
     try:
         decoded = decode_all(candidates, config, staging_path)
-        decoded = reject_conflicting_duplicates(candidates, decoded, config)
+        group_of = duplicate_group_of(decoded, config)
+        decoded = reject_conflicting_duplicates(candidates, decoded, group_of)
         rejects = write_rejects(
             listing.rejects + [d.reject for d in decoded if d.reject is not None], out_dir
         )
@@ -133,8 +134,13 @@ def _prepare(config: PreprocessConfig, out_dir: Path) -> PreparedData:
             raise DatasetError(
                 f"no poster was accepted out of {listing.inputs} inputs; reasons in {out_dir / 'rejects.csv'}"
             )
+        # A group is kept or rejected whole, so each kept poster's group root is kept too.
+        position = {index: place for place, index in enumerate(accepted)}
         manifest = build_manifest(
-            [candidates[i] for i in accepted], [decoded[i] for i in accepted], config
+            [candidates[i] for i in accepted],
+            [decoded[i] for i in accepted],
+            [position[group_of[i]] for i in accepted],
+            config,
         )
         write_shards(manifest, staging, accepted, out_dir)
     finally:
@@ -149,35 +155,34 @@ def _prepare(config: PreprocessConfig, out_dir: Path) -> PreparedData:
     )
 
 
-def duplicate_roots(decoded: list[Decoded], config: PreprocessConfig) -> list[int]:
-    thumbnails = [d.thumbnail for d in decoded if d.thumbnail is not None]
-    if len(thumbnails) != len(decoded):
-        raise ValueError("duplicate_roots takes decoded posters, not rejects")
-    return duplicate_groups(
-        [d.sha256 for d in decoded],
-        [d.dhash for d in decoded],
-        np.stack(thumbnails),
+def duplicate_group_of(decoded: list[Decoded], config: PreprocessConfig) -> dict[int, int]:
+    """Each decoded poster's duplicate group, as the index of the group's root poster (the
+    exact and near duplicates of dedup.py), computed once for rejects and splits alike."""
+    good = [i for i, d in enumerate(decoded) if d.reject is None]
+    if not good:
+        return {}
+    roots = duplicate_groups(
+        [decoded[i].sha256 for i in good],
+        [decoded[i].dhash for i in good],
+        np.stack([np.asarray(decoded[i].thumbnail) for i in good]),
         config.near_duplicate_bits,
         config.near_duplicate_difference,
     )
+    return {index: good[root] for index, root in zip(good, roots, strict=True)}
 
 
 def reject_conflicting_duplicates(
-    candidates: list[Candidate], decoded: list[Decoded], config: PreprocessConfig
+    candidates: list[Candidate], decoded: list[Decoded], group_of: dict[int, int]
 ) -> list[Decoded]:
     """Rejects every member of a duplicate group whose members disagree on the label: the
     poster's label cannot be trusted, and such groups would skew the stratified splits."""
-    good = [i for i, d in enumerate(decoded) if d.reject is None]
-    if not good:
-        return decoded
-    roots = duplicate_roots([decoded[i] for i in good], config)
     labels_of: dict[int, set[int]] = {}
-    for position, root in enumerate(roots):
-        labels_of.setdefault(root, set()).add(candidates[good[position]].label)
+    for index, root in group_of.items():
+        labels_of.setdefault(root, set()).add(candidates[index].label)
     decoded = list(decoded)
-    for position, root in enumerate(roots):
+    for index, root in group_of.items():
         if len(labels_of[root]) > 1:
-            index, first = good[position], candidates[good[root]]
+            first = candidates[root]
             detail = f"duplicate of {first.source} (id {first.poster_id}); the group holds both fresh and rotten labels"
             decoded[index] = dataclasses.replace(
                 decoded[index],
@@ -192,10 +197,10 @@ def reject_conflicting_duplicates(
 
 
 def build_manifest(
-    candidates: list[Candidate], decoded: list[Decoded], config: PreprocessConfig
+    candidates: list[Candidate], decoded: list[Decoded], roots: list[int], config: PreprocessConfig
 ) -> pd.DataFrame:
+    """The manifest of the accepted posters; `roots[i]` is poster i's group root there."""
     labels = [c.label for c in candidates]
-    roots = duplicate_roots(decoded, config)
     fractions = (config.train_fraction, config.validation_fraction, config.test_fraction)
     splits = grouped_stratified_split(labels, roots, fractions, config.seed)
     manifest = pd.DataFrame(

@@ -23,7 +23,7 @@ from poster_ml.data.synthetic import (
     TITLE_COLUMNS,
     write_synthetic_posters,
 )
-from poster_ml.errors import DatasetError
+from poster_ml.errors import DatasetError, first_line
 
 ID_COLUMNS = ("movie_id", "id", "imdb_id")
 LABEL_COLUMNS = ("tomatometer_status", "label")
@@ -70,18 +70,24 @@ def parse_label(value: str) -> int | None:
     return LABEL_VALUES.get(str(value).strip().lower())
 
 
-def list_csv_source(labels_csv: Path, images_dir: Path) -> Listing:
-    """Lists the posters of a labels CSV whose files lie in (or below) `images_dir`."""
+@dataclasses.dataclass(frozen=True)
+class CsvColumns:
+    """Which columns of a labels CSV hold what (`path` is optional)."""
+
+    id: str
+    label: str
+    path: str | None
+    extras: list[str]  # The synthetic generator's known regions, kept with each poster.
+
+
+def read_labels_csv(labels_csv: Path) -> tuple[pd.DataFrame, CsvColumns]:
+    """The labels CSV as text, and its columns; one line of error when it cannot serve."""
     if not labels_csv.is_file():
         raise DatasetError(f"no such labels CSV: {labels_csv}")
-    if not images_dir.is_dir():
-        raise DatasetError(f"no such images folder: {images_dir}")
     try:
         table = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DatasetError(
-            f"cannot read labels CSV {labels_csv}: {error}".splitlines()[0]
-        ) from None
+        raise DatasetError(first_line(f"cannot read labels CSV {labels_csv}: {error}")) from None
     columns = {name.strip().lower(): name for name in table.columns}
     id_column = next((columns[c] for c in ID_COLUMNS if c in columns), None)
     label_column = next((columns[c] for c in LABEL_COLUMNS if c in columns), None)
@@ -91,41 +97,48 @@ def list_csv_source(labels_csv: Path, images_dir: Path) -> Listing:
     if label_column is None:
         raise DatasetError(f"{labels_csv} has no label column (one of {', '.join(LABEL_COLUMNS)})")
     known = (PLANTED_COLUMN, *REGION_COLUMNS, *TITLE_COLUMNS, *PEOPLE_COLUMNS)
-    extra_columns = [c for c in known if c in table.columns]
+    extras = [c for c in known if c in table.columns]
+    return table, CsvColumns(id_column, label_column, path_column, extras)
 
+
+def list_csv_source(labels_csv: Path, images_dir: Path) -> Listing:
+    """Lists the posters of a labels CSV whose files lie in (or below) `images_dir`."""
+    if not images_dir.is_dir():
+        raise DatasetError(f"no such images folder: {images_dir}")
+    table, columns = read_labels_csv(labels_csv)
     root = images_dir.resolve()
     files_by_name = {path.name.lower(): path for path in root.iterdir() if path.is_file()}
-    candidates, rejects = [], []
+    candidates: list[Candidate] = []
+    rejects: list[Reject] = []
     for line, row in enumerate(table.to_dict("records"), start=2):
-        poster_id = row[id_column].strip()
-        named_path = row[path_column].strip() if path_column else ""
-        where = named_path or poster_id or f"{labels_csv.name}:{line}"
-        if not poster_id:
-            rejects.append(Reject(where, "missing id", f"CSV line {line}"))
-            continue
-        label = parse_label(row[label_column])
-        if label is None:
-            rejects.append(Reject(where, "unknown label", repr(row[label_column]), poster_id))
-            continue
-        path = (
-            _inside(root, named_path) if named_path else _find_by_id(root, poster_id, files_by_name)
-        )
-        if path is None:
-            rejects.append(
-                Reject(where, "path escapes images folder", named_path or poster_id, poster_id)
-            )
-            continue
-        if not path.is_file():
-            rejects.append(
-                Reject(where, "missing file", f"no poster file for id {poster_id!r}", poster_id)
-            )
-            continue
-        extras = {column: row[column] for column in extra_columns}
-        candidates.append(
-            Candidate(poster_id, path, path.relative_to(root).as_posix(), label, extras)
-        )
+        listed = csv_poster(row, columns, root, files_by_name, f"{labels_csv.name}:{line}")
+        if isinstance(listed, Candidate):
+            candidates.append(listed)
+        else:
+            rejects.append(listed)
     kept, duplicate_rejects = _resolve_duplicate_ids(candidates)
     return Listing(kept, rejects + duplicate_rejects, inputs=len(table))
+
+
+def csv_poster(
+    row: dict, columns: CsvColumns, root: Path, files_by_name: dict, line: str
+) -> Candidate | Reject:
+    """One row of the labels CSV: the poster it names, or why it is rejected."""
+    poster_id = row[columns.id].strip()
+    named_path = row[columns.path].strip() if columns.path else ""
+    where = named_path or poster_id or line
+    if not poster_id:
+        return Reject(where, "missing id", f"CSV line {line.rsplit(':', 1)[-1]}")
+    label = parse_label(row[columns.label])
+    if label is None:
+        return Reject(where, "unknown label", repr(row[columns.label]), poster_id)
+    path = _inside(root, named_path) if named_path else _find_by_id(root, poster_id, files_by_name)
+    if path is None:
+        return Reject(where, "path escapes images folder", named_path or poster_id, poster_id)
+    if not path.is_file():
+        return Reject(where, "missing file", f"no poster file for id {poster_id!r}", poster_id)
+    extras = {column: row[column] for column in columns.extras}
+    return Candidate(poster_id, path, path.relative_to(root).as_posix(), label, extras)
 
 
 def list_folder_source(folder: Path) -> Listing:

@@ -41,9 +41,8 @@ from poster_ml.errors import ConfigError
 POSTER_HEIGHT, POSTER_WIDTH = 305, 206
 FRESH_SHARE = 0.584  # The study's share of fresh films.
 FRESH_WITH_CROWD = 0.3  # Fresh drawings that show a crowd as well.
-CLEAR_TITLE = (
-    0.75  # Drawings whose title size is clear (large if fresh, small if rotten); the rest medium.
-)
+# Drawings whose title size is clear (large if fresh, small if rotten); the rest are medium.
+CLEAR_TITLE = 0.75
 REGION_COLUMNS = ("region_x0", "region_y0", "region_x1", "region_y1")
 # Where every poster's title and figures are (empty without figures), whatever its class:
 # what the study's finding (large titles, few people) can be measured against.

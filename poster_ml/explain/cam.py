@@ -8,7 +8,8 @@ import numpy as np
 import tensorflow as tf
 
 from poster_ml import predicted_fresh
-from poster_ml.models.variants import OUTPUT_LAYER
+from poster_ml.errors import PosterMLError
+from poster_ml.models.variants import OUTPUT_LAYER, VARIANTS
 
 
 def float32_copy(model: keras.Model) -> keras.Model:
@@ -41,6 +42,22 @@ def _float32_policies(config):
     if isinstance(config, list):
         return [_float32_policies(value) for value in config]
     return config
+
+
+def cam_layer_name(model: keras.Model) -> str:
+    """The variant's CAM layer, or else the last layer with spatial (4-D) output."""
+    if model.name in VARIANTS:
+        return VARIANTS[model.name].cam_layer
+    spatial = [
+        layer.name
+        for layer in model.layers
+        if not isinstance(layer, keras.layers.InputLayer) and len(layer.output.shape) == 4
+    ]
+    if not spatial:
+        raise PosterMLError(
+            f"model {model.name} has no layer with spatial output for a class activation map"
+        )
+    return spatial[-1]
 
 
 def output_unit(model: keras.Model) -> keras.layers.Dense:

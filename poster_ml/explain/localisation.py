@@ -18,12 +18,15 @@ sizes, say) cannot localise anything and is reported as not scorable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
 from poster_ml import predicted_fresh
-from poster_ml.data.synthetic import PLANTED_COLUMN, REGION_COLUMNS
-from poster_ml.explain.cam import class_activation_maps, upsample
+from poster_ml.data.synthetic import PEOPLE_COLUMNS, PLANTED_COLUMN, REGION_COLUMNS, TITLE_COLUMNS
+from poster_ml.evaluation.intervals import mean_interval, ratio_interval
+from poster_ml.explain.cam import upsample
 
 GRID = 64  # Maps and masks are compared on a common 64 x 64 grid.
 
@@ -64,9 +67,13 @@ def location_priors(train_split: pd.DataFrame) -> dict[str, np.ndarray]:
     }
 
 
+def region_boxes(split: pd.DataFrame, columns) -> np.ndarray:
+    """Boxes (x0, y0, x1, y1) from the split's columns; NaN where a poster has none."""
+    return split[list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy()
+
+
 def region_table(split: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    regions = split[list(REGION_COLUMNS)].apply(pd.to_numeric, errors="coerce").to_numpy()
-    return regions, split[PLANTED_COLUMN].to_numpy()
+    return region_boxes(split, REGION_COLUMNS), split[PLANTED_COLUMN].to_numpy()
 
 
 def same_class_permutation(planted: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -79,17 +86,6 @@ def same_class_permutation(planted: np.ndarray, rng: np.random.Generator) -> np.
             order = rng.permutation(members)
             partner[order] = np.roll(order, 1)
     return partner
-
-
-def ratio_with_interval(
-    scores: np.ndarray, baseline: np.ndarray, samples: int, seed: int
-) -> tuple[float, float, float]:
-    """mean(scores) / mean(baseline), with a percentile bootstrap 95 % interval over posters."""
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(scores), (samples, len(scores)))
-    ratios = scores[draws].mean(axis=1) / baseline[draws].mean(axis=1)
-    low, high = np.percentile(ratios, [2.5, 97.5])
-    return float(scores.mean() / baseline.mean()), float(low), float(high)
 
 
 def method_scores(
@@ -106,7 +102,7 @@ def method_scores(
     scores = shares_inside(maps, regions)
     permuted = shares_inside(maps, regions[partner])
     stronger = prior_shares if prior_shares.mean() >= permuted.mean() else permuted
-    ratio, low, high = ratio_with_interval(scores, stronger, samples, seed)
+    ratio, low, high = ratio_interval(scores, stronger, samples, seed)
     return {
         "localisation_scorable": 1.0,
         "localisation": float(scores.mean()),
@@ -132,16 +128,15 @@ def scorable_rows(split: pd.DataFrame, probabilities: np.ndarray) -> np.ndarray:
 
 
 def localisation_metrics(
-    cam_model,
-    images_of,
+    maps_of: Callable[[np.ndarray], dict[str, np.ndarray]],
     split: pd.DataFrame,
     probabilities: np.ndarray,
     priors: dict[str, np.ndarray],
     samples: int = 1000,
     seed: int = 0,
-    batch: int = 64,
 ) -> dict[str, float]:
-    """Every CAM method's localisation on the test posters, against both baselines."""
+    """Every CAM method's localisation on the test posters, against both baselines.
+    `maps_of(rows)` gives each method's maps of those test rows."""
     if not {PLANTED_COLUMN, *REGION_COLUMNS} <= set(split.columns) or not priors:
         return {}
     rows = scorable_rows(split, probabilities)
@@ -151,16 +146,11 @@ def localisation_metrics(
     prior_maps = np.stack([priors[name] for name in planted])
     prior_shares = shares_inside(prior_maps, regions)
     partner = same_class_permutation(planted, np.random.default_rng(seed))
-    batches = [
-        class_activation_maps(cam_model, images_of(rows[start : start + batch]))
-        for start in range(0, len(rows), batch)
-    ]
     results = {
         "cam_posters": float(len(rows)),
         "cam_uniform_baseline": localisation_score(prior_maps, regions)[1],
     }
-    for method in batches[0]:
-        maps = np.concatenate([maps[method] for maps in batches])
+    for method, maps in maps_of(rows).items():
         results |= {
             f"{method}_{name}": value
             for name, value in method_scores(
@@ -168,3 +158,36 @@ def localisation_metrics(
             ).items()
         }
     return results
+
+
+REGIONS = {"title": TITLE_COLUMNS, "people": PEOPLE_COLUMNS}
+
+
+def finding_shares(
+    split: pd.DataFrame, rows: np.ndarray, groups: dict, maps: dict, samples: int, seed: int
+) -> dict[str, float]:
+    """The study's finding measured: each map's mean share of mass on the title and on the
+    people, per group of posters (`rows` is the groups' rows in order, `maps` their maps);
+    nothing where the posters' regions are not known, as for a user's own posters."""
+    if not {*TITLE_COLUMNS, *PEOPLE_COLUMNS} <= set(split.columns):
+        return {}
+    # A poster without figures has no people region: every map puts 0 % there.
+    boxes = {region: region_boxes(split, columns)[rows] for region, columns in REGIONS.items()}
+    metrics: dict[str, float] = {}
+    start = 0
+    for group, members in groups.items():
+        chosen = slice(start, start + len(members))
+        start += len(members)
+        for region in REGIONS:
+            for method, values in maps.items():
+                shares = shares_inside(values[chosen], boxes[region][chosen])
+                metrics |= named(
+                    f"finding_{group}_{method}_{region}_share",
+                    mean_interval(shares, samples, seed),
+                )
+    return metrics
+
+
+def named(name: str, value: tuple[float, float, float]) -> dict[str, float]:
+    """A measure and its interval as metrics: name, name_ci_low, name_ci_high."""
+    return {name: value[0], f"{name}_ci_low": value[1], f"{name}_ci_high": value[2]}

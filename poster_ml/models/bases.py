@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from poster_ml.errors import ConfigError, WeightsUnavailableError
+from poster_ml.errors import ConfigError, WeightsUnavailableError, first_line
 
 
 @keras.saving.register_keras_serializable(package="poster_ml")
@@ -133,7 +133,7 @@ def load_application(
         if "URL fetch failure" not in str(error) and not isinstance(error, OSError):
             raise
         raise WeightsUnavailableError(
-            f"cannot download ImageNet weights for {application.__name__} ({str(error).splitlines()[0][:120]}); "
+            f"cannot download ImageNet weights for {application.__name__} ({first_line(error, 120)}); "
             "put the *_notop.h5 file in ~/.keras/models/ (or $KERAS_HOME/models/), or point the setting at it "
             '(--overrides "weights=PATH"), or train from scratch with weights=none'
         ) from None

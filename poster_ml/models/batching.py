@@ -1,9 +1,9 @@
 """Dynamic batching for a served model: the posters of requests that arrive together go
 through the network in one forward pass.
 
-A forward pass of one poster costs nearly as much as one of several (on two cores,
-basic_cnn at 224 px: 25 ms for one, 212 ms for 32), so a server that answers many
-clients spends most of its time on per-call overhead unless it gathers their posters.
+A forward pass of one poster costs nearly as much as one of several (benchmarks/RESULTS.md
+has the serving latencies), so a server that answers many clients spends most of its time
+on per-call overhead unless it gathers their posters.
 One thread runs the model; request threads hand it their decoded posters and wait. It
 takes whatever has queued up while it was busy, so a lone client waits for nothing and
 a crowd is batched by itself. Requests are never merged past `max_posters` (a larger

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from poster_ml.data.batches import image_batches
+from poster_ml.data.batches import Streaming, image_batches
 from poster_ml.data.prepared import PreparedData, ShardReader
 from poster_ml.locks import exclusive
 
@@ -75,7 +75,7 @@ def compute_features(
         shape=(len(data.split(split)), *extractor.output.shape[1:]),
     )
     start = 0
-    batches = image_batches(data, split, batch_size, seed=0)
+    batches = image_batches(data, split, Streaming(batch_size, seed=0))
     for images, _ in tqdm(
         batches, total=len(batches), desc=f"caching {split} features", unit="batch"
     ):

@@ -11,7 +11,7 @@ import keras
 import pandas as pd
 
 from poster_ml.config import AugmentConfig, TrainConfig
-from poster_ml.data.batches import image_batches, streamed_batches
+from poster_ml.data.batches import Streaming, image_batches, streamed_batches
 from poster_ml.data.prepared import PreparedData
 from poster_ml.devices import has_gpu
 from poster_ml.errors import ConfigError
@@ -32,9 +32,8 @@ class TrainedVariant:
     history: pd.DataFrame  # One row per epoch: loss, accuracy, auc, val_*, learning_rate, timing.
     seconds: float
     pretrained: bool
-    hyperparameters: dict = dataclasses.field(
-        default_factory=dict
-    )  # The values it trained with, for the logged model.
+    # The values it trained with, for the logged model.
+    hyperparameters: dict = dataclasses.field(default_factory=dict)
 
     @property
     def best_epoch(self) -> pd.Series:
@@ -87,6 +86,22 @@ def training_callbacks(
     ]
 
 
+@dataclasses.dataclass(frozen=True)
+class Fit:
+    """One fit of a built model: what it trains on, with which settings (the batch and
+    learning rate already scaled to the replicas), for how long, and with which callbacks."""
+
+    model: keras.Model
+    variant: Variant
+    data: PreparedData
+    config: TrainConfig
+    augment: AugmentConfig
+    epochs: int
+    callbacks: list
+    dropout: float
+    first_epoch: int = 0
+
+
 def train_variant(
     variant: Variant,
     data: PreparedData,
@@ -110,79 +125,99 @@ def train_variant(
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy(dtype_policy(config.precision))
     dropout, unfreeze_blocks = variant.resolve(config.dropout, config.unfreeze_blocks)
-    strategy = distribution_strategy()
-    # Each replica takes a batch of batch_size; the learning rate grows with the global batch.
-    replicas = strategy.num_replicas_in_sync
-    learning_rate = (config.learning_rate or variant.learning_rate) * replicas
-    config = dataclasses.replace(
-        config, batch_size=config.batch_size * replicas, learning_rate=learning_rate
-    )
-    with strategy.scope():
-        model = build_model(variant, data.image_size, dropout, unfreeze_blocks, config.weights)
-        compile_model(model, variant, config.learning_rate)
+    model, config, replicas = built_for_replicas(variant, data, config, dropout, unfreeze_blocks)
     epochs = min(variant.epochs, config.max_epochs) if config.max_epochs else variant.epochs
     started = time.perf_counter()
     resuming, first_epoch = resume_callbacks(backup_dir)
-    extra_callbacks = resuming + list(extra_callbacks)
-    if variant.cached_features:
-        history = fit_head_on_cached_features(
-            model, variant, data, config, epochs, extra_callbacks, dropout, first_epoch
-        )
-    else:
-        place = augment_place(config.augment_on) if variant.augment else "host"
-        train = image_batches(
-            data,
-            "train",
-            config.batch_size,
-            config.seed,
-            augment if variant.augment else None,
-            shuffle=True,
-            first_epoch=first_epoch,
-            augment_on=place,
-        )
-        validation = image_batches(
-            data, "validation", config.batch_size, config.seed, augment_on=place
-        )
-        fitted = with_device_warp(model) if place == "device" else model
-        if fitted is not model:
-            compile_model(fitted, variant, config.learning_rate)
-        callbacks = training_callbacks(config, len(data.split("train"))) + extra_callbacks
-        history = fitted.fit(
-            train,
-            validation_data=validation,
-            epochs=epochs,
-            steps_per_epoch=config.steps_per_epoch,
-            callbacks=callbacks,
-            shuffle=False,
-            verbose=2,
-        )
+    callbacks = resuming + list(extra_callbacks)
+    fit = Fit(model, variant, data, config, augment, epochs, callbacks, dropout, first_epoch)
+    history = fit_head_on_cached_features(fit) if variant.cached_features else fit_on_posters(fit)
     # CSVLogger's file holds every epoch of every attempt, each with its 0-based number.
     logged = (
         pd.read_csv(backup_dir / "history.csv").drop_duplicates("epoch", keep="last")
         if backup_dir
         else pd.DataFrame(history.history).rename_axis("epoch").reset_index()
     )
-    table = history_table(logged, config.monitor, first_epoch)
-    hyperparameters = {
-        "dropout": dropout,
-        "learning_rate": config.learning_rate,
-        "optimizer": variant.optimizer,
-        "replicas": replicas,
-        "unfreeze_blocks": unfreeze_blocks,
-        "epochs": epochs,
-        "global_batch_size": config.batch_size,
-        "augment": variant.augment,
-        "weights": config.weights,
-        "image_size": data.image_size,
-        "seed": config.seed,
-    }
     return TrainedVariant(
         variant,
         model,
-        table,
+        history_table(logged, config.monitor, first_epoch),
         time.perf_counter() - started,
         config.weights != "none" and variant.pretrained,
-        hyperparameters,
+        hyperparameters(fit, replicas, unfreeze_blocks),
+    )
+
+
+def hyperparameters(fit: Fit, replicas: int, unfreeze_blocks: int) -> dict:
+    """The values a model trained with, logged with it."""
+    return {
+        "dropout": fit.dropout,
+        "learning_rate": fit.config.learning_rate,
+        "optimizer": fit.variant.optimizer,
+        "replicas": replicas,
+        "unfreeze_blocks": unfreeze_blocks,
+        "epochs": fit.epochs,
+        "global_batch_size": fit.config.batch_size,
+        "augment": fit.variant.augment,
+        "weights": fit.config.weights,
+        "image_size": fit.data.image_size,
+        "seed": fit.config.seed,
+    }
+
+
+def built_for_replicas(
+    variant: Variant, data: PreparedData, config: TrainConfig, dropout: float, unfreeze: int
+) -> tuple[keras.Model, TrainConfig, int]:
+    """The compiled model in the distribution strategy's scope, the config scaled to its
+    replicas (each takes a batch of batch_size; the learning rate grows with the global
+    batch), and the number of replicas."""
+    strategy = distribution_strategy()
+    replicas = strategy.num_replicas_in_sync
+    learning_rate = (config.learning_rate or variant.learning_rate) * replicas
+    config = dataclasses.replace(
+        config, batch_size=config.batch_size * replicas, learning_rate=learning_rate
+    )
+    with strategy.scope():
+        model = build_model(variant, data.image_size, dropout, unfreeze, config.weights)
+        compile_model(model, variant, config.learning_rate)
+    return model, config, replicas
+
+
+def fit_on_posters(fit: Fit) -> keras.callbacks.History:
+    """Trains the whole model on the posters, augmented on the host or on the device."""
+    config, variant = fit.config, fit.variant
+    place = augment_place(config.augment_on) if variant.augment else "host"
+    train = image_batches(
+        fit.data,
+        "train",
+        Streaming(
+            config.batch_size,
+            config.seed,
+            fit.augment if variant.augment else None,
+            shuffle=True,
+            first_epoch=fit.first_epoch,
+            augment_on=place,
+        ),
+    )
+    validation = image_batches(
+        fit.data, "validation", Streaming(config.batch_size, config.seed, augment_on=place)
+    )
+    fitted = with_device_warp(fit.model) if place == "device" else fit.model
+    if fitted is not fit.model:
+        compile_model(fitted, variant, config.learning_rate)
+    return keras_fit(fitted, train, validation, fit, len(fit.data.split("train")))
+
+
+def keras_fit(model, train, validation, fit: Fit, images_per_epoch: int):
+    """Keras's fit with the study's callbacks and the fit's own, one line per epoch."""
+    return model.fit(
+        train,
+        validation_data=validation,
+        epochs=fit.epochs,
+        steps_per_epoch=fit.config.steps_per_epoch,
+        callbacks=training_callbacks(fit.config, images_per_epoch) + fit.callbacks,
+        shuffle=False,
+        verbose=2,
     )
 
 
@@ -214,13 +249,12 @@ def history_table(table: pd.DataFrame, monitor: str, first_epoch: int = 0) -> pd
     return table
 
 
-def fit_head_on_cached_features(
-    model, variant, data, config, epochs, extra_callbacks, dropout, first_epoch=0
-) -> keras.callbacks.History:
+def fit_head_on_cached_features(fit: Fit) -> keras.callbacks.History:
     """Trains the head on the frozen base's features, then copies its weights into `model`.
 
     The base runs once per poster instead of once per poster per epoch (feature_cache.py).
     """
+    model, variant, data, config = fit.model, fit.variant, fit.data, fit.config
     head_layer = model.get_layer("flatten")
     extractor = keras.Model(model.input, head_layer.input, name=f"{variant.base}_features")
     cache = feature_cache_dir(
@@ -231,29 +265,17 @@ def fit_head_on_cached_features(
         for split in ("train", "validation")
     }
     features = keras.Input(readers["train"].shape[1:], name="features")
-    head = keras.Model(features, variant.head(features, dropout), name=f"{variant.name}_head")
+    head = keras.Model(features, variant.head(features, fit.dropout), name=f"{variant.name}_head")
     compile_model(head, variant, config.learning_rate)
     train = streamed_batches(
         readers["train"],
         data.labels("train"),
-        config.batch_size,
-        config.seed,
-        shuffle=True,
-        first_epoch=first_epoch,
+        Streaming(config.batch_size, config.seed, shuffle=True, first_epoch=fit.first_epoch),
     )
     validation = streamed_batches(
-        readers["validation"], data.labels("validation"), config.batch_size, config.seed
+        readers["validation"], data.labels("validation"), Streaming(config.batch_size, config.seed)
     )
-    callbacks = training_callbacks(config, len(readers["train"])) + list(extra_callbacks)
-    history = head.fit(
-        train,
-        validation_data=validation,
-        epochs=epochs,
-        steps_per_epoch=config.steps_per_epoch,
-        callbacks=callbacks,
-        shuffle=False,
-        verbose=2,
-    )
+    history = keras_fit(head, train, validation, fit, len(readers["train"]))
     for layer in head.layers:
         if layer.weights:
             model.get_layer(layer.name).set_weights(layer.get_weights())

@@ -25,3 +25,17 @@ def predict_probabilities(model, images: np.ndarray, batch_size: int = 64) -> np
         for start in range(0, len(images), batch_size)
     ]
     return np.concatenate(outputs).reshape(-1)
+
+
+def predict_test_split(model, data, chunk: int = 256) -> np.ndarray:
+    """The model's probability of fresh for every test poster of a PreparedData, read a
+    chunk at a time (evaluate and the register gate both score the test split this way)."""
+    reader = data.reader("test")
+    rows = np.arange(len(reader))
+    return np.concatenate(
+        [
+            predict_probabilities(model, reader.read(rows[start : start + chunk]))
+            for start in range(0, len(rows), chunk)
+        ]
+        or [np.empty(0)]
+    )

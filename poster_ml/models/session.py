@@ -4,7 +4,7 @@ Deleting the model, `keras.backend.clear_session()` and garbage collection free 
 it. One more thing stays with TensorFlow: each graph-mode trace of a `tf.custom_gradient`
 (Keras's own ops use it) registers its gradient function under a new name in a
 process-wide registry that is never emptied, and that function holds the whole traced
-graph, about 15 MiB a trial of a small CNN. The gradients were built when the training
+graph, megabytes a trial (benchmarks/RESULTS.md, memory of an epoch). The gradients were built when the training
 step was traced, so once the trial's model is gone the names it registered are dead and
 can be dropped.
 """

@@ -74,12 +74,7 @@ def study_values(variant: Variant) -> dict[str, float | int]:
 def default_storage() -> str:
     """An SQLite file optuna.db beside the MLflow store (never inside MLflow's database:
     both keep a table named alembic_version)."""
-    tracking = os.environ.get("MLFLOW_TRACKING_URI", "")
-    folder = (
-        Path(tracking.removeprefix("sqlite:///")).parent
-        if tracking.startswith("sqlite:///")
-        else Path.cwd()
-    )
+    folder = databases.store_folder(os.environ.get("MLFLOW_TRACKING_URI", ""))
     return f"sqlite:///{folder / 'optuna.db'}"
 
 

@@ -72,7 +72,7 @@ def evaluation_data(config: EvaluateConfig, train) -> PreparedData:
 
 def evaluated(step, target, data: PreparedData, config: EvaluateConfig, with_activations: bool):
     """One model's recorded results: kept from before an interruption, else evaluated now."""
-    from poster_ml.explain.evaluation import evaluate_model
+    from poster_ml.evaluation.model import evaluate_model
 
     finished = step.continuation.finished(target.name)
     if finished is not None:

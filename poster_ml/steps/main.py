@@ -17,7 +17,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils import mlflow_tags
 
 from poster_ml.config import DEFAULT_DATA, ENTRY_POINTS, WorkflowConfig
-from poster_ml.tracking.project_runs import prepared_uri, previous_run, run_entry_point
+from poster_ml.tracking.prepared_runs import prepared_uri
+from poster_ml.tracking.project_runs import previous_run, run_entry_point
 from poster_ml.tracking.store import configure_tracking
 
 
@@ -82,7 +83,7 @@ def run_workflow(config: WorkflowConfig) -> None:
             config.force,
             same_dataset,
         )
-        data = prepared_uri(preprocess)
+        data = prepared_uri(preprocess.info.run_id)
         train = run_step(
             "train", step_parameters(config, "train", data=data), config.force, same_dataset
         )

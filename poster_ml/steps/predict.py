@@ -7,17 +7,19 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import csv
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 from tqdm import tqdm
 
 from poster_ml import CLASS_NAMES, predicted_fresh
 from poster_ml.config import PredictConfig
 from poster_ml.data.images import PosterError, decode_poster
-from poster_ml.errors import DatasetError
+from poster_ml.errors import DatasetError, first_line
 from poster_ml.tracking import artifacts, loading, prepared_runs, runs
 
 PREDICTION_COLUMNS = ["path", "probability_fresh", "label"]
@@ -51,7 +53,7 @@ def decode_file(path: Path, size: int) -> np.ndarray | dict:
         return {
             "path": str(path),
             "reason": getattr(error, "reason", "unreadable file"),
-            "detail": str(error).splitlines()[0][:200],
+            "detail": first_line(error, 200),
         }
 
 
@@ -84,10 +86,17 @@ def decoded_batches(
             yield paths, images, rejects
 
 
+@dataclasses.dataclass(frozen=True)
+class Scorer:
+    """The model that scores, its CAM model when overlays are asked for, and the folder."""
+
+    model: object
+    cam_model: object | None
+    cam_folder: Path
+
+
 def predict_step(config: PredictConfig) -> Path:
     """Scores the files (or a prepared dataset's test split); returns the predictions CSV."""
-    from poster_ml.models.predict import predict_probabilities
-
     if config.data:
         if config.paths:
             raise DatasetError("give poster files or --data, not both")
@@ -97,52 +106,65 @@ def predict_step(config: PredictConfig) -> Path:
         raise DatasetError("no poster files given; name files or folders to score")
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    rejects_path = out.with_suffix(".rejects.csv")
     with runs.step_run("predict", {"predict": config}, seed=0):
         model, settings = loading.load_poster_model(config.model)
-        # Rows are written as each batch is scored, so memory stays flat with the folder.
-        with (
-            open(out, "w", newline="") as predictions_file,
-            open(rejects_path, "w", newline="") as rejects_file,
-        ):
-            predictions = csv.DictWriter(predictions_file, PREDICTION_COLUMNS)
-            rejects = csv.DictWriter(rejects_file, REJECT_COLUMNS)
-            predictions.writeheader()
-            rejects.writeheader()
-            scored = rejected = 0
-            progress = tqdm(total=len(files), desc="scoring posters", unit="poster")
-            batches = decoded_batches(files, settings["image_size"], config.batch_size)
-            for paths, images, batch_rejects in batches:
-                rejects.writerows(batch_rejects)
-                rejected += len(batch_rejects)
-                if images:
-                    probabilities = predict_probabilities(model, np.stack(images))
-                    predictions.writerows(
-                        {
-                            "path": str(path),
-                            "probability_fresh": float(p),
-                            "label": CLASS_NAMES[int(predicted_fresh(p))],
-                        }
-                        for path, p in zip(paths, probabilities, strict=True)
-                    )
-                    scored += len(images)
-                    if config.cam:
-                        write_overlays(
-                            model, np.stack(images), paths, probabilities, Path(config.cam)
-                        )
-                progress.update(len(paths) + len(batch_rejects))
-            progress.close()
-        artifacts.log_files([out, rejects_path])
+        # The CAM model is built once, for every batch.
+        cam_model = poster_cam_model(model) if config.cam else None
+        scorer = Scorer(model, cam_model, Path(config.cam))
+        batches = decoded_batches(files, settings["image_size"], config.batch_size)
+        scored, rejected = write_predictions(batches, scorer, out, len(files))
+        artifacts.log_files([out, rejects_file(out)])
     print(
-        f"scored {scored}, rejected {rejected} of {len(files)} files: {out} (rejects in {rejects_path})"
+        f"scored {scored}, rejected {rejected} of {len(files)} files: {out} (rejects in {rejects_file(out)})"
     )
     return out
+
+
+def rejects_file(out: Path) -> Path:
+    return out.with_suffix(".rejects.csv")
+
+
+def write_predictions(batches, scorer: Scorer, out: Path, total: int) -> tuple[int, int]:
+    """Writes each batch's rows as it is scored, so memory stays flat with the folder;
+    returns how many posters were scored and rejected."""
+    from poster_ml.models.predict import predict_probabilities
+
+    scored = rejected = 0
+    with (
+        open(out, "w", newline="") as predictions_file,
+        open(rejects_file(out), "w", newline="") as rejects_csv,
+        tqdm(total=total, desc="scoring posters", unit="poster") as progress,
+    ):
+        predictions = csv.DictWriter(predictions_file, PREDICTION_COLUMNS)
+        rejects = csv.DictWriter(rejects_csv, REJECT_COLUMNS)
+        predictions.writeheader()
+        rejects.writeheader()
+        for paths, images, batch_rejects in batches:
+            rejects.writerows(batch_rejects)
+            rejected += len(batch_rejects)
+            if images:
+                probabilities = predict_probabilities(scorer.model, np.stack(images))
+                predictions.writerows(prediction_rows(paths, probabilities))
+                scored += len(images)
+                if scorer.cam_model is not None:
+                    write_overlays(scorer, np.stack(images), paths, probabilities)
+            progress.update(len(paths) + len(batch_rejects))
+    return scored, rejected
+
+
+def prediction_rows(paths: list[Path], probabilities: np.ndarray) -> Iterator[dict]:
+    for path, probability in zip(paths, probabilities, strict=True):
+        yield {
+            "path": str(path),
+            "probability_fresh": float(probability),
+            "label": CLASS_NAMES[int(predicted_fresh(probability))],
+        }
 
 
 def predict_prepared(config: PredictConfig) -> Path:
     """Scores the test split of a prepared dataset (read from its shard, already decoded),
     beside each poster's id, source and true class."""
-    from poster_ml.explain.evaluation import predict_test_split
+    from poster_ml.models.predict import predict_test_split
 
     with runs.step_run("predict", {"predict": config}, seed=0):
         data = prepared_runs.open_data(config.data)
@@ -159,30 +181,27 @@ def predict_prepared(config: PredictConfig) -> Path:
     return Path(config.out)
 
 
+def poster_cam_model(model):
+    from poster_ml.explain.cam import cam_layer_name, feature_and_logit_model, float32_copy
+
+    explained = float32_copy(model)
+    return feature_and_logit_model(explained, cam_layer_name(explained))
+
+
 def write_overlays(
-    model, images: np.ndarray, paths: list[Path], probabilities: np.ndarray, folder: Path
+    scorer: Scorer, images: np.ndarray, paths: list[Path], probabilities: np.ndarray
 ) -> None:
     """A LayerCAM overlay per poster, explaining the class the model predicts."""
     from poster_ml import plots
-    from poster_ml.explain.cam import (
-        class_activation_maps,
-        feature_and_logit_model,
-        float32_copy,
-        upsample,
-    )
-    from poster_ml.explain.grids import cam_layer_name
+    from poster_ml.explain.cam import class_activation_maps, upsample
 
-    folder.mkdir(parents=True, exist_ok=True)
-    model = float32_copy(model)
-    maps = upsample(
-        class_activation_maps(feature_and_logit_model(model, cam_layer_name(model)), images)[
-            "layer_cam"
-        ],
-        *images.shape[1:3],
-    )
-    for image, heat, path, probability in zip(images, maps, paths, probabilities, strict=True):
+    scorer.cam_folder.mkdir(parents=True, exist_ok=True)
+    maps = class_activation_maps(scorer.cam_model, images)["layer_cam"]
+    for image, heat, path, probability in zip(
+        images, upsample(maps, *images.shape[1:3]), paths, probabilities, strict=True
+    ):
         figure = plots.heatmap_grid(
             image[None], heat[None], [f"p(fresh) {probability:.2f}"], path.name, columns=1
         )
-        figure.savefig(folder / f"{path.stem}.cam.png", dpi=100)
-        plots.close(figure)
+        figure.savefig(scorer.cam_folder / f"{path.stem}.cam.png", dpi=100)
+        plt.close(figure)

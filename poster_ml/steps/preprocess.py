@@ -16,6 +16,6 @@ def preprocess_step(config: PreprocessConfig) -> PreparedData:
         )
         dataset = artifacts.log_preprocess(dataset, log_data)
     print(summary_text(dataset))
-    if dataset.uri:
+    if log_data:
         print(f"logged with the run: other machines train on it with --data {dataset.uri}")
     return dataset

@@ -12,9 +12,11 @@ register step that dies midway finishes the gate when it runs again.
 
 from __future__ import annotations
 
+import dataclasses
+
 import mlflow
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from mlflow.tracking import MlflowClient
 
 from poster_ml.config import RegisterConfig
 from poster_ml.data.prepared import PreparedData
@@ -54,7 +56,7 @@ def register_step(config: RegisterConfig):
             name,
             {
                 "version": version.version,
-                "tags": registry.version_tags(name, version.version),
+                "tags": MlflowClient().get_model_version(name, version.version).tags,
                 "verdict": verdict,
             },
             data,
@@ -67,79 +69,94 @@ def register_step(config: RegisterConfig):
     return version
 
 
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """The new version at the gate, and its test predictions."""
+
+    name: str
+    version: str
+    label: str  # "version 3 (basic_cnn)", as verdicts name it.
+    labels: np.ndarray
+    probabilities: np.ndarray
+
+    def decide(self, alias: str, verdict: str, previous: str | None = None) -> str:
+        """Gives the version its alias (a new champion's predecessor keeps @previous),
+        marks it gated (the last thing the gate writes) and returns the verdict."""
+        client = MlflowClient()
+        if alias == "champion" and previous is not None:
+            client.set_registered_model_alias(self.name, "previous", previous)
+        client.set_registered_model_alias(self.name, alias, self.version)
+        client.set_model_version_tag(self.name, self.version, registry.GATE, alias)
+        return verdict
+
+
 def gate(name: str, version, model, data: PreparedData, config: RegisterConfig) -> str:
     """Decides the new version's alias, tags it with its test AUC and the decision, and
     returns the verdict in one sentence."""
-    from poster_ml.explain.evaluation import predict_test_split
-    from poster_ml.explain.metrics import bootstrap_interval, paired_auc_comparison
+    from poster_ml.evaluation.intervals import bootstrap_interval
+    from poster_ml.evaluation.metrics import roc_auc
+    from poster_ml.models.predict import predict_test_split
 
     labels = data.labels("test").astype(int)
     new = predict_test_split(loading.load_poster_model(model.model_uri)[0], data)
-    interval = bootstrap_interval(labels, new, roc_auc_score, config.bootstrap_samples, config.seed)
-    registry.describe(
-        name,
-        version.version,
-        "",
-        {
-            "test_auc": f"{roc_auc_score(labels, new):.4f}",
-            "test_auc_low": f"{interval.low:.4f}",
-            "test_auc_high": f"{interval.high:.4f}",
-            "test_posters": str(len(labels)),
-        },
+    candidate = Candidate(
+        name, version.version, f"version {version.version} ({model.name})", labels, new
     )
+    auc = roc_auc(labels, new)
+    low, high = bootstrap_interval(roc_auc, (labels, new), config.bootstrap_samples, config.seed)
+    tags = {
+        key: f"{value:.4f}"
+        for key, value in {"test_auc": auc, "test_auc_low": low, "test_auc_high": high}.items()
+    }
+    registry.describe(name, version.version, "", tags | {"test_posters": str(len(labels))})
     champion = registry.version_by_alias(name, "champion")
-    label = f"version {version.version} ({model.name})"
     if champion is not None and champion.version == version.version:
-        return registry.finish_gate(
-            name, version.version, "champion", f"{label} is @champion"
-        )  # Promoted before an interruption.
+        # Promoted before an interruption: only the gate's mark is missing.
+        return candidate.decide("champion", f"{candidate.label} is @champion")
     if champion is None:
-        figures = f"test AUC {roc_auc_score(labels, new):.3f} (95 % interval {interval.low:.3f} to {interval.high:.3f}) on {len(labels)} test posters"
-        if interval.low > 0.5:
-            registry.promote(name, version.version, None)
-            return registry.finish_gate(
-                name, version.version, "champion", f"{label} is the first @champion: {figures}"
+        figures = f"test AUC {auc:.3f} (95 % interval {low:.3f} to {high:.3f}) on {len(labels)} test posters"
+        if low > 0.5:
+            return candidate.decide(
+                "champion", f"{candidate.label} is the first @champion: {figures}"
             )
-        registry.set_alias(name, version.version, "challenger")
-        return registry.finish_gate(
-            name,
-            version.version,
-            "challenger",
-            f"{label} stays @challenger, not better than chance: {figures}",
-        )
+        verdict = f"{candidate.label} stays @challenger, not better than chance: {figures}"
+        return candidate.decide("challenger", verdict)
+    return challenge(candidate, champion, data, config)
+
+
+def challenge(candidate: Candidate, champion, data: PreparedData, config: RegisterConfig) -> str:
+    """The new version against the champion, on the test posters neither saw in training."""
+    from poster_ml.evaluation.comparison import paired_auc_comparison
+    from poster_ml.models.predict import predict_test_split
+
+    name, labels = candidate.name, candidate.labels
     shared, how = comparable_posters(data, champion)
-    if shared.sum() < 2 or len(np.unique(labels[shared])) < 2:
-        registry.set_alias(name, version.version, "challenger")
-        return registry.finish_gate(
-            name,
-            version.version,
-            "challenger",
-            f"{label} stays @challenger: too few test posters {how} ({int(shared.sum())}) to compare with @champion version {champion.version}",
-        )
+    count = int(shared.sum())
+    if count < 2 or len(np.unique(labels[shared])) < 2:
+        verdict = f"{candidate.label} stays @challenger: too few test posters {how} ({count}) to compare with @champion version {champion.version}"
+        return candidate.decide("challenger", verdict)
     old = predict_test_split(
         loading.load_poster_model(f"models:/{name}/{champion.version}")[0], data
     )
     comparison = paired_auc_comparison(
-        labels[shared], new[shared], old[shared], config.bootstrap_samples, config.seed
+        labels[shared],
+        candidate.probabilities[shared],
+        old[shared],
+        config.bootstrap_samples,
+        config.seed,
     )
     registry.describe(
         name,
-        version.version,
+        candidate.version,
         "",
-        {"compared_with": champion.version, "compared_posters": str(int(shared.sum()))},
+        {"compared_with": champion.version, "compared_posters": str(count)},
     )
-    where = f"on {int(shared.sum())} test posters {how}"
+    where = f"on {count} test posters {how}"
     if comparison.new_is_better:
-        registry.promote(name, version.version, champion.version)
-        return registry.finish_gate(
-            name,
-            version.version,
-            "champion",
-            f"{label} is the new @champion, version {champion.version} @previous: {comparison}, {where}",
-        )
-    registry.set_alias(name, version.version, "challenger")
-    verdict = f"{label} stays @challenger: it does not beat @champion version {champion.version} {where}, {comparison}"
-    return registry.finish_gate(name, version.version, "challenger", verdict)
+        verdict = f"{candidate.label} is the new @champion, version {champion.version} @previous: {comparison}, {where}"
+        return candidate.decide("champion", verdict, previous=champion.version)
+    verdict = f"{candidate.label} stays @challenger: it does not beat @champion version {champion.version} {where}, {comparison}"
+    return candidate.decide("challenger", verdict)
 
 
 def update_model_card(name: str, latest: dict, data: PreparedData) -> None:
@@ -156,7 +173,9 @@ def update_model_card(name: str, latest: dict, data: PreparedData) -> None:
             "verdict": champion.description or "",
         }
     )
-    registry.describe_model(name, model_card(name, facts, latest, data.info))
+    MlflowClient().update_registered_model(
+        name, description=model_card(name, facts, latest, data.info)
+    )
 
 
 def comparable_posters(data: PreparedData, champion) -> tuple[np.ndarray, str]:

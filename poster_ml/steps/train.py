@@ -155,14 +155,14 @@ def training_data(step: TrainStepConfig) -> PreparedData:
         )
     except ExecutionException as error:
         raise DatasetError(f"the preprocess run that train started failed: {error}") from error
-    return prepared_runs.open_data(project_runs.prepared_uri(preprocess))
+    return prepared_runs.open_data(prepared_runs.prepared_uri(preprocess.info.run_id))
 
 
 CNN_LEARNING_RATE = 1e-3
 """The study's rate for its CNNs trained from scratch; a pretrained architecture that
-starts from random weights gets it, since it is trained from scratch too (at the fine-tuning
-rates, 1e-6 to 2e-5, even the head on random VGG16 features stays near chance in the
-demo's epochs: benchmarks/RESULTS.md)."""
+starts from random weights gets it, since it is trained from scratch too (at the
+fine-tuning rates it barely learns in the demo's epochs: benchmarks/RESULTS.md, random
+weights at the fine-tuning rates)."""
 
 
 def with_resolved_weights(variant, config: TrainConfig, weights: dict[str, str]):

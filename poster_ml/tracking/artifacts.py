@@ -6,6 +6,7 @@ import dataclasses
 import warnings
 from typing import Any
 
+import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from poster_ml import plots
 from poster_ml.data.prepared import PreparedData, sample_posters
 from poster_ml.tables import markdown_table
-from poster_ml.tracking.prepared_runs import log_prepared
+from poster_ml.tracking.prepared_runs import log_prepared, prepared_uri
 from poster_ml.tracking.prepared_source import PreparedRunSource
 
 
@@ -66,15 +67,17 @@ def log_figure(figure, path: str, run_id: str | None = None) -> None:
         mlflow.log_figure(figure, path)
     else:
         MlflowClient().log_figure(run_id, figure, path)
-    plots.close(figure)
+    plt.close(figure)
 
 
 def log_preprocess(dataset: PreparedData, log_data: bool) -> PreparedData:
-    """Logs what preprocess made; with `log_data` the whole dataset too, which is then
-    named by its run (runs:/<id>/prepared) wherever it is used."""
+    """Logs what preprocess made, named by its run (runs:/<id>/prepared) wherever it is
+    used; with `log_data` the whole dataset too, for other machines."""
     info = dataset.info
-    if log_data:
-        dataset = dataclasses.replace(dataset, uri=log_prepared(dataset))
+    # The preprocess run is the dataset's source for every later run, logged or not: MLflow
+    # keeps one dataset per name and digest, and its first source is the one it shows.
+    uri = log_prepared(dataset) if log_data else prepared_uri(mlflow.active_run().info.run_id)  # type: ignore[union-attr]  # Inside the preprocess run.
+    dataset = dataclasses.replace(dataset, uri=uri)
     dataset_input(dataset, context="preprocess")
     mlflow.log_metrics(
         {"inputs": info["inputs"], "accepted": info["accepted"], "rejected": info["rejected"]}
@@ -154,7 +157,7 @@ def log_results_table(
             "results.html",
         )
         client.log_figure(run_id, roc_figure, "roc_all_variants.png")
-    plots.close(roc_figure)
+    plt.close(roc_figure)
 
 
 def log_files(paths: list) -> None:

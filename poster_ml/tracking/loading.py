@@ -10,7 +10,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from poster_ml.errors import DatasetError
+from poster_ml.errors import DatasetError, first_line
 from poster_ml.tracking.store import load_run_dict
 from poster_ml.tracking.variant_models import ROW_FILE
 
@@ -20,9 +20,7 @@ def download_model(model_uri: str, folder: str) -> str:
     try:
         return mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
     except (MlflowException, OSError) as error:
-        raise DatasetError(
-            f"cannot load model {model_uri}: {str(error).splitlines()[0]}"
-        ) from error
+        raise DatasetError(f"cannot load model {model_uri}: {first_line(error)}") from error
 
 
 def load_poster_model(model_uri: str):
@@ -30,9 +28,7 @@ def load_poster_model(model_uri: str):
     try:
         wrapper = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
     except (MlflowException, OSError) as error:
-        raise DatasetError(
-            f"cannot load model {model_uri}: {str(error).splitlines()[0]}"
-        ) from error
+        raise DatasetError(f"cannot load model {model_uri}: {first_line(error)}") from error
     return wrapper.model, wrapper.settings
 
 
@@ -55,25 +51,25 @@ class EvaluationTarget:
 
 
 def variant_runs(train: mlflow.entities.Run) -> list[mlflow.entities.Run]:
-    """The variant runs under a train run that have a model, in training order."""
-    client = MlflowClient()
-    children = client.search_runs(
+    """The variant runs under a train run that have a model, in training order; one line
+    of error when there are none."""
+    children = MlflowClient().search_runs(
         [train.info.experiment_id],
         f"tags.`mlflow.parentRunId` = '{train.info.run_id}'",
         order_by=["attributes.start_time ASC"],
     )
-    return [child for child in children if "model_uri" in child.data.tags]
+    with_model = [child for child in children if "model_uri" in child.data.tags]
+    if not with_model:
+        raise DatasetError(
+            f"train run {train.info.run_id} has no variant with a model (it trained nothing, or every variant failed); "
+            "train again, or pass --train-run with a run that has one"
+        )
+    return with_model
 
 
 def evaluation_targets(train: mlflow.entities.Run) -> list[EvaluationTarget]:
-    """The variant runs under a train run that have a model, in training order; one line
-    of error when there are none."""
+    """The variants of a train run that have a model, in training order, to evaluate."""
     children = variant_runs(train)
-    if not children:
-        raise DatasetError(
-            f"train run {train.info.run_id} has no variant with a model to evaluate (it trained nothing, or every variant failed); "
-            "train again, or pass --train-run with a run that has one"
-        )
     return [
         EvaluationTarget(
             child.data.tags["variant"],

@@ -53,9 +53,14 @@ def log_prepared(dataset: PreparedData) -> str:
         checksums.write_text(json.dumps(file_checksums(files), indent=2) + "\n")
         for path in [*files, checksums]:
             mlflow.log_artifact(str(path), ARTIFACT_PATH)
-    uri = f"runs:/{mlflow.active_run().info.run_id}/{ARTIFACT_PATH}"  # type: ignore[union-attr]  # Called inside the preprocess run.
+    uri = prepared_uri(mlflow.active_run().info.run_id)  # type: ignore[union-attr]  # Called inside the preprocess run.
     mlflow.set_tag(PREPARED_URI_TAG, uri)
     return uri
+
+
+def prepared_uri(run_id: str) -> str:
+    """A preprocess run's dataset as later steps name it: runs:/<run id>/prepared."""
+    return f"runs:/{run_id}/{ARTIFACT_PATH}"
 
 
 def open_data(spec: str) -> PreparedData:

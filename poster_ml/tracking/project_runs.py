@@ -57,8 +57,3 @@ def run_entry_point(
         synchronous=True,
     )
     return MlflowClient().get_run(submitted.run_id)
-
-
-def prepared_uri(preprocess: mlflow.entities.Run) -> str:
-    """The preprocess run's dataset as the next step's --data: runs:/<run id>/prepared."""
-    return f"runs:/{preprocess.info.run_id}/prepared"

@@ -24,6 +24,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, Schema
 
 from poster_ml import DECISION_THRESHOLD
+from poster_ml.errors import first_line
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # poster_ml/, logged with the model.
 SIGNATURE = ModelSignature(
@@ -74,7 +75,7 @@ class PosterClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
                 images.append(decode_poster(as_bytes(value), size))
             except (PosterError, ValueError, binascii.Error) as error:
                 raise MlflowException(
-                    f"image {position}: {str(error).splitlines()[0][:200]}", INVALID_PARAMETER_VALUE
+                    f"image {position}: {first_line(error, 200)}", INVALID_PARAMETER_VALUE
                 ) from None
         probabilities = self.batcher(np.stack(images))
         return pd.DataFrame(

@@ -1,6 +1,8 @@
 """The Model Registry side of the register step: candidates ranked by validation AUC
-(found with mlflow.search_logged_models), idempotent registration, and the aliases
-@champion, @challenger and @previous (never stages)."""
+(variant runs ranked by their best validation AUC, each run's logged model taken by
+its id), idempotent registration, and the registered versions' descriptions and tags.
+The gate (steps/register.py) gives the aliases @champion, @challenger and @previous
+(never stages)."""
 
 from __future__ import annotations
 
@@ -26,11 +28,6 @@ def best_candidate(
     from poster_ml.tracking.loading import variant_runs
 
     children = variant_runs(train)
-    if not children:
-        raise DatasetError(
-            f"train run {train.info.run_id} has no variant with a model (it trained nothing, or every variant failed); "
-            "train again, or pass --train-run with a run that has one"
-        )
     eligible = [run for run in children if allow_cpu or run.data.tags.get("device") == "GPU"]
     if not eligible:
         raise DatasetError(
@@ -85,36 +82,9 @@ def version_by_alias(name: str, alias: str):
         return None
 
 
-def promote(name: str, version: str, previous: str | None) -> None:
-    """The new version becomes @champion; the one it replaces keeps @previous."""
-    client = MlflowClient()
-    if previous is not None:
-        client.set_registered_model_alias(name, "previous", previous)
-    client.set_registered_model_alias(name, "champion", version)
-
-
-def set_alias(name: str, version: str, alias: str) -> None:
-    MlflowClient().set_registered_model_alias(name, alias, version)
-
-
-def finish_gate(name: str, version: str, decision: str, verdict: str) -> str:
-    """Marks the version gated (the last thing the gate writes) and returns the verdict."""
-    MlflowClient().set_model_version_tag(name, version, GATE, decision)
-    return verdict
-
-
 def describe(name: str, version: str, text: str, tags: dict[str, str]) -> None:
     client = MlflowClient()
     if text:
         client.update_model_version(name, version, description=text)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
-
-
-def version_tags(name: str, version: str) -> dict[str, str]:
-    return MlflowClient().get_model_version(name, version).tags
-
-
-def describe_model(name: str, text: str) -> None:
-    """The registered model's description (its model card)."""
-    MlflowClient().update_registered_model(name, description=text)

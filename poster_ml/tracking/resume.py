@@ -21,6 +21,7 @@ import mlflow
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
+from poster_ml.databases import store_folder
 from poster_ml.errors import TrackingStoreError
 from poster_ml.processes import HOST, process_alive
 from poster_ml.tracking.store import child_run, load_run_dict
@@ -161,11 +162,7 @@ def dead_by_id(client: MlflowClient, run_id: str) -> bool:
 def checkpoint_dir(run_id: str) -> Path:
     """Where a run keeps its per-epoch checkpoints, beside the tracking store (or in the
     working directory for a remote store)."""
-    uri = mlflow.get_tracking_uri()
-    root = (
-        Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else Path.cwd()
-    )
-    return root / "checkpoints" / run_id
+    return store_folder(mlflow.get_tracking_uri()) / "checkpoints" / run_id
 
 
 def discard_checkpoints(run_id: str) -> None:

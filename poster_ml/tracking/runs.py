@@ -14,7 +14,6 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 import poster_ml
-from poster_ml.config.settings import flatten
 from poster_ml.tracking import resume
 from poster_ml.tracking.store import configure_tracking, mark_model_training, ui_link
 
@@ -31,7 +30,7 @@ def config_params(configs: dict[str, Any], step: str, logged: dict[str, str]) ->
     return {
         f"{concern}.{name}": value
         for concern, config in configs.items()
-        for name, value in flatten(config).items()
+        for name, value in dataclasses.asdict(config).items()
         if not (concern in own and name in logged)
     }
 

@@ -15,7 +15,7 @@ import sqlalchemy.exc
 from mlflow.exceptions import MlflowException
 
 from poster_ml.databases import redacted
-from poster_ml.errors import DatasetError, PosterMLError, TrackingStoreError
+from poster_ml.errors import DatasetError, PosterMLError, TrackingStoreError, first_line
 
 REFUSED_CODES = {"UNAUTHENTICATED", "PERMISSION_DENIED"}
 REFUSED_STATUS = {401, 403}
@@ -55,7 +55,7 @@ def store_error(error: Exception) -> PosterMLError | None:
         if kind == "unreachable":
             return unreachable
         if kind == "missing":
-            return TrackingStoreError(f"{first_line(cause)} (in the tracking store {uri})")
+            return TrackingStoreError(f"{first_line(cause, 300)} (in the tracking store {uri})")
         if kind == "file" and isinstance(cause, OSError):
             return DatasetError(f"{cause.strerror or type(cause).__name__}: {cause.filename}")
     return None
@@ -112,7 +112,3 @@ def sqlstate(error: BaseException) -> str:
         if isinstance(state, str):
             return state
     return ""
-
-
-def first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]

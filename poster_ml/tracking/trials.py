@@ -15,10 +15,12 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+import matplotlib.pyplot as plt
 import mlflow
 import optuna
 from mlflow.entities import RunStatus
 
+from poster_ml.errors import first_line
 from poster_ml.models.tuning import (
     FAILURE_ATTRIBUTE,
     HOST_ATTRIBUTE,
@@ -58,7 +60,7 @@ def trial_run(
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
     except Exception as error:  # Any failure of one trial is recorded; study.optimize goes on.
-        reason = (str(error).splitlines() or [type(error).__name__])[0][:250]
+        reason = first_line(error, 250)
         mlflow.set_tag("failure_reason", reason)
         trial.set_user_attr(FAILURE_ATTRIBUTE, f"{type(error).__name__}: {reason}")
         mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
@@ -84,4 +86,4 @@ def log_study(study: optuna.Study, best: optuna.trial.FrozenTrial) -> None:
     )
     for name, figure in plots.study_figures(study).items():
         mlflow.log_figure(figure, f"tuning/{name}")
-        plots.close(figure)
+        plt.close(figure)
