@@ -56,6 +56,7 @@ def main() -> None:
     arguments = parser.parse_args()
     import numpy as np
 
+    from poster_ml.data.images import InputContract
     from poster_ml.models.predict import predict_probabilities
     from poster_ml.steps.predict import decode_file
     from poster_ml.tracking.loading import load_poster_model
@@ -71,7 +72,8 @@ def main() -> None:
 
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
-        decoded = list(pool.map(decode_file, files, [arguments.size] * len(files)))
+        contract = InputContract(arguments.size)
+        decoded = list(pool.map(decode_file, files, [contract] * len(files)))
     decode_rate = len(files) / (time.perf_counter() - started)
 
     import mlflow

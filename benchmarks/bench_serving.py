@@ -1,5 +1,6 @@
 """Serving cost, side by side in one run: latency of one poster through `poster-ml serve`
-(MLflow's scoring server) against the same model called in-process, throughput of a
+(MLflow's scoring server) against the same model called in-process and against the same
+request with explain=true (the heatmap and cell shares), throughput of a
 32-poster request, and the size of a request carrying a base64 JPEG against the same
 poster as a JSON float tensor.
 
@@ -121,6 +122,10 @@ def main() -> None:
         for _ in range(3):
             post(port, one)  # Warm-up.
         served = [post(port, one) for _ in range(arguments.requests)]
+        # The same poster answered with its explanation (LayerCAM heatmap and cell shares).
+        explain = json.dumps(json.loads(one) | {"params": {"explain": True}}).encode()
+        post(port, explain)  # Builds the CAM model once.
+        explained = [post(port, explain) for _ in range(arguments.requests)]
         batch_seconds = [post(port, batch) for _ in range(5)]
         model = mlflow.pyfunc.load_model(model_uri)
         frame = pd.DataFrame({"image": [jpeg]})
@@ -147,7 +152,10 @@ def main() -> None:
     print(f"{'':<28}{'median ms':>10}{'p95 ms':>10}")
     print(f"{'one poster, server':<28}{server_median:>10.1f}{server_p95:>10.1f}")
     print(f"{'one poster, in-process':<28}{local_median:>10.1f}{local_p95:>10.1f}")
+    explained_median, explained_p95 = percentiles(explained)
+    print(f"{'one poster, explain=true':<28}{explained_median:>10.1f}{explained_p95:>10.1f}")
     print(f"server / in-process median: {server_median / local_median:.2f}x")
+    print(f"explain=true / plain median: {explained_median / server_median:.2f}x")
     print(
         f"32-poster request: {statistics.median(batch_seconds) * 1000:.0f} ms, {32 / statistics.median(batch_seconds):.0f} posters/s"
     )

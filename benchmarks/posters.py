@@ -48,6 +48,7 @@ def logged_model(variant: str, size: int, example: bytes) -> tuple[str, str]:
     """A fresh `variant` logged as this project's pyfunc model: (tracking store, model URI)."""
     import mlflow
 
+    from poster_ml.data.images import InputContract
     from poster_ml.models.variants import VARIANTS, build_model
     from poster_ml.tracking.pyfunc_model import log_poster_model
 
@@ -57,5 +58,5 @@ def logged_model(variant: str, size: int, example: bytes) -> tuple[str, str]:
     experiment = mlflow.create_experiment("benchmark", artifact_location=f"{folder}/artifacts")
     with mlflow.start_run(experiment_id=experiment):
         model = build_model(VARIANTS[variant], size)
-        info = log_poster_model(model, size, {}, example, name=variant)
+        info = log_poster_model(model, InputContract(size), {}, example, name=variant)
     return store, info.model_uri

@@ -22,7 +22,9 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def run_in_foreground(command: list[str], environment: dict[str, str]) -> int:
+def run_in_foreground(
+    command: list[str], environment: dict[str, str], cwd: str | None = None
+) -> int:
     """Runs `command` until it exits; stopping this process stops it too, rather than
     leaving it orphaned. Returns its exit code.
 
@@ -41,7 +43,7 @@ def run_in_foreground(command: list[str], environment: dict[str, str]) -> int:
     # and never kills this process alone, leaving the child running in its own session.
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, forward)
-    child = subprocess.Popen(command, env=environment, start_new_session=True)
+    child = subprocess.Popen(command, env=environment, cwd=cwd, start_new_session=True)
     if forwarded:
         child.send_signal(forwarded[-1])
     code = child.wait()

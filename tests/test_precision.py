@@ -12,6 +12,7 @@ from helpers import encode
 from PIL import Image
 
 from poster_ml.config import AugmentConfig, TrainConfig
+from poster_ml.data.images import InputContract
 from poster_ml.explain.cam import class_activation_maps, feature_and_logit_model, float32_copy
 from poster_ml.models.fit import train_variant
 from poster_ml.models.variants import VARIANTS
@@ -59,7 +60,9 @@ def test_a_variant_trains_under_mixed_precision_and_serves_float32(policy, synth
     mlflow.set_experiment("poster-ml")  # In this test's own store (the fixture's).
     with mlflow.start_run():
         jpeg = encode(Image.fromarray(images[0]), "JPEG")
-        info = log_poster_model(model, synthetic_dataset.image_size, {}, jpeg, name="mixed")
+        info = log_poster_model(
+            model, InputContract(synthetic_dataset.image_size), {}, jpeg, name="mixed"
+        )
     served = mlflow.pyfunc.load_model(info.model_uri).predict(pd.DataFrame({"image": [jpeg]}))
     assert (
         served["probability_fresh"].dtype == np.float64 and 0 <= served["probability_fresh"][0] <= 1

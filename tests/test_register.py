@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from poster_ml.cli import main
 from poster_ml.config import AugmentConfig, PreprocessConfig, TrainConfig
-from poster_ml.data.images import encode_jpeg
+from poster_ml.data.images import InputContract, encode_jpeg
 from poster_ml.data.prepare import prepare
 from poster_ml.evaluation.comparison import paired_auc_comparison
 from poster_ml.models.fit import train_variant
@@ -62,7 +62,7 @@ def fake_train_run(data, variants: dict[str, dict], digest: str | None = None) -
                 params = {"variant": name, "pretrained": facts.get("pretrained", "False")}
                 info = log_poster_model(
                     facts.get("keras") or constant_model(data.image_size),
-                    data.image_size,
+                    InputContract.of_dataset(data.info),
                     {},
                     example,
                     name=name,

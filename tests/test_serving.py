@@ -4,6 +4,7 @@ every JSON format with a real JPEG, and every bad request answered 4xx in under 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import socket
@@ -62,11 +63,17 @@ def start(command: list[str], store: str, port: int, folder: Path):
     process = subprocess.Popen(
         command, cwd=folder, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 180
+    wait_for_ping(process, port)
+    return process
+
+
+def wait_for_ping(process: subprocess.Popen, port: int, seconds: float = 180) -> None:
+    """Returns once the server answers /ping; a server that exits or stays silent fails."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             if request(port, b"", "/ping", "GET")[0] == 200:
-                return process
+                return
         except OSError:
             pass
         if process.poll() is not None:
@@ -140,6 +147,17 @@ def test_a_real_jpeg_in_every_format_gets_a_probability(server):
             and 0 <= predictions[0]["probability_fresh"] <= 1
             and predictions[0]["label"] in ("fresh", "rotten")
         ), name
+
+
+def test_explain_true_adds_each_poster_s_heatmap_in_every_format(server):
+    _, port = server
+    for name, payload in formats(jpeg_base64()).items():
+        status, body = request(port, json.dumps(payload | {"params": {"explain": True}}).encode())
+        assert status == 200, (name, body[:300])
+        (answer,) = json.loads(body)["predictions"]
+        heatmap = Image.open(io.BytesIO(base64.b64decode(answer["heatmap_png"])))
+        assert heatmap.format == "PNG" and heatmap.size == (206, 305), name
+        assert len(json.loads(answer["cell_shares"])) == 36, name
 
 
 def test_a_batch_of_posters_in_one_request(server):

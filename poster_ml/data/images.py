@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from poster_ml import CLASS_NAMES, DECISION_THRESHOLD
 from poster_ml.errors import PosterMLError
 
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
@@ -108,3 +110,77 @@ def encode_jpeg(pixels: np.ndarray, quality: int = 90) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def oriented_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of an encoded poster as decode_poster turns it (EXIF orientation
+    applied), read from its header only."""
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        # Orientations 5 to 8 turn the picture a quarter: width and height swap.
+        turned = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    return (height, width) if turned else (width, height)
+
+
+class DecodeVersionError(PosterMLError):
+    """A model trained on pixels that this package's decoder no longer makes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InputContract:
+    """Everything that decides a model's answer besides its weights: how a poster becomes
+    pixels (size, reduced JPEG decoding, the pixel limit, the decoder's version) and how a
+    probability becomes a label (class names, threshold), and the dataset it trained on.
+    It is the logged model's settings.json, so the model carries it wherever it goes."""
+
+    image_size: int
+    reduced_decode: bool = True
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    decode_version: int = DECODE_VERSION
+    class_names: tuple[str, ...] = CLASS_NAMES
+    threshold: float = DECISION_THRESHOLD
+    dataset_digest: str = ""
+
+    @classmethod
+    def of_dataset(cls, info: dict) -> InputContract:
+        """The contract of a model trained on a prepared dataset (its dataset.json)."""
+        pixels = info["pixels"]
+        return cls(
+            int(pixels["size"]),
+            bool(pixels["reduced_decode"]),
+            int(pixels["max_pixels"]),
+            int(pixels["decode_version"]),
+            dataset_digest=info["digest"],
+        )
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> InputContract:
+        """The contract in a model's settings.json (other keys, like its config, ignored)."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        values = {name: value for name, value in settings.items() if name in names}
+        if "class_names" in values:
+            values["class_names"] = tuple(values["class_names"])
+        return cls(**values)
+
+    def check_decoder(self) -> None:
+        """Refuses, in one line, a model whose pixels this package's decoder no longer makes."""
+        if self.decode_version != DECODE_VERSION:
+            raise DecodeVersionError(
+                f"the model was trained on posters decoded by decoder version {self.decode_version}, "
+                f"this poster-ml decodes with version {DECODE_VERSION}: serve it with the code logged in the model"
+            )
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """The poster's pixels exactly as the model's training data had them."""
+        self.check_decoder()
+        return decode_poster(
+            data,
+            self.image_size,
+            max_pixels=self.max_pixels,
+            reduced_decode=self.reduced_decode,
+        )
+
+    def labels(self, probabilities: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """Each probability of fresh as a class name, at the model's threshold (or another)."""
+        cut = self.threshold if threshold is None else threshold
+        return np.where(probabilities >= cut, self.class_names[1], self.class_names[0])

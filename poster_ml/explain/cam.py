@@ -60,6 +60,13 @@ def cam_layer_name(model: keras.Model) -> str:
     return spatial[-1]
 
 
+def poster_cam_model(model: keras.Model) -> keras.Model:
+    """The model's feature-and-logit model at its CAM layer, in float32: what LayerCAM and
+    Grad-CAM of any poster need, built once per model."""
+    explained = float32_copy(model)
+    return feature_and_logit_model(explained, cam_layer_name(explained))
+
+
 def output_unit(model: keras.Model) -> keras.layers.Dense:
     """The one-unit Dense layer whose sigmoid is the probability of fresh."""
     if any(layer.name == OUTPUT_LAYER for layer in model.layers):

@@ -12,13 +12,11 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 from tqdm import tqdm
 
-from poster_ml import CLASS_NAMES, predicted_fresh
 from poster_ml.config import PredictConfig
-from poster_ml.data.images import PosterError, decode_poster
+from poster_ml.data.images import InputContract, PosterError
 from poster_ml.errors import DatasetError, first_line
 from poster_ml.tracking import artifacts, loading, prepared_runs, runs
 
@@ -45,10 +43,10 @@ def list_files(paths: list[str]) -> list[Path]:
     return files
 
 
-def decode_file(path: Path, size: int) -> np.ndarray | dict:
-    """A poster decoded to the model's size, or its reject row."""
+def decode_file(path: Path, contract: InputContract) -> np.ndarray | dict:
+    """A poster decoded as the model's training data was, or its reject row."""
     try:
-        return decode_poster(path.read_bytes(), size)
+        return contract.decode(path.read_bytes())
     except (PosterError, OSError) as error:
         return {
             "path": str(path),
@@ -58,7 +56,7 @@ def decode_file(path: Path, size: int) -> np.ndarray | dict:
 
 
 def decoded_batches(
-    files: list[Path], size: int, batch_size: int
+    files: list[Path], contract: InputContract, batch_size: int
 ) -> Iterator[tuple[list[Path], list[np.ndarray], list[dict]]]:
     """Batches of decoded posters (and the batch's rejects), decoded ahead on every core.
 
@@ -71,7 +69,7 @@ def decoded_batches(
         pending = iter(files)
         while True:
             while len(ahead) < 3 * batch_size and (path := next(pending, None)) is not None:
-                ahead.append((path, pool.submit(decode_file, path, size)))
+                ahead.append((path, pool.submit(decode_file, path, contract)))
             if not ahead:
                 return
             paths, images, rejects = [], [], []
@@ -88,9 +86,11 @@ def decoded_batches(
 
 @dataclasses.dataclass(frozen=True)
 class Scorer:
-    """The model that scores, its CAM model when overlays are asked for, and the folder."""
+    """The model that scores, its input contract (decoding, threshold, class names), its
+    CAM model when overlays are asked for, and their folder."""
 
     model: object
+    contract: InputContract
     cam_model: object | None
     cam_folder: Path
 
@@ -106,12 +106,16 @@ def predict_step(config: PredictConfig) -> Path:
         raise DatasetError("no poster files given; name files or folders to score")
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    from poster_ml.explain.cam import poster_cam_model
+
     with runs.step_run("predict", {"predict": config}, seed=0):
         model, settings = loading.load_poster_model(config.model)
+        contract = InputContract.from_settings(settings)
+        contract.check_decoder()
         # The CAM model is built once, for every batch.
         cam_model = poster_cam_model(model) if config.cam else None
-        scorer = Scorer(model, cam_model, Path(config.cam))
-        batches = decoded_batches(files, settings["image_size"], config.batch_size)
+        scorer = Scorer(model, contract, cam_model, Path(config.cam))
+        batches = decoded_batches(files, contract, config.batch_size)
         scored, rejected = write_predictions(batches, scorer, out, len(files))
         artifacts.log_files([out, rejects_file(out)])
     print(
@@ -144,7 +148,8 @@ def write_predictions(batches, scorer: Scorer, out: Path, total: int) -> tuple[i
             rejected += len(batch_rejects)
             if images:
                 probabilities = predict_probabilities(scorer.model, np.stack(images))
-                predictions.writerows(prediction_rows(paths, probabilities))
+                labels = scorer.contract.labels(probabilities)
+                predictions.writerows(prediction_rows(paths, probabilities, labels))
                 scored += len(images)
                 if scorer.cam_model is not None:
                     write_overlays(scorer, np.stack(images), paths, probabilities)
@@ -152,13 +157,9 @@ def write_predictions(batches, scorer: Scorer, out: Path, total: int) -> tuple[i
     return scored, rejected
 
 
-def prediction_rows(paths: list[Path], probabilities: np.ndarray) -> Iterator[dict]:
-    for path, probability in zip(paths, probabilities, strict=True):
-        yield {
-            "path": str(path),
-            "probability_fresh": float(probability),
-            "label": CLASS_NAMES[int(predicted_fresh(probability))],
-        }
+def prediction_rows(paths: list[Path], probabilities: np.ndarray, labels) -> Iterator[dict]:
+    for path, probability, label in zip(paths, probabilities, labels, strict=True):
+        yield {"path": str(path), "probability_fresh": float(probability), "label": str(label)}
 
 
 def predict_prepared(config: PredictConfig) -> Path:
@@ -168,11 +169,11 @@ def predict_prepared(config: PredictConfig) -> Path:
 
     with runs.step_run("predict", {"predict": config}, seed=0):
         data = prepared_runs.open_data(config.data)
-        model, _ = loading.load_poster_model(config.model)
+        model, settings = loading.load_poster_model(config.model)
         probabilities = predict_test_split(model, data, chunk=config.batch_size)
         predictions = data.split("test")[["id", "source", "class"]].assign(
             probability_fresh=probabilities,
-            label=[CLASS_NAMES[int(predicted_fresh(p))] for p in probabilities],
+            label=InputContract.from_settings(settings).labels(probabilities),
         )
         predictions.to_csv(config.out, index=False)
         artifacts.dataset_input(data, context="prediction")
@@ -181,27 +182,16 @@ def predict_prepared(config: PredictConfig) -> Path:
     return Path(config.out)
 
 
-def poster_cam_model(model):
-    from poster_ml.explain.cam import cam_layer_name, feature_and_logit_model, float32_copy
-
-    explained = float32_copy(model)
-    return feature_and_logit_model(explained, cam_layer_name(explained))
-
-
 def write_overlays(
     scorer: Scorer, images: np.ndarray, paths: list[Path], probabilities: np.ndarray
 ) -> None:
-    """A LayerCAM overlay per poster, explaining the class the model predicts."""
-    from poster_ml import plots
-    from poster_ml.explain.cam import class_activation_maps, upsample
+    """A LayerCAM overlay per poster, explaining the class the model predicts: the same
+    PNG that a served answer with explain=true holds (explain/overlay.py)."""
+    from poster_ml.data.images import oriented_size
+    from poster_ml.explain.overlay import poster_explanations
 
     scorer.cam_folder.mkdir(parents=True, exist_ok=True)
-    maps = class_activation_maps(scorer.cam_model, images)["layer_cam"]
-    for image, heat, path, probability in zip(
-        images, upsample(maps, *images.shape[1:3]), paths, probabilities, strict=True
-    ):
-        figure = plots.heatmap_grid(
-            image[None], heat[None], [f"p(fresh) {probability:.2f}"], path.name, columns=1
-        )
-        figure.savefig(scorer.cam_folder / f"{path.stem}.cam.png", dpi=100)
-        plt.close(figure)
+    sizes = [oriented_size(path.read_bytes()) for path in paths]
+    pngs, _ = poster_explanations(scorer.cam_model, images, sizes)
+    for path, png in zip(paths, pngs, strict=True):
+        (scorer.cam_folder / f"{path.stem}.cam.png").write_bytes(png)

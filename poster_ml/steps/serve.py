@@ -1,8 +1,14 @@
 """Serving the champion: MLflow's scoring server behind a guard (serving_app.py), started
-from this project's own environment, so nothing depends on an activated venv."""
+from this project's own environment, so nothing depends on an activated venv.
+
+The server runs the code logged in the model (its code/ folder: the decoder, the pyfunc
+and the guard as they were when it trained), not this checkout's. A model without that
+folder is served by this checkout only if this checkout decodes posters as its training
+data was decoded; otherwise the step refuses in one line naming both decoder versions."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
@@ -10,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from poster_ml.config import ServeConfig
+from poster_ml.data.images import InputContract
 from poster_ml.processes import run_in_foreground
 from poster_ml.tracking import loading, store
 
@@ -23,7 +30,7 @@ def serve_step(config: ServeConfig) -> int:
             "POSTER_ML_MODEL_PATH": local,
             "POSTER_ML_MAX_REQUEST_BYTES": str(config.max_request_mb * 2**20),
             "PYTHONPATH": os.pathsep.join(
-                [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
+                [served_code(Path(local)), os.environ.get("PYTHONPATH", "")]
             ),
         }
         command = [
@@ -40,4 +47,16 @@ def serve_step(config: ServeConfig) -> int:
         ]
         print(f"serving {config.model} at http://{config.host}:{config.port}/invocations")
         print(f"running: {shlex.join(command)}", flush=True)
-        return run_in_foreground(command, environment)
+        # Run from the download folder: `python -m` puts the working directory first on the
+        # path, and a checkout there would shadow the model's code.
+        return run_in_foreground(command, environment, cwd=folder)
+
+
+def served_code(model: Path) -> str:
+    """The folder whose poster_ml package the server imports: the model's own code, else
+    (a model logged without it) this checkout, if it decodes as the model expects."""
+    if (model / "code" / "poster_ml").is_dir():
+        return str(model / "code")
+    settings = json.loads((model / "artifacts" / "settings.json").read_text())
+    InputContract.from_settings(settings).check_decoder()
+    return str(Path(__file__).resolve().parents[2])

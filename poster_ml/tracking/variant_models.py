@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from poster_ml import plots
-from poster_ml.data.images import encode_jpeg
+from poster_ml.data.images import InputContract, encode_jpeg
 from poster_ml.data.prepared import PreparedData
 from poster_ml.errors import TrackingStoreError
 from poster_ml.tracking.artifacts import log_figure, split_dataset
@@ -55,8 +55,9 @@ def log_model(trained: TrainedVariant, data: PreparedData, configs: dict[str, An
         **trained.hyperparameters,
     }
     configs = {name: dataclasses.asdict(config) for name, config in configs.items()}
+    contract = InputContract.of_dataset(data.info)
     info = log_poster_model(
-        trained.model, data.image_size, configs, example, name=trained.variant.name, params=params
+        trained.model, contract, configs, example, name=trained.variant.name, params=params
     )
     mlflow.log_dict(trained_facts(trained), FACTS_FILE)
     return info.model_uri
