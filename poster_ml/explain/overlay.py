@@ -10,10 +10,12 @@ import io
 import numpy as np
 from PIL import Image
 
+from poster_ml.data.images import decode_poster, oriented_size
 from poster_ml.explain.cam import class_activation_maps, upsample
 from poster_ml.explain.faithfulness import GRID, cell_masks
 
-OVERLAY_OPACITY = 0.5  # At the map's peak; where the map is zero the poster shows as it is.
+OVERLAY_OPACITY = 0.6  # At the map's peak; where the map is zero the poster shows as it is.
+MAX_SIDE = 384  # The overlay's longer side at most: an answer stays small for large posters.
 
 
 def hot_colours(heat: np.ndarray) -> np.ndarray:
@@ -24,14 +26,21 @@ def hot_colours(heat: np.ndarray) -> np.ndarray:
     return np.stack([red, green, blue], axis=-1) * 255
 
 
-def overlay_png(image: np.ndarray, heat: np.ndarray, size: tuple[int, int]) -> bytes:
-    """The poster (uint8, as the model saw it) with its map (values in [0, 1], the same
-    size) laid over it, both resized to `size` (width, height): the poster's own aspect."""
-    poster = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR), float)
+def overlay_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a poster's overlay: the poster's own aspect, at most MAX_SIDE."""
+    width, height = oriented_size(data)
+    scale = min(1.0, MAX_SIDE / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def overlay_png(poster: np.ndarray, heat: np.ndarray) -> bytes:
+    """The poster (uint8, at the overlay's size) with its map (values in [0, 1], any size)
+    resized onto it and laid over it, as PNG bytes."""
+    height, width = poster.shape[:2]
     map_image = Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8))
-    values = np.asarray(map_image.resize(size, Image.Resampling.BILINEAR), float) / 255
+    values = np.asarray(map_image.resize((width, height), Image.Resampling.BILINEAR), float) / 255
     opacity = OVERLAY_OPACITY * values[..., None]
-    blended = poster * (1 - opacity) + hot_colours(values) * opacity
+    blended = poster.astype(float) * (1 - opacity) + hot_colours(values) * opacity
     buffer = io.BytesIO()
     Image.fromarray(blended.round().astype(np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -47,13 +56,14 @@ def cell_shares(maps: np.ndarray, grid: int = GRID) -> np.ndarray:
 
 
 def poster_explanations(
-    cam_model, images: np.ndarray, sizes: list[tuple[int, int]]
+    cam_model, images: np.ndarray, files: list[bytes]
 ) -> tuple[list[bytes], np.ndarray]:
-    """For each poster, its LayerCAM overlay as PNG bytes at its own (width, height), and
-    the map's cell shares."""
+    """For each poster (its pixels as the model saw them, and its encoded file), the
+    LayerCAM overlay as PNG bytes on the poster decoded sharp at its own aspect, and the
+    map's cell shares."""
     maps = upsample(class_activation_maps(cam_model, images)["layer_cam"], *images.shape[1:3])
-    pngs = [
-        overlay_png(image, heat, size)
-        for image, heat, size in zip(images, maps, sizes, strict=True)
-    ]
+    pngs = []
+    for data, heat in zip(files, maps, strict=True):
+        width, height = overlay_size(data)
+        pngs.append(overlay_png(decode_poster(data, (height, width)), heat))
     return pngs, cell_shares(maps)

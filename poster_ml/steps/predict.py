@@ -187,11 +187,10 @@ def write_overlays(
 ) -> None:
     """A LayerCAM overlay per poster, explaining the class the model predicts: the same
     PNG that a served answer with explain=true holds (explain/overlay.py)."""
-    from poster_ml.data.images import oriented_size
     from poster_ml.explain.overlay import poster_explanations
 
     scorer.cam_folder.mkdir(parents=True, exist_ok=True)
-    sizes = [oriented_size(path.read_bytes()) for path in paths]
-    pngs, _ = poster_explanations(scorer.cam_model, images, sizes)
+    files = [path.read_bytes() for path in paths]
+    pngs, _ = poster_explanations(scorer.cam_model, images, files)
     for path, png in zip(paths, pngs, strict=True):
         (scorer.cam_folder / f"{path.stem}.cam.png").write_bytes(png)

@@ -118,16 +118,13 @@ class PosterClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
 
     def explained(self, answer: pd.DataFrame, images: np.ndarray, files: list[bytes]):
         """The answer with each poster's heatmap and cell shares (explain/overlay.py)."""
-        from poster_ml.data.images import oriented_size
         from poster_ml.explain.overlay import poster_explanations
 
         if self.cam_model is None:
             from poster_ml.explain.cam import poster_cam_model
 
             self.cam_model = poster_cam_model(self.model)
-        pngs, shares = poster_explanations(
-            self.cam_model, images, [oriented_size(data) for data in files]
-        )
+        pngs, shares = poster_explanations(self.cam_model, images, files)
         return answer.assign(
             heatmap_png=[base64.b64encode(png).decode("ascii") for png in pngs],
             cell_shares=[json.dumps([round(float(v), 6) for v in row]) for row in shares],
