@@ -32,7 +32,7 @@ install: $(BIN)/poster-ml
 
 # Refresh the lock after changing a dependency in pyproject.toml (needs PyPI), then run the tests.
 lock:
-	"$(UV)" pip compile pyproject.toml --extra test --extra server --extra benchmark --python-version 3.11 \
+	"$(UV)" pip compile pyproject.toml --extra test --extra server --extra benchmark --extra docs --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --upgrade -o requirements.lock
 
 # The demo tunes seven variants (benchmarks/RESULTS.md has its time on two cores);
@@ -45,11 +45,17 @@ demo: install
 mlproject: install
 	$(BIN)/python -m poster_ml.config.mlproject MLproject
 
-# ruff (format and lint rules in pyproject.toml) and mypy on the package; CI runs it first.
+# ruff (format and lint rules in pyproject.toml), mypy on the package, and the manual built
+# with --strict (a broken link or a page left out of the nav fails); CI runs it first.
 lint: install
 	$(BIN)/ruff format --check poster_ml tests benchmarks entrypoints
 	$(BIN)/ruff check poster_ml tests benchmarks entrypoints
 	$(BIN)/mypy
+	$(BIN)/mkdocs build --strict --site-dir $(or $(TMPDIR),/tmp)/poster-ml-site
+
+# The manual (docs/, mkdocs-material) on http://127.0.0.1:8000, rebuilt as pages change.
+docs: install
+	$(BIN)/mkdocs serve
 
 test: install
 	$(BIN)/python -m pytest
@@ -66,4 +72,4 @@ serve: install
 server: install
 	$(BIN)/poster-ml server
 
-.PHONY: install lock mlproject lint demo test ui serve server
+.PHONY: install lock mlproject lint docs demo test ui serve server

@@ -103,10 +103,22 @@ def test_the_checker_finds_a_figure_without_a_source_and_one_that_drifted():
     assert not unsourced_figures("`pytest tests/test_serving.py` checks under 1 KB.", results)
 
 
-@pytest.mark.parametrize("line, block", blocks(README.read_text()), ids=lambda v: str(v)[:12])
-def test_every_figure_in_the_readme_names_its_source(line, block):
+# The README and every page of the manual (the benchmarks page includes RESULTS.md itself).
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+@pytest.mark.parametrize(
+    "where, block",
+    [
+        (f"{page.relative_to(ROOT)}:{line}", block)
+        for page in PAGES
+        for line, block in blocks(page.read_text())
+    ],
+    ids=lambda value: str(value)[:24],
+)
+def test_every_figure_in_the_readme_and_the_manual_names_its_source(where, block):
     problems = unsourced_figures(block, RESULTS.read_text())
-    assert not problems, f"README.md line {line}: {problems}"
+    assert not problems, f"{where}: {problems}"
 
 
 def entries(text: str) -> list[tuple[str, str]]:

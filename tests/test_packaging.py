@@ -43,7 +43,7 @@ def declared() -> list[Requirement]:
     return [
         Requirement(text)
         for text in PROJECT["dependencies"]
-        + [text for name in ("test", "server", "benchmark") for text in extras[name]]
+        + [text for name in ("test", "server", "benchmark", "docs") for text in extras[name]]
     ]
 
 

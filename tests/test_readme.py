@@ -29,12 +29,25 @@ ROOT = Path(__file__).resolve().parents[1]
 PLACEHOLDERS = {"<run id>": "0123456789abcdef0123456789abcdef", "...": "secret"}
 
 
-def shell_commands() -> list[tuple[int, list[str]]]:
-    """(README line, words) of every command in a ```bash block, continuation lines
-    joined, comments dropped, `A=b` assignments before a command left out, and the
-    variables a block exports substituted."""
-    lines = (ROOT / "README.md").read_text().splitlines()
-    commands, block, exports, start = [], None, {}, 0
+# The README and every page of the manual: the commands of each are checked alike.
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def shell_commands() -> list[tuple[str, list[str]]]:
+    """('page:line', words) of every command in a ```bash block of the README and the
+    manual, continuation lines joined, comments dropped, `A=b` assignments before a
+    command left out, and the variables a block exports substituted."""
+    return [
+        (f"{page.relative_to(ROOT)}:{line}", words)
+        for page in PAGES
+        for line, words in page_commands(page.read_text().splitlines())
+    ]
+
+
+def page_commands(lines: list[str]) -> list[tuple[int, list[str]]]:
+    commands: list[tuple[int, list[str]]] = []
+    block: list | None = None
+    exports: dict[str, str] = {}
     for number, line in enumerate(lines, start=1):
         if line.startswith("```bash"):
             block, exports = [], {}
@@ -75,9 +88,7 @@ COMMANDS_IN_README = shell_commands()
 
 def of(program: str) -> list:
     return [
-        pytest.param(words, id=f"line{line}")
-        for line, words in COMMANDS_IN_README
-        if words[0] == program
+        pytest.param(words, id=line) for line, words in COMMANDS_IN_README if words[0] == program
     ]
 
 
@@ -85,6 +96,8 @@ def test_the_readme_has_commands_of_every_kind_checked_here():
     programs = {words[0] for _, words in COMMANDS_IN_README}
     assert {"poster-ml", "mlflow", "make", "python"} <= programs
     assert len(of("poster-ml")) >= 12
+    pages = {line.rsplit(":", 1)[0] for line, _ in COMMANDS_IN_README}
+    assert {"README.md", "docs/install.md", "docs/serving.md"} <= pages
 
 
 @pytest.mark.parametrize("words", of("poster-ml"))
