@@ -51,11 +51,11 @@ lint: install
 	$(BIN)/ruff format --check poster_ml tests benchmarks entrypoints
 	$(BIN)/ruff check poster_ml tests benchmarks entrypoints
 	$(BIN)/mypy
-	$(BIN)/mkdocs build --strict --site-dir $(or $(TMPDIR),/tmp)/poster-ml-site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(or $(TMPDIR),/tmp)/poster-ml-site
 
 # The manual (docs/, mkdocs-material) on http://127.0.0.1:8000, rebuilt as pages change.
 docs: install
-	$(BIN)/mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 test: install
 	$(BIN)/python -m pytest
