@@ -44,6 +44,10 @@ def model_card(
     ]
     lines += [
         "",
+        'Add `"params": {"explain": true}` to any of them for each poster\'s LayerCAM heatmap '
+        "(`heatmap_png`, base64) and the map's share on each cell of a 6 x 6 grid (`cell_shares`); "
+        '`"threshold"` moves the label\'s cut.',
+        "",
         "## Data",
         f"Prepared dataset `{dataset.get('digest', '')[:12]}` ({dataset.get('source', 'unknown')} posters at {dataset.get('size')} px; {sizes}).",
     ]
