@@ -13,6 +13,26 @@ REQUEST_FORMATS = {
 }
 
 
+def input_section(name: str) -> list[str]:
+    """How to call the served model: every request format, and explanations on request."""
+    return [
+        "## Input",
+        "A column `image` of encoded poster files (JPEG, PNG or WebP, any size), base64 text in JSON; "
+        "one poster or a batch. Serve it with `poster-ml serve --model models:/"
+        + name
+        + "@champion`, then, with `IMAGE=$(base64 -w0 poster.jpg)`:",
+        "",
+        *(
+            f"- {kind}: `curl -s localhost:5001/invocations -H 'Content-Type: application/json' -d '{body}'`"
+            for kind, body in REQUEST_FORMATS.items()
+        ),
+        "",
+        'Add `"params": {"explain": true}` to any of them for each poster\'s LayerCAM heatmap '
+        "(`heatmap_png`, base64) and the map's share on each cell of a 6 x 6 grid (`cell_shares`); "
+        '`"threshold"` moves the label\'s cut.',
+    ]
+
+
 def model_card(
     name: str, champion: dict[str, Any] | None, latest: dict[str, Any], dataset: dict[str, Any]
 ) -> str:
@@ -31,22 +51,7 @@ def model_card(
         "Predicts from a poster image the probability that the film is **fresh** on Rotten Tomatoes "
         "(label `fresh` at probability 0.5 or more, else `rotten`).",
         "",
-        "## Input",
-        "A column `image` of encoded poster files (JPEG, PNG or WebP, any size), base64 text in JSON; "
-        "one poster or a batch. Serve it with `poster-ml serve --model models:/"
-        + name
-        + "@champion`, then, with `IMAGE=$(base64 -w0 poster.jpg)`:",
-        "",
-    ]
-    lines += [
-        f"- {kind}: `curl -s localhost:5001/invocations -H 'Content-Type: application/json' -d '{body}'`"
-        for kind, body in REQUEST_FORMATS.items()
-    ]
-    lines += [
-        "",
-        'Add `"params": {"explain": true}` to any of them for each poster\'s LayerCAM heatmap '
-        "(`heatmap_png`, base64) and the map's share on each cell of a 6 x 6 grid (`cell_shares`); "
-        '`"threshold"` moves the label\'s cut.',
+        *input_section(name),
         "",
         "## Data",
         f"Prepared dataset `{dataset.get('digest', '')[:12]}` ({dataset.get('source', 'unknown')} posters at {dataset.get('size')} px; {sizes}).",
