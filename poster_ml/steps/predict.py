@@ -147,12 +147,13 @@ def write_predictions(batches, scorer: Scorer, out: Path, total: int) -> tuple[i
             rejects.writerows(batch_rejects)
             rejected += len(batch_rejects)
             if images:
-                probabilities = predict_probabilities(scorer.model, np.stack(images))
+                batch = np.stack(images)
+                probabilities = predict_probabilities(scorer.model, batch)
                 labels = scorer.contract.labels(probabilities)
                 predictions.writerows(prediction_rows(paths, probabilities, labels))
                 scored += len(images)
                 if scorer.cam_model is not None:
-                    write_overlays(scorer, np.stack(images), paths, probabilities)
+                    write_overlays(scorer, batch, paths, probabilities)
             progress.update(len(paths) + len(batch_rejects))
     return scored, rejected
 

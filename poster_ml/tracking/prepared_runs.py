@@ -71,7 +71,7 @@ def open_data(spec: str) -> PreparedData:
     experiment_id = configure_tracking()
     if spec == "latest":
         spec = latest_prepared_uri(experiment_id)
-    return load_prepared(local_copy(spec), uri=spec)
+    return run_dataset(spec)
 
 
 def is_remote_spec(spec: str) -> bool:
@@ -113,20 +113,21 @@ def preprocess_run(uri: str) -> mlflow.entities.Run:
         raise TrackingStoreError(f"no such preprocess run: {run_id} (from --data {uri})") from error
 
 
-def local_copy(uri: str) -> Path:
-    """The dataset of a preprocess run: the folder it wrote, when that is on this machine
-    and still holds the same dataset (a step that `main` hands the run to), else the copy
-    it logged, downloaded into the cache if not there yet."""
+def run_dataset(uri: str) -> PreparedData:
+    """The dataset of a preprocess run, named by `uri`: the folder it wrote, when that is on
+    this machine and still holds the same dataset (a step that `main` hands the run to),
+    else the copy it logged, downloaded into the cache if not there yet. Loaded once."""
     run = preprocess_run(uri)
     digest = run.data.tags.get("dataset_digest", "")
     folder = Path(run.data.tags.get("data_path", ""))
     if digest and (folder / "dataset.json").is_file():
         with contextlib.suppress(DatasetError):
-            if load_prepared(folder).digest == digest:
-                return folder
+            local = load_prepared(folder, uri=uri)
+            if local.digest == digest:
+                return local
     if not digest or run.data.tags.get(PREPARED_URI_TAG) != uri:
         raise DatasetError(f"run {run.info.run_id} logged no prepared dataset at {uri}")
-    return cached_copy(uri, run.info.run_id, digest)
+    return load_prepared(cached_copy(uri, run.info.run_id, digest), uri=uri)
 
 
 def cached_copy(uri: str, run_id: str, digest: str) -> Path:

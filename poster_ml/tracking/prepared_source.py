@@ -26,9 +26,9 @@ class PreparedRunSource(DatasetSource):
         return "poster_ml_prepared_run"
 
     def load(self) -> str:
-        from poster_ml.tracking.prepared_runs import local_copy
+        from poster_ml.tracking.prepared_runs import run_dataset
 
-        return str(local_copy(self._uri))
+        return str(run_dataset(self._uri).path)
 
     @staticmethod
     def _can_resolve(raw_source) -> bool:
