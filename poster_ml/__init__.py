@@ -1,6 +1,12 @@
 """poster-ml: predict from a movie poster whether the film is fresh or rotten, and show why."""
 
+import logging
+
 __version__ = "0.4.0"
+
+# A library's convention: its logger prints nothing of its own until the application (our
+# command line, or the user's code) gives it a handler.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 CLASS_NAMES = ("rotten", "fresh")
 """Label 0 is rotten and label 1 is fresh, as in the study."""

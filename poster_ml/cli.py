@@ -126,7 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--verbose",
         action="store_true",
-        help="print every library's notes and progress bars, and on an error its causes (the full traceback) before the one-line message (also POSTER_ML_VERBOSE=1)",
+        help="print the full tables, every epoch, every library's notes and progress bars, and on an error its causes (the full traceback) before the one-line message (also POSTER_ML_VERBOSE=1)",
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only warnings and errors (also POSTER_ML_QUIET=1)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (handler, help_text) in COMMANDS.items():
@@ -135,7 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--verbose",
             action="store_true",
             default=argparse.SUPPRESS,
-            help="print every library's notes, and on an error its causes",
+            help="print the full tables, every epoch, every library's notes, and on an error its causes",
+        )
+        command.add_argument(
+            "--quiet",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="print only warnings and errors",
         )
         add_config_arguments(command, ENTRY_POINTS[name])
         if name == "predict":
@@ -153,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     from poster_ml.quiet import configure_output, import_tensorflow, is_verbose
 
     arguments = build_parser().parse_args(argv)
-    configure_output(arguments.verbose)
+    configure_output(arguments.verbose, arguments.quiet)
     if arguments.command in USES_TENSORFLOW:
         import_tensorflow()
     try:

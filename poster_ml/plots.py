@@ -13,6 +13,15 @@ import pandas as pd
 from poster_ml import CLASS_NAMES
 
 
+def png_bytes(figure: plt.Figure) -> bytes:
+    """The figure as PNG, as MLflow's log_figure saves it, for pages that embed it."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
 def class_balance_chart(counts: dict[str, dict[str, int]]) -> plt.Figure:
     """Grouped bars: posters per class in each split."""
     splits = list(counts)

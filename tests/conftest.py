@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
@@ -15,6 +16,7 @@ from helpers import POSTGRES
 from poster_ml.cli import main
 from poster_ml.config import PreprocessConfig
 from poster_ml.data.prepare import prepare
+from poster_ml.quiet import configure_logger
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +34,10 @@ def isolated_tracking(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     # Prepared data fetched from a run lands in a cache of the test's own, not ~/.cache.
     monkeypatch.setenv("POSTER_ML_DATA_CACHE", str(folder / "data-cache"))
+    # What the command line does: the `poster_ml` logger prints at INFO, on stdout. A test
+    # that calls a step directly sees what `poster-ml <step>` would print.
+    monkeypatch.delenv("POSTER_ML_QUIET", raising=False)
+    configure_logger(logging.INFO)
 
 
 @pytest.fixture(scope="session")

@@ -258,6 +258,7 @@ def test_evaluate_step_logs_metrics_figures_and_the_results_table(
                 "4",
                 "--activations-variant",
                 "basic_cnn",
+                "--verbose",  # The tables are printed only then; they are always logged.
             ]
         )
         == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -47,11 +48,15 @@ def test_a_training_prints_what_the_user_acts_on_and_verbose_brings_the_rest_bac
     assert not [line for line in printed.splitlines() if any(noise in line for noise in NOISE)], (
         printed
     )
+    # One line for the training (its epochs and best validation AUC), not one per epoch;
+    # the decision, not the leaderboard's table.
     assert (
         "training basic_cnn" in printed
-        and "Epoch 2/2" in printed
+        and re.search(r"basic_cnn: epochs 1-2 of 2 in \d+ s, best val_auc", printed)
+        and "basic_cnn epoch 1/2" not in printed
         and "train run: http" in printed
-        and "| basic_cnn |" in printed
+        and "best on validation: basic_cnn" in printed
+        and "| basic_cnn |" not in printed
     )
     verbose = subprocess.run(
         [*command, "--restart", "true"],
@@ -60,4 +65,39 @@ def test_a_training_prints_what_the_user_acts_on_and_verbose_brings_the_rest_bac
         text=True,
         timeout=600,
     )
-    assert verbose.returncode == 0 and "INFO mlflow" in verbose.stdout + verbose.stderr
+    verbose_printed = verbose.stdout + verbose.stderr
+    assert verbose.returncode == 0 and "INFO mlflow" in verbose_printed
+    assert "basic_cnn epoch 2/2: " in verbose_printed and "| basic_cnn |" in verbose_printed
+    quiet_run = subprocess.run(
+        [*command, "--restart", "true", "--quiet"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert quiet_run.returncode == 0 and "training basic_cnn" not in quiet_run.stdout
+
+
+def test_code_that_embeds_a_step_routes_or_silences_the_poster_ml_logger(tmp_path):
+    """A library's manners: without the command line, info goes only where the caller's
+    logging sends it."""
+    import logging
+
+    from poster_ml.config import PreprocessConfig
+    from poster_ml.steps.preprocess import preprocess_step
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("poster_ml")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        preprocess_step(PreprocessConfig(count=30, size=16, out=str(tmp_path / "p")))
+    finally:
+        logger.removeHandler(handler)
+    assert any(record.getMessage().startswith("prepared 30 of 30 posters") for record in records)
+    assert {record.name for record in records} >= {
+        "poster_ml.steps.preprocess",
+        "poster_ml.tracking.runs",
+    }

@@ -39,6 +39,10 @@ def test_main_runs_every_step_then_skips_them_all(tmp_path, monkeypatch, capsys)
     (version,) = client.search_model_versions("name = 'poster-ml'")
     assert version.tags["variant"] == "basic_cnn" and version.tags["ranked_by"] == "best_val_auc"
     assert version.tags["gate"] in ("champion", "challenger")
+    # The version names the report of the evaluate run that came before its gate.
+    (evaluate,) = [r for r in runs if r.data.tags.get("poster_ml.step") == "evaluate"]
+    report = f"runs:/{evaluate.info.run_id}/report.html"
+    assert version.tags["evaluation_report"] == report and report in version.description
     # Steps hand over through runs: train names the preprocess run as its dataset's source.
     (preprocess,) = [r for r in runs if r.data.tags.get("poster_ml.step") == "preprocess"]
     (train,) = [r for r in runs if r.data.tags.get("poster_ml.step") == "train"]

@@ -69,7 +69,9 @@ def decode_all(
     ]
     decode = functools.partial(_decode_into_staging, staging_path=staging_path, config=config)
     workers = config.workers or os.cpu_count() or 1
-    progress = functools.partial(tqdm, total=len(tasks), desc="decoding posters", unit="poster")
+    progress = functools.partial(
+        tqdm, total=len(tasks), desc="decoding posters", unit="poster", disable=None
+    )
     if workers == 1 or len(tasks) < SERIAL_BELOW:
         return list(progress(map(decode, tasks)))
     # Spawned workers import only these light modules, never a parent's TensorFlow state.

@@ -8,7 +8,10 @@ backends alike.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +20,8 @@ import keras
 from keras import layers
 
 from poster_ml.errors import ConfigError, WeightsUnavailableError, first_line
+
+log = logging.getLogger(__name__)
 
 
 @keras.saving.register_keras_serializable(package="poster_ml")
@@ -102,17 +107,23 @@ def check_weights(bases: list[str], weights: str) -> dict[str, str]:
     are in Keras's cache or can be downloaded, else 'none' (random weights)."""
     resolved = {}
     for base in dict.fromkeys(bases):
+        # Keras says "Downloading data from <URL>" on stdout; that is a detail, at DEBUG.
+        said = io.StringIO()
         try:
-            load_application(
-                PRETRAINED_BASES[base].application,
-                keras.Input((75, 75, 3)),
-                "imagenet" if weights == "auto" else weights,
-            )
+            with contextlib.redirect_stdout(said):
+                load_application(
+                    PRETRAINED_BASES[base].application,
+                    keras.Input((75, 75, 3)),
+                    "imagenet" if weights == "auto" else weights,
+                )
             resolved[base] = "imagenet" if weights == "auto" else weights
         except WeightsUnavailableError:
             if weights != "auto":
                 raise
             resolved[base] = "none"
+        finally:
+            if said.getvalue().strip():
+                log.debug(said.getvalue().strip())
     keras.backend.clear_session()
     return resolved
 

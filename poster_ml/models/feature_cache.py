@@ -77,7 +77,7 @@ def compute_features(
     start = 0
     batches = image_batches(data, split, Streaming(batch_size, seed=0))
     for images, _ in tqdm(
-        batches, total=len(batches), desc=f"caching {split} features", unit="batch"
+        batches, total=len(batches), desc=f"caching {split} features", unit="batch", disable=None
     ):
         batch = keras.ops.convert_to_numpy(extractor(images, training=False))
         output[start : start + len(batch)] = batch

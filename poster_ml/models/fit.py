@@ -209,7 +209,8 @@ def fit_on_posters(fit: Fit) -> keras.callbacks.History:
 
 
 def keras_fit(model, train, validation, fit: Fit, images_per_epoch: int):
-    """Keras's fit with the study's callbacks and the fit's own, one line per epoch."""
+    """Keras's fit with the study's callbacks and the fit's own. Keras prints nothing: the
+    caller's callbacks say what a person watches (models/progress.py)."""
     return model.fit(
         train,
         validation_data=validation,
@@ -217,7 +218,7 @@ def keras_fit(model, train, validation, fit: Fit, images_per_epoch: int):
         steps_per_epoch=fit.config.steps_per_epoch,
         callbacks=training_callbacks(fit.config, images_per_epoch) + fit.callbacks,
         shuffle=False,
-        verbose=2,
+        verbose=0,
     )
 
 

@@ -13,6 +13,7 @@ on another host is noticed only by a start on that host).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 import warnings
@@ -32,6 +33,8 @@ from poster_ml.models.bases import PRETRAINED_BASES
 from poster_ml.models.session import releasing_memory
 from poster_ml.models.variants import Variant
 from poster_ml.processes import HOST, process_alive
+
+log = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TRIAL_RUN_ATTRIBUTE = "mlflow_run_id"
@@ -176,7 +179,7 @@ def wait_for_other_workers(study: optuna.Study, limit_seconds: float) -> bool:
         if time.monotonic() > deadline:
             return False
         if not told:
-            print(f"{study.study_name}: waiting for the trials other workers are running")
+            log.info(f"{study.study_name}: waiting for the trials other workers are running")
             told = True
         time.sleep(1.0)
     return True

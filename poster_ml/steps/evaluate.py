@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import mlflow
 
 from poster_ml import plots
 from poster_ml.config import EvaluateConfig
 from poster_ml.data.prepared import PreparedData
 from poster_ml.errors import DatasetError
+from poster_ml.evaluation.report import GRIDS, ReportInputs, headline, report_html
 from poster_ml.tables import (
     faithfulness_table,
     finding_table,
@@ -17,35 +20,89 @@ from poster_ml.tables import (
 )
 from poster_ml.tracking import artifacts, loading, prepared_runs, runs, store
 
+log = logging.getLogger(__name__)
+
 
 def evaluate_step(config: EvaluateConfig):
-    """Evaluates every variant of a train run (or one model) and returns the results table."""
+    """Evaluates every variant of a train run (or one model), logs the report and the
+    tables, and returns the results table."""
     with runs.step_run(
         "evaluate", {"evaluate": config}, seed=config.seed, resumable=True, restart=config.restart
     ) as step:
         train, targets = evaluation_targets(config)
         data = evaluation_data(config, train)
         artifacts.dataset_input(data, context="evaluation")
-        rows, curves = [], {}
-        for target in targets:
-            record = evaluated(step, target, data, config, with_activations=len(targets) == 1)
-            rows.append(record["row"])
-            curves[target.name] = artifacts.evaluated_roc(record)
+        records = ranked(
+            [
+                evaluated(step, target, data, config, with_activations=len(targets) == 1)
+                for target in targets
+            ]
+        )
+        rows = [record["row"] for record in records]
         table = results_table(rows)
         explanations = {
             "cam_localisation.md": localisation_table(rows),
             "faithfulness.md": faithfulness_table(rows),
             "finding.md": finding_table(rows),
         }
-        roc_figure = plots.roc_curves(curves, "ROC curves on the test split")
+        roc_figure = plots.roc_curves(
+            {record["row"]["variant"]: artifacts.evaluated_roc(record) for record in records},
+            "ROC curves on the test split",
+        )
+        report = report_inputs(train, records, table, plots.png_bytes(roc_figure), explanations)
         run_ids = [train.info.run_id] if train else []
         artifacts.log_results_table(table, explanations, roc_figure, [*run_ids, step.run_id])
-    print(markdown_table(table))
+        mlflow.log_text(report_html(report), REPORT)
+    log.debug(markdown_table(table))
     for file_name, heading in EXPLANATION_HEADINGS.items():
         if len(explanations[file_name]):
-            print(heading)
-            print(markdown_table(explanations[file_name]))
+            log.debug(heading + "\n" + markdown_table(explanations[file_name]))
+    log.info(headline(rows[0], len(rows)))
+    log.info(f"the report, with the figures and what the maps show: {REPORT} of the evaluate run")
     return table
+
+
+REPORT = "report.html"
+
+
+def ranked(records: list[dict]) -> list[dict]:
+    """The records best on validation first (the order that selects), as the table ranks them."""
+    return sorted(
+        records,
+        key=lambda record: -(record["row"].get("val_auc") or float("-inf")),
+    )
+
+
+def report_inputs(train, records, table, roc_png: bytes, explanations) -> ReportInputs:
+    """The report's contents; the best variant's grids come from the run that evaluated it
+    (an earlier one, where an interrupted evaluation was continued)."""
+    best = records[0]
+    folder = best.get("folder", f"evaluation/{best['row']['variant']}")
+    run_id = best.get("run_id") or mlflow.active_run().info.run_id  # type: ignore[union-attr]  # Inside the evaluate run.
+    grids = {name: artifacts.artifact_bytes(run_id, f"{folder}/{name}") for name in GRIDS}
+    subject = f"train run {train.info.run_id}" if train else best["row"]["variant"]
+    details = [
+        "results.md, results.html: the results table",
+        "roc_all_variants.png: every variant's ROC curve",
+        *(
+            f"{name}: {EXPLANATION_HEADINGS[name].rstrip(':')}"
+            for name, table in explanations.items()
+            if len(table)
+        ),
+        *(
+            f"{record.get('folder', 'evaluation/' + record['row']['variant'])}/: ROC, precision-recall, "
+            "calibration, confusion matrix, CAM grids, faithfulness curves, predictions.csv"
+            for record in records
+        ),
+    ]
+    return ReportInputs(
+        f"poster-ml evaluation of {subject}",
+        [record["row"] for record in records],
+        table,
+        roc_png,
+        {name: png for name, png in grids.items() if png is not None},
+        details,
+    )
 
 
 def evaluation_targets(config: EvaluateConfig):
@@ -76,11 +133,11 @@ def evaluated(step, target, data: PreparedData, config: EvaluateConfig, with_act
 
     finished = step.continuation.finished(target.name)
     if finished is not None:
-        print(f"{target.name} evaluated before the interruption: not again")
+        log.info(f"{target.name} evaluated before the interruption: not again")
         if finished.run_id != step.run_id:
             step.continuation.record(target.name, finished.record)
         return finished.record
-    print(f"evaluating {target.name}")
+    log.info(f"evaluating {target.name}")
     model = loading.load_poster_model(target.model_uri)[0]
     result = evaluate_model(
         model,
@@ -89,13 +146,21 @@ def evaluated(step, target, data: PreparedData, config: EvaluateConfig, with_act
         with_activations=with_activations or target.name == config.activations_variant,
     )
     test_dataset = artifacts.split_dataset(data, "test")
-    artifacts.log_model_evaluation(
+    folder = artifacts.log_model_evaluation(
         result, model.name, loading.model_id(target.model_uri), test_dataset
     )
-    record = artifacts.evaluated_record(
-        {"variant": target.name, **target.summary, **result.metrics}, result.roc
-    )
+    row = {"variant": target.name, **target.summary, **result.metrics}
+    record = artifacts.evaluated_record(row, result.roc) | {"run_id": step.run_id, "folder": folder}
     step.continuation.record(target.name, record)
+    log.info(
+        f"{target.name}: test AUC {row['roc_auc']:.3f} "
+        f"({row['roc_auc_ci_low']:.3f}-{row['roc_auc_ci_high']:.3f})"
+        + (
+            f", chosen on validation AUC {row['val_auc']:.3f}"
+            if row.get("val_auc") is not None
+            else ""
+        )
+    )
     return record
 
 

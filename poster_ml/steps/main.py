@@ -10,6 +10,7 @@ place) is not run again.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import mlflow
@@ -20,6 +21,8 @@ from poster_ml.config import DEFAULT_DATA, ENTRY_POINTS, WorkflowConfig
 from poster_ml.tracking.prepared_runs import prepared_uri
 from poster_ml.tracking.project_runs import previous_run, run_entry_point
 from poster_ml.tracking.store import configure_tracking
+
+log = logging.getLogger(__name__)
 
 
 def step_parameters(config: WorkflowConfig, entry_point: str, **given: object) -> dict[str, str]:
@@ -43,9 +46,10 @@ def run_step(
     if not force:
         run = previous_run(experiment_id, entry_point, parameters, git_commit)
         if run is not None and still_valid(run):
-            print(f"skipping {entry_point}: finished run {run.info.run_id} had the same inputs")
+            log.info(f"skipping {entry_point}: finished run {run.info.run_id} had the same inputs")
             return run
-    print(f"running {entry_point} with {parameters}")
+    log.info(f"running {entry_point}")
+    log.debug(f"{entry_point} parameters: {parameters}")
     return run_entry_point(entry_point, parameters, experiment_id)
 
 
@@ -57,7 +61,7 @@ def allow_cpu(config: WorkflowConfig) -> str:
 
     if has_gpu():
         return "false"
-    print("no GPU here: register may pick a CPU-trained variant (allow_cpu=auto)")
+    log.warning("no GPU here: register may pick a CPU-trained variant (allow_cpu=auto)")
     return "true"
 
 
@@ -107,4 +111,4 @@ def run_workflow(config: WorkflowConfig) -> None:
                 )
             }
         )
-    print(f"main run {parent.info.run_id} finished")
+    log.info(f"main run {parent.info.run_id} finished")

@@ -8,6 +8,7 @@ import collections
 import concurrent.futures
 import csv
 import dataclasses
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,8 @@ from poster_ml.config import PredictConfig
 from poster_ml.data.images import InputContract, PosterError
 from poster_ml.errors import DatasetError, first_line
 from poster_ml.tracking import artifacts, loading, prepared_runs, runs
+
+log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ["path", "probability_fresh", "label"]
 REJECT_COLUMNS = ["path", "reason", "detail"]
@@ -118,7 +121,7 @@ def predict_step(config: PredictConfig) -> Path:
         batches = decoded_batches(files, contract, config.batch_size)
         scored, rejected = write_predictions(batches, scorer, out, len(files))
         artifacts.log_files([out, rejects_file(out)])
-    print(
+    log.info(
         f"scored {scored}, rejected {rejected} of {len(files)} files: {out} (rejects in {rejects_file(out)})"
     )
     return out
@@ -137,7 +140,7 @@ def write_predictions(batches, scorer: Scorer, out: Path, total: int) -> tuple[i
     with (
         open(out, "w", newline="") as predictions_file,
         open(rejects_file(out), "w", newline="") as rejects_csv,
-        tqdm(total=total, desc="scoring posters", unit="poster") as progress,
+        tqdm(total=total, desc="scoring posters", unit="poster", disable=None) as progress,
     ):
         predictions = csv.DictWriter(predictions_file, PREDICTION_COLUMNS)
         rejects = csv.DictWriter(rejects_csv, REJECT_COLUMNS)
@@ -179,7 +182,9 @@ def predict_prepared(config: PredictConfig) -> Path:
         predictions.to_csv(config.out, index=False)
         artifacts.dataset_input(data, context="prediction")
         artifacts.log_files([Path(config.out)])
-    print(f"scored the {len(predictions)} test posters of dataset {data.digest[:12]}: {config.out}")
+    log.info(
+        f"scored the {len(predictions)} test posters of dataset {data.digest[:12]}: {config.out}"
+    )
     return Path(config.out)
 
 

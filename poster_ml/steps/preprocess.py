@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from poster_ml.config import PreprocessConfig
 from poster_ml.data.prepare import prepare, summary_text
 from poster_ml.data.prepared import PreparedData
 from poster_ml.tracking import artifacts, prepared_runs, runs
+
+log = logging.getLogger(__name__)
 
 
 def preprocess_step(config: PreprocessConfig) -> PreparedData:
@@ -15,7 +19,7 @@ def preprocess_step(config: PreprocessConfig) -> PreparedData:
             config.log_data == "auto" and prepared_runs.tracking_is_remote()
         )
         dataset = artifacts.log_preprocess(dataset, log_data)
-    print(summary_text(dataset))
+    log.info(summary_text(dataset))
     if log_data:
-        print(f"logged with the run: other machines train on it with --data {dataset.uri}")
+        log.info(f"logged with the run: other machines train on it with --data {dataset.uri}")
     return dataset

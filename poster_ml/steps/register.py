@@ -13,6 +13,7 @@ register step that dies midway finishes the gate when it runs again.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import mlflow
 import numpy as np
@@ -22,6 +23,8 @@ from poster_ml.config import RegisterConfig
 from poster_ml.data.prepared import PreparedData
 from poster_ml.errors import DatasetError
 from poster_ml.tracking import loading, prepared_runs, registry, runs, store, variant_models
+
+log = logging.getLogger(__name__)
 
 
 def register_step(config: RegisterConfig):
@@ -38,20 +41,27 @@ def register_step(config: RegisterConfig):
         name = config.model_name
         version = registry.existing_version(name, model.model_id)
         if version is not None and registry.GATE in version.tags:
-            print(
+            log.info(
                 f"{model.name} of run {run.info.run_id} is already {name} version {version.version} (@{version.tags[registry.GATE]}): nothing to register"
             )
             return version
         if version is None:
             version = registry.register(model, run, name)
         else:
-            print(
+            log.info(
                 f"version {version.version} was registered but not gated (an interrupted register): gating it now"
             )
         verdict = gate(name, version, model, data, config)
-        registry.describe(name, version.version, f"{verdict}; {note}" if note else verdict, {})
+        report = store.evaluation_report(train.info.run_id)
+        registry.describe(
+            name,
+            version.version,
+            "; ".join([verdict, *([note] if note else [])])
+            + (f". The evaluate run's report: {report}" if report else ""),
+            {"evaluation_report": report} if report else {},
+        )
         if note:
-            print(note)
+            log.info(note)
         update_model_card(
             name,
             {
@@ -62,8 +72,8 @@ def register_step(config: RegisterConfig):
             data,
         )
         mlflow.set_tags({"registered_model": name, "registered_version": str(version.version)})
-    print(verdict)
-    print(
+    log.info(verdict)
+    log.info(
         f"serve the champion with: make serve   (or: poster-ml serve --model models:/{name}@champion)"
     )
     return version

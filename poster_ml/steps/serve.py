@@ -9,6 +9,7 @@ data was decoded; otherwise the step refuses in one line naming both decoder ver
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import sys
@@ -19,6 +20,8 @@ from poster_ml.config import ServeConfig
 from poster_ml.data.images import InputContract
 from poster_ml.processes import run_in_foreground
 from poster_ml.tracking import loading, store
+
+log = logging.getLogger(__name__)
 
 
 def serve_step(config: ServeConfig) -> int:
@@ -45,8 +48,8 @@ def serve_step(config: ServeConfig) -> int:
             str(config.workers),
             "poster_ml.tracking.serving_app:app",
         ]
-        print(f"serving {config.model} at http://{config.host}:{config.port}/invocations")
-        print(f"running: {shlex.join(command)}", flush=True)
+        log.info(f"serving {config.model} at http://{config.host}:{config.port}/invocations")
+        log.info(f"running: {shlex.join(command)}")
         # Run from the download folder: `python -m` puts the working directory first on the
         # path, and a checkout there would shadow the model's code.
         return run_in_foreground(command, environment, cwd=folder)

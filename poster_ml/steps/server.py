@@ -10,6 +10,7 @@ MLFLOW_TRACKING_PASSWORD, never the database URIs.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shlex
@@ -21,6 +22,8 @@ from poster_ml import databases
 from poster_ml.config import ServerConfig
 from poster_ml.errors import ConfigError
 from poster_ml.processes import run_in_foreground
+
+log = logging.getLogger(__name__)
 
 
 def admin_password() -> str:
@@ -80,14 +83,14 @@ def server_step(config: ServerConfig) -> int:
             "--workers",
             str(config.workers),
         ]
-        print(f"running: MLFLOW_AUTH_CONFIG_PATH={settings} {shlex.join(command)}", flush=True)
+        log.info(f"running: MLFLOW_AUTH_CONFIG_PATH={settings} {shlex.join(command)}")
         environment = os.environ | {
             "MLFLOW_AUTH_CONFIG_PATH": str(settings),
             "MLFLOW_AUTH_ADMIN_PASSWORD": password,
         }
         if not os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY"):
             # The CSRF key of the UI's forms; several servers behind one proxy need one shared key.
-            print(
+            log.info(
                 "MLFLOW_FLASK_SERVER_SECRET_KEY is not set: using a random key for this start (set one for several servers)"
             )
             environment["MLFLOW_FLASK_SERVER_SECRET_KEY"] = secrets.token_hex(32)

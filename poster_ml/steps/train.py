@@ -9,6 +9,7 @@ variant's model is its study's best trial's own model, wherever that trial ran."
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,8 @@ from poster_ml.tracking import (
     trials,
     variant_models,
 )
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # The variants module imports TensorFlow, which the step imports late.
     from poster_ml.models.variants import Variant
@@ -85,11 +88,16 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
             )
             rows.append(variant_row(job))
         if not rows:
-            print("no variant model was logged by this worker")
+            log.info("no variant model was logged by this worker")
             return None
         board = leaderboard(rows)
         artifacts.log_leaderboard(board)
-    print(markdown_table(board.drop(columns="model_uri")))
+    log.debug(markdown_table(board.drop(columns="model_uri")))
+    best = board.iloc[0]
+    log.info(
+        f"best on validation: {best['variant']} (validation AUC {best['val_auc']:.3f} of "
+        f"{len(board)} variants; leaderboard.md in the train run, --verbose prints it)"
+    )
     return board
 
 
@@ -101,7 +109,7 @@ def resolved_weights(variants: list, config: TrainConfig) -> dict[str, str]:
         [variant.base for variant in variants if variant.pretrained], config.weights
     )
     if config.weights == "auto" and weights:
-        print(
+        log.info(
             "weights=auto: "
             + ", ".join(
                 f"{base} {'ImageNet' if value == 'imagenet' else 'random (no ImageNet weights here)'}"
@@ -119,7 +127,7 @@ def variant_row(job: VariantJob) -> dict:
     finished = job.parent.continuation.finished(job.name)
     if finished is not None:
         return reuse_finished(job, finished)
-    print(
+    log.info(
         f"training {job.name}: {job.variant.description}"
         + (f", {job.config.trials} Optuna trials" if job.config.trials else "")
     )
@@ -142,7 +150,7 @@ def training_data(step: TrainStepConfig) -> PreparedData:
             f"(poster-ml preprocess --source POSTERS --out {step.data}), or leave out --data to train on the synthetic default"
         )
     parameters = {name: str(value) for name, value in DEFAULT_DATA[step.profile].items()}
-    print(
+    log.info(
         f"no prepared dataset in {step.data} (the default location): a preprocess run prepares "
         f"{parameters['count']} synthetic posters at {parameters['size']} pixels there first"
     )
@@ -176,7 +184,7 @@ def with_resolved_weights(variant, config: TrainConfig, weights: dict[str, str])
         and config.learning_rate is None
         and variant.learning_rate < CNN_LEARNING_RATE
     ):
-        print(
+        log.info(
             f"{variant.name} starts from random weights: it trains at the CNN learning rate {CNN_LEARNING_RATE:g}, not the fine-tuning rate {variant.learning_rate:g}"
         )
         variant = dataclasses.replace(variant, learning_rate=CNN_LEARNING_RATE)
@@ -190,9 +198,9 @@ def reuse_finished(job: VariantJob, finished: resume.Finished) -> dict:
     of its own."""
     record = finished.record
     if finished.run_id == job.parent.run_id:
-        print(f"{job.name} finished in run {record['variant_run']}: not trained again")
+        log.info(f"{job.name} finished in run {record['variant_run']}: not trained again")
         return record["row"]
-    print(
+    log.info(
         f"{job.name} finished in the interrupted run {finished.run_id}: its model is linked, not trained again"
     )
     facts = variant_models.trial_facts(record["facts_run"])
@@ -215,6 +223,7 @@ def train_once(job: VariantJob, earlier) -> dict:
     continues from its last finished epoch: in its own run when this train run resumes it,
     in a new run (with the epochs so far) when this train run continues another."""
     from poster_ml.models.fit import train_variant
+    from poster_ml.models.progress import EpochProgress
 
     own = earlier if earlier is not None and job.parent.continuation.owns(earlier) else None
     with runs.variant_run(
@@ -226,13 +235,13 @@ def train_once(job: VariantJob, earlier) -> dict:
                 resume.adopt_variant_run(earlier.info.run_id, run.info.run_id)
         logged = resume.last_logged_epoch(run.info.run_id)
         if logged >= 0:
-            print(f"{job.name}: resuming after epoch {logged + 1}")
+            log.info(f"{job.name}: resuming after epoch {logged + 1}")
         trained = train_variant(
             job.variant,
             job.data,
             job.config,
             job.augment,
-            [artifacts.epoch_logger(skip_through=logged)],
+            [artifacts.epoch_logger(skip_through=logged), EpochProgress(job.name)],
             backup_dir=resume.checkpoint_dir(run.info.run_id),
         )
         row = variant_models.log_trained_variant(trained, job.data, job.configs())
@@ -261,7 +270,7 @@ def tune_variant(job: VariantJob, earlier) -> dict:
             objective = trial_objective(job, study, variant_run.info.run_id)
             tuning.run_trials(study, job.config.trials, objective)
             if not tuning.wait_for_other_workers(study, limit_seconds=10 * job.step.heartbeat):
-                print(
+                log.info(
                     f"{job.name}: other workers' trials still run; linking the best trial finished so far"
                 )
             best = tuning.best_trial(study)
@@ -286,10 +295,12 @@ def open_variant_study(job: VariantJob, url: str):
     study, created = studies.open_study(
         name, storage, job.config.seed, job.config.pruner, job.variant, settings
     )
-    print(studies.opening_line(study, created, storage, settings))
+    line = studies.opening_line(study, created, storage, settings)
+    # A study that is new and like no other is no news; a resumed or changed one is.
+    (log.debug if line.endswith(f"new study {study.study_name}") else log.info)(line)
     # Under the SQLite lock no other worker is alive: every running trial is orphaned.
     if failed := tuning.fail_dead_trials(study, every_running=url.startswith("sqlite:")):
-        print(
+        log.info(
             f"{job.name}: {failed} trial(s) left running by a dead worker marked failed and queued again"
         )
     return study, studies.settings_hash(settings)
@@ -301,11 +312,17 @@ def trial_objective(job: VariantJob, study, variant_run_id: str):
 
     from poster_ml.models import tuning
     from poster_ml.models.fit import train_variant
+    from poster_ml.models.progress import EpochProgress
 
     def objective(trial) -> float:
         values = tuning.search_space(trial, job.variant)
         with trials.trial_run(trial, variant_run_id, values):
-            callbacks = [artifacts.epoch_logger(), KerasPruningCallback(trial, "val_auc")]
+            callbacks = [
+                artifacts.epoch_logger(),
+                # Before the pruning callback, which ends a pruned trial's epoch by raising.
+                EpochProgress(f"{job.name} trial {trial.number}"),
+                KerasPruningCallback(trial, "val_auc"),
+            ]
             tuned = dataclasses.replace(job.config, **values)  # type: ignore[arg-type]  # Search-space names are TrainConfig fields.
             trained = train_variant(job.variant, job.data, tuned, job.augment, callbacks)
             value = float(trained.best_epoch["val_auc"])

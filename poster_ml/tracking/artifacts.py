@@ -126,10 +126,10 @@ def log_leaderboard(board: pd.DataFrame) -> None:
     mlflow.log_metric("best_val_auc", float(best["val_auc"]))
 
 
-def log_model_evaluation(result, name: str, model_id: str | None, test_dataset) -> None:
+def log_model_evaluation(result, name: str, model_id: str | None, test_dataset) -> str:
     """Logs one model's evaluation from the evaluate run: its test metrics linked to the
     logged model and the test dataset, its figures, reports and predictions under
-    evaluation/<name>/ (the training runs are left as they were)."""
+    evaluation/<name>/ (the training runs are left as they were); returns that folder."""
     metrics = {f"test_{metric}": float(value) for metric, value in result.metrics.items()}
     mlflow.log_metrics(metrics, model_id=model_id, dataset=test_dataset)
     folder = f"evaluation/{name.replace('/', '_').replace(':', '_')}"
@@ -138,6 +138,22 @@ def log_model_evaluation(result, name: str, model_id: str | None, test_dataset) 
     for file_name, text in result.texts.items():
         mlflow.log_text(text, f"{folder}/{file_name}")
     mlflow.log_text(result.predictions.to_csv(index=False), f"{folder}/predictions.csv")
+    return folder
+
+
+def artifact_bytes(run_id: str, path: str) -> bytes | None:
+    """An artifact's bytes, or None where the run has no such file."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=path, dst_path=folder
+            )
+        except (MlflowException, OSError):
+            return None
+        return Path(local).read_bytes()
 
 
 def log_results_table(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -32,6 +33,8 @@ from poster_ml.data.prepared import (
 from poster_ml.errors import DatasetError, TrackingStoreError
 from poster_ml.locks import exclusive
 from poster_ml.tracking.store import configure_tracking
+
+log = logging.getLogger(__name__)
 
 ARTIFACT_PATH = "prepared"
 CHECKSUMS = "checksums.json"
@@ -143,7 +146,7 @@ def cached_copy(uri: str, run_id: str, digest: str) -> Path:
             shutil.rmtree(stale, ignore_errors=True)  # A download that was interrupted.
         partial = root / f".{digest}.partial-{os.getpid()}"
         try:
-            print(f"downloading prepared dataset {digest[:12]} from run {run_id} into {target}")
+            log.info(f"downloading prepared dataset {digest[:12]} from run {run_id} into {target}")
             copy = Path(
                 mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(partial))
             )

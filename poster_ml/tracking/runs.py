@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import platform
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from mlflow.tracking import MlflowClient
 import poster_ml
 from poster_ml.tracking import resume
 from poster_ml.tracking.store import configure_tracking, mark_model_training, ui_link
+
+log = logging.getLogger(__name__)
 
 
 def config_params(configs: dict[str, Any], step: str, logged: dict[str, str]) -> dict[str, Any]:
@@ -72,7 +75,7 @@ def step_run(
     earlier = previous.info.run_id if previous else None
     resume.fail_dead_runs(experiment_id, keep=current or earlier)
     if earlier is not None:
-        print(
+        log.info(
             f"resuming the interrupted {step} run {earlier} (--restart starts afresh)"
             if current is None
             else f"continuing the interrupted {step} run {earlier} in this run (restart=true starts afresh)"
@@ -89,8 +92,9 @@ def step_run(
             mlflow.log_params(config_params(configs, step, logged))
             mlflow.log_dict(dataclasses_as_dicts(configs), "config.json")
         mark_model_training(run.info.experiment_id)
+        # Said first, so that a person can watch the run in the UI while it works.
+        log.info(f"{step} run: {ui_link(run.info.experiment_id, run.info.run_id)}")
         yield StepRun(run, resume.Continuation(run.info.run_id, earlier), configs)
-    print(f"{step} run: {ui_link(run.info.experiment_id, run.info.run_id)}")
 
 
 def step_tags(step: str, seed: int) -> dict[str, str]:

@@ -4,6 +4,7 @@ finding runs and their files again."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import urllib.parse
@@ -15,6 +16,8 @@ from mlflow.tracking import MlflowClient
 
 from poster_ml.databases import redacted
 from poster_ml.errors import DatasetError, TrackingStoreError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "poster-ml"
@@ -32,7 +35,7 @@ def configure_tracking() -> str:
     if "MLFLOW_RUN_ID" in os.environ:
         run = MlflowClient().get_run(os.environ["MLFLOW_RUN_ID"])
         if note := default_experiment_note(run):
-            print(note)
+            log.warning(note)
         return run.info.experiment_id
     return mlflow.set_experiment(
         os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
@@ -146,6 +149,19 @@ def find_train_run(train_run: str) -> mlflow.entities.Run:
             "no finished train run in the tracking store; run `poster-ml train` first or pass --model-uri"
         )
     return runs[0]
+
+
+def evaluation_report(train_run_id: str) -> str | None:
+    """The report of the latest finished evaluate run of a train run, as a runs:/ URI."""
+    client = MlflowClient()
+    runs = client.search_runs(
+        all_experiment_ids(client),
+        f"tags.`poster_ml.step` = 'evaluate' and tags.train_run_id = '{train_run_id}' "
+        "and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return f"runs:/{runs[0].info.run_id}/report.html" if runs else None
 
 
 def load_run_dict(run_id: str, path: str) -> dict[str, Any] | None:

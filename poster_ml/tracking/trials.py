@@ -12,6 +12,7 @@ reason, on the run and on the trial.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 
@@ -29,6 +30,8 @@ from poster_ml.models.tuning import (
 )
 from poster_ml.processes import HOST
 from poster_ml.tracking.resume import owner_tags
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -56,11 +59,13 @@ def trial_run(
     try:
         yield run
     except optuna.TrialPruned:
+        log.info(f"trial {trial.number}: pruned, its validation AUC behind the finished trials'")
         mlflow.set_tag("pruned", "true")
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
     except Exception as error:  # Any failure of one trial is recorded; study.optimize goes on.
         reason = first_line(error, 250)
+        log.warning(f"trial {trial.number} failed: {reason}")
         mlflow.set_tag("failure_reason", reason)
         trial.set_user_attr(FAILURE_ATTRIBUTE, f"{type(error).__name__}: {reason}")
         mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))

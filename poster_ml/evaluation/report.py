@@ -1,0 +1,179 @@
+"""The evaluate run's report: one self-contained HTML page that says in sentences what was
+found, with the figures embedded, so that MLflow's artifact viewer shows it as it is.
+
+Everything here is text in and text out: the rows are the evaluate step's result rows
+(one per variant, with their metrics), the images PNG bytes the tracking layer fetched.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+from typing import Any
+
+import pandas as pd
+
+METHOD_NAMES = {"layer_cam": "LayerCAM", "grad_cam": "Grad-CAM", "cam": "CAM"}
+GROUP_NAMES = {"most_fresh": "most-fresh", "most_rotten": "most-rotten"}
+# The best variant's grids the report shows, by artifact file name.
+GRIDS = {
+    "layer_cam_highest.png": "The posters it finds most fresh",
+    "layer_cam_lowest.png": "The posters it finds most rotten",
+    "layer_cam_mistakes.png": "Its most confident mistakes",
+}
+CANNOT_BE_MEASURED = (
+    "The finding cannot be measured on these posters: where the title and the people are "
+    "is known only for the synthetic posters, whose regions were planted. The class "
+    "activation maps above show where the model looks; read them with that in mind."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportInputs:
+    """What the report is made of: the result rows (best on validation first), the ROC of
+    all variants and the best variant's grids as PNG bytes, and the detail artifacts' paths."""
+
+    title: str
+    rows: list[dict[str, Any]]
+    table: pd.DataFrame
+    roc_png: bytes
+    grids: dict[str, bytes]
+    details: list[str]
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.0f} %"
+
+
+def headline(row: dict[str, Any], candidates: int) -> str:
+    """One sentence on the variant chosen on validation: its test AUC with its interval
+    beside chance, and its accuracy beside always answering the majority class."""
+    low, high = row["roc_auc_ci_low"], row["roc_auc_ci_high"]
+    chosen = (
+        f"Of {candidates} variants, {row['variant']} is best on validation (AUC {row['val_auc']:.3f})"
+        if candidates > 1 and row.get("val_auc") is not None
+        else f"{row['variant']} was evaluated"
+    )
+    verdict = (
+        "better than chance"
+        if low > 0.5
+        else "worse than chance"
+        if high < 0.5
+        else "not distinguishable from chance"
+    )
+    return (
+        f"{chosen}; on {int(row['count'])} untouched test posters it scores AUC {row['roc_auc']:.3f} "
+        f"(95 % interval {low:.3f} to {high:.3f}), {verdict} (0.5), and accuracy "
+        f"{row['accuracy']:.3f} ({row['accuracy_ci_low']:.3f} to {row['accuracy_ci_high']:.3f}) "
+        f"where always answering the training split's majority class scores {row['majority_baseline']:.3f}."
+    )
+
+
+def share(row: dict[str, Any], name: str) -> str:
+    return (
+        f"{percent(row[name])} ({percent(row[name + '_ci_low'])[:-2]}-"
+        f"{percent(row[name + '_ci_high'])})"
+    )
+
+
+def finding_sentences(row: dict[str, Any], method: str = "layer_cam") -> list[str]:
+    """The study's finding in sentences: per group of posters, the map's share of mass on
+    the title and the people beside what position alone (the location prior) puts there;
+    one sentence saying it cannot be measured where the posters' regions are not known."""
+    group_size = int(row.get("faithfulness_posters", 0)) // 2
+    sentences = []
+    for group, words in GROUP_NAMES.items():
+        name = f"finding_{group}_{method}"
+        if f"{name}_title_share" not in row:
+            continue
+        prior = f"finding_{group}_prior"
+        where = (
+            f", where position alone would put {percent(row[prior + '_title_share'])} "
+            f"and {percent(row[prior + '_people_share'])}"
+            if f"{prior}_title_share" in row
+            else ""
+        )
+        sentences.append(
+            f"For its {group_size} {words} posters, {METHOD_NAMES[method]} puts "
+            f"{share(row, name + '_title_share')} of its mass on the title and "
+            f"{share(row, name + '_people_share')} on the people{where}."
+        )
+    return sentences or [CANNOT_BE_MEASURED]
+
+
+def faithfulness_verdict(row: dict[str, Any], method: str = "layer_cam") -> str:
+    """Whether deleting the poster in the map's order takes the prediction away faster than
+    a random order and than the location prior, in words."""
+    if f"{method}_deletion_minus_random" not in row:
+        return "Faithfulness was not measured (evaluate with --faithfulness-posters above 0)."
+    parts = []
+    for baseline, words in (("random", "a random order"), ("prior", "the location prior")):
+        name = f"{method}_deletion_minus_{baseline}"
+        if name not in row:
+            continue
+        low, high = row[f"{name}_ci_low"], row[f"{name}_ci_high"]
+        judged = "beats" if high < 0 else "does worse than" if low > 0 else "does not beat"
+        parts.append(
+            f"{judged} {words} (deletion area {row[name]:+.3f}, 95 % interval {low:+.3f} to {high:+.3f})"
+        )
+    return (
+        f"Deleting the poster cell by cell in {METHOD_NAMES[method]}'s order "
+        + " and ".join(parts)
+        + ": below zero, the map finds what the model uses faster."
+    )
+
+
+def image_tag(png: bytes, alternative: str) -> str:
+    encoded = base64.b64encode(png).decode("ascii")
+    return f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(alternative)}">'
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 70em; color: #222; }
+p.headline { font-size: 1.25em; line-height: 1.4; background: #f3f6fa; padding: 0.8em; }
+table { border-collapse: collapse; font-size: 0.85em; }
+td, th { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
+img { max-width: 100%; }
+div.scroll { overflow-x: auto; }
+figure { margin: 1em 0; }
+"""
+
+
+def report_html(inputs: ReportInputs) -> str:
+    """The whole page: headline, leaderboard, ROC, the best variant's grids, the finding,
+    the faithfulness verdict, and where the details are."""
+    best = inputs.rows[0]
+    escape = html.escape
+    grids = [
+        f"<figure>{image_tag(png, caption)}<figcaption>{escape(caption)}</figcaption></figure>"
+        for file_name, caption in GRIDS.items()
+        if (png := inputs.grids.get(file_name))
+    ]
+    table = inputs.table.to_html(
+        index=False, float_format=lambda value: f"{value:.3f}", na_rep="-", border=0
+    )
+    sections = [
+        f"<h1>{escape(inputs.title)}</h1>",
+        f'<p class="headline">{escape(headline(best, len(inputs.rows)))}</p>',
+        "<h2>Leaderboard (ranked by validation AUC; the test columns only report)</h2>",
+        f'<div class="scroll">{table}</div>',
+        "<h2>ROC of every variant on the test split</h2>",
+        image_tag(inputs.roc_png, "ROC curves of every variant"),
+        f"<h2>Where {escape(best['variant'])} looks (LayerCAM)</h2>",
+        *(grids or ["<p>No class activation maps were drawn.</p>"]),
+        "<h2>The finding</h2>",
+        *(f"<p>{escape(sentence)}</p>" for sentence in finding_sentences(best)),
+        "<h2>Does the map show what the model uses?</h2>",
+        f"<p>{escape(faithfulness_verdict(best))}</p>",
+        "<h2>Details (artifacts of this run)</h2>",
+        "<ul>"
+        + "".join(f"<li><code>{escape(path)}</code></li>" for path in inputs.details)
+        + "</ul>",
+    ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(inputs.title)}</title><style>{STYLE}</style></head>\n<body>\n"
+        + "\n".join(sections)
+        + "\n</body></html>\n"
+    )

@@ -1,0 +1,75 @@
+"""What a training says while it runs: a progress bar over its epochs on a terminal, every
+epoch's figures at DEBUG (`--verbose`), and one line at the end. The figures themselves go
+to MLflow through the epoch logger; this is only what a person watches."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+
+import keras
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """Replaces Keras's own epoch lines (`verbose=2`): a tqdm bar named `label` (shown only
+    on a terminal, as tqdm decides), the epoch's logs at DEBUG, and when the training ends,
+    one INFO line with the epochs it ran, its time and its best `monitor` value."""
+
+    def __init__(self, label: str, monitor: str = "val_auc") -> None:
+        super().__init__()
+        self.label, self.monitor = label, monitor
+        self.best, self.best_epoch = -math.inf, 0
+        self.first_epoch, self.last_epoch = 0, 0  # 1-based; 0 until an epoch ends.
+        self.started = time.perf_counter()
+        self.bar: tqdm | None = None
+
+    def on_train_begin(self, logs=None) -> None:
+        self.started = time.perf_counter()
+        self.bar = tqdm(
+            total=self.params.get("epochs"),
+            desc=self.label,
+            unit="epoch",
+            disable=None,  # Off where the output is not a terminal (a log file, CI).
+            leave=False,
+            file=sys.stderr,
+        )
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = logs or {}
+        # A resumed training (BackupAndRestore) starts past the first epoch.
+        self.first_epoch = self.first_epoch or epoch + 1
+        self.last_epoch = epoch + 1
+        value = logs.get(self.monitor)
+        if value is not None and float(value) > self.best:
+            self.best, self.best_epoch = float(value), epoch + 1
+        log.debug(
+            f"{self.label} epoch {epoch + 1}/{self.params.get('epochs')}: "
+            + ", ".join(f"{name} {float(number):.4g}" for name, number in logs.items())
+        )
+        if self.bar is not None:
+            self.bar.update(1)
+            if value is not None:
+                self.bar.set_postfix({self.monitor: f"{float(value):.3f}"})
+
+    def on_train_end(self, logs=None) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        log.info(self.summary())
+
+    def summary(self) -> str:
+        """'basic_cnn: epochs 1-6 of 6 in 41 s, best val_auc 0.812 at epoch 5'."""
+        seconds = time.perf_counter() - self.started
+        best = (
+            f", best {self.monitor} {self.best:.3f} at epoch {self.best_epoch}"
+            if self.best > -math.inf
+            else ""
+        )
+        return (
+            f"{self.label}: epochs {self.first_epoch}-{self.last_epoch} of "
+            f"{self.params.get('epochs')} in {seconds:.0f} s{best}"
+        )
