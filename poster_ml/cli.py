@@ -170,10 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         arguments.handler(arguments)
     except Exception as error:
+        from poster_ml.disk import disk_full_error, is_disk_full
         from poster_ml.tracking.store_errors import store_error  # Imports MLflow: only here.
 
         # A tracking-store failure is one line too (the store's own message stays the cause).
-        user_error = error if isinstance(error, PosterMLError) else store_error(error)
+        user_error = (
+            error
+            if isinstance(error, PosterMLError)
+            else disk_full_error(error)
+            if is_disk_full(error)
+            else store_error(error)
+        )
         if user_error is None:
             raise
         if arguments.verbose or is_verbose():

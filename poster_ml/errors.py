@@ -27,3 +27,7 @@ def first_line(message: object, limit: int | None = None) -> str:
     text = str(message).strip()
     line = text.splitlines()[0] if text else type(message).__name__
     return line[:limit] if limit else line
+
+
+class DiskFullError(PosterMLError):
+    """A write would not fit, or did not: the path, the space needed and what is free."""

@@ -454,6 +454,51 @@ def test_a_killed_worker_s_trial_is_failed_and_retried_and_the_study_resumes_to_
     ]
 
 
+def test_a_running_trial_is_judged_by_its_recorded_process_or_by_its_age_without_one():
+    """The killed-worker test's flake on a loaded machine: the worker died after the trial
+    recorded its MLflow run but before its host and process id, so no later start could
+    judge it. The process is now recorded first, and a trial without one is judged by age."""
+    study = optuna.create_study()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = study.ask()
+    live.set_user_attr(tuning.HOST_ATTRIBUTE, tuning.HOST)
+    live.set_user_attr(tuning.PID_ATTRIBUTE, os.getpid())
+    killed = study.ask()
+    killed.set_user_attr(tuning.HOST_ATTRIBUTE, tuning.HOST)
+    killed.set_user_attr(tuning.PID_ATTRIBUTE, dead.pid)
+    elsewhere = study.ask()
+    elsewhere.set_user_attr(tuning.HOST_ATTRIBUTE, "another-host")
+    elsewhere.set_user_attr(tuning.PID_ATTRIBUTE, dead.pid)
+    unrecorded = study.ask()
+    assert tuning.fail_dead_trials(study, grace_seconds=3600) == 1
+    time.sleep(0.01)
+    assert tuning.fail_dead_trials(study, grace_seconds=0) == 1
+    states = {trial.number: trial.state for trial in study.get_trials(deepcopy=False)}
+    running, failed = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL
+    assert [states[t.number] for t in (live, killed, elsewhere, unrecorded)] == [
+        running,
+        failed,
+        running,
+        failed,
+    ]
+
+
+def test_a_trial_records_its_process_before_its_run(monkeypatch):
+    """Whatever moment a worker is killed at, a trial that names its MLflow run names its
+    process too."""
+    written: list[str] = []
+    study = optuna.create_study()
+    trial = study.ask()
+    original = trial.set_user_attr
+    monkeypatch.setattr(trial, "set_user_attr", lambda k, v: (written.append(k), original(k, v)))
+    with mlflow.start_run():
+        variant_run = mlflow.active_run().info.run_id
+        with trials.trial_run(trial, variant_run, {"dropout": 0.1}):
+            pass
+    assert written[:3] == [tuning.HOST_ATTRIBUTE, tuning.PID_ATTRIBUTE, tuning.TRIAL_RUN_ATTRIBUTE]
+
+
 def test_trials_leave_no_traced_graphs_behind():
     # TensorFlow keeps every graph that tf.custom_gradient traced unless the trial's
     # registrations are released; without that, 18 graphs a trial (about 15 MiB) pile up.

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from poster_ml import CLASS_NAMES
+from poster_ml import CLASS_NAMES, disk
 from poster_ml.config import PreprocessConfig
 from poster_ml.data.dedup import difference_hash, duplicate_groups, thumbnail
 from poster_ml.data.images import PosterError, decode_poster
@@ -108,7 +108,7 @@ def prepare(config: PreprocessConfig) -> PreparedData:
     """
     out_dir = Path(config.out)
     busy = f"another preprocess is writing {out_dir}; wait for it to finish or choose another --out"
-    with exclusive(out_dir / ".lock", wait=False, busy_message=busy):
+    with exclusive(out_dir / ".lock", wait=False, busy_message=busy), disk.writing(out_dir):
         (out_dir / "dataset.json").unlink(missing_ok=True)
         return _prepare(config, out_dir)
 
@@ -116,6 +116,12 @@ def prepare(config: PreprocessConfig) -> PreparedData:
 def _prepare(config: PreprocessConfig, out_dir: Path) -> PreparedData:
     listing = list_inputs(config)
     candidates = listing.candidates
+    # The staging array and the shards hold every poster once each; a memory-mapped write
+    # past the disk's end kills the process, so the space is checked first.
+    poster_bytes = config.size * config.size * 3
+    disk.require_space(
+        out_dir, 2 * len(candidates) * poster_bytes + 2**20, f"{len(candidates)} posters"
+    )
     staging_path = out_dir / "staging.npy"
     staging = np.lib.format.open_memmap(
         staging_path,

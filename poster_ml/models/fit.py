@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 import keras
 import pandas as pd
 
+from poster_ml import disk
 from poster_ml.config import AugmentConfig, TrainConfig
 from poster_ml.data.batches import Streaming, image_batches, streamed_batches
 from poster_ml.data.prepared import PreparedData
@@ -128,10 +130,13 @@ def train_variant(
     model, config, replicas = built_for_replicas(variant, data, config, dropout, unfreeze_blocks)
     epochs = min(variant.epochs, config.max_epochs) if config.max_epochs else variant.epochs
     started = time.perf_counter()
-    resuming, first_epoch = resume_callbacks(backup_dir)
+    resuming, first_epoch = resume_callbacks(backup_dir, model)
     callbacks = resuming + list(extra_callbacks)
     fit = Fit(model, variant, data, config, augment, epochs, callbacks, dropout, first_epoch)
-    history = fit_head_on_cached_features(fit) if variant.cached_features else fit_on_posters(fit)
+    with disk.writing(backup_dir) if backup_dir else contextlib.nullcontext():
+        history = (
+            fit_head_on_cached_features(fit) if variant.cached_features else fit_on_posters(fit)
+        )
     # CSVLogger's file holds every epoch of every attempt, each with its 0-based number.
     logged = (
         pd.read_csv(backup_dir / "history.csv").drop_duplicates("epoch", keep="last")
@@ -222,16 +227,25 @@ def keras_fit(model, train, validation, fit: Fit, images_per_epoch: int):
     )
 
 
-def resume_callbacks(backup_dir: Path | None) -> tuple[list[keras.callbacks.Callback], int]:
+def resume_callbacks(
+    backup_dir: Path | None, model: keras.Model
+) -> tuple[list[keras.callbacks.Callback], int]:
     """Keras's BackupAndRestore (weights, optimiser state, epoch) and a CSV of every epoch's
-    logs in `backup_dir`, and the epoch a resumed training starts from."""
+    logs in `backup_dir`, and the epoch a resumed training starts from.
+
+    The backup keeps the previous epoch's copy too (double_checkpoint): a write cut short by
+    a full disk leaves a file that fails to load, and Keras falls back to the copy. The
+    space for both is checked first (weights and Adam's two moments, twice)."""
     if backup_dir is None:
         return [], 0
     metadata = backup_dir / "backup" / "training_metadata.json"
     first_epoch = json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
     backup_dir.mkdir(parents=True, exist_ok=True)
+    disk.require_space(
+        backup_dir, 2 * 3 * 4 * model.count_params() + 2**20, f"the epoch backup of {model.name}"
+    )
     return [
-        keras.callbacks.BackupAndRestore(str(backup_dir / "backup")),
+        keras.callbacks.BackupAndRestore(str(backup_dir / "backup"), double_checkpoint=True),
         keras.callbacks.CSVLogger(str(backup_dir / "history.csv"), append=True),
     ], first_epoch
 

@@ -13,6 +13,7 @@ on another host is noticed only by a start on that host).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 import time
@@ -100,11 +101,15 @@ def make_storage(url: str, heartbeat_seconds: int):
 
 
 def rdb_storage(url: str, heartbeat_seconds: int) -> RDBStorage:
+    """Optuna's database storage. A database server that restarts (or fails over) closes
+    every pooled connection: each is tested before use (SQLAlchemy's pool_pre_ping) and
+    replaced, instead of failing the next trial with "connection already closed"."""
     return RDBStorage(
         url,
         heartbeat_interval=heartbeat_seconds,
         grace_period=2 * heartbeat_seconds,
         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+        engine_kwargs={} if url.startswith("sqlite") else {"pool_pre_ping": True},
     )
 
 
@@ -140,20 +145,36 @@ def finished_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
-def fail_dead_trials(study: optuna.Study, every_running: bool = False) -> int:
+IDENTITY_GRACE_SECONDS = 60.0
+"""A live worker records its host and process id on a trial within moments of starting it
+(trials.trial_run's first lines); a trial without them after this long lost its worker
+in between."""
+
+
+def fail_dead_trials(
+    study: optuna.Study, every_running: bool = False, grace_seconds: float = IDENTITY_GRACE_SECONDS
+) -> int:
     """Fails and queues again each RUNNING trial whose process is gone: one of this host
-    whose process id no longer exists, or every running one when `every_running` (the
-    SQLite lock says no other worker is alive). Returns how many it failed."""
+    whose process id no longer exists, one that never recorded its process within
+    `grace_seconds`, or every running one when `every_running` (the SQLite lock says no
+    other worker is alive). Returns how many it failed."""
     retry = RetryHeartbeatStaleTrialCallback(max_retry=3)
     failed = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        attributes = trial.user_attrs
-        mine = attributes.get(HOST_ATTRIBUTE) == HOST and PID_ATTRIBUTE in attributes
-        if every_running or (mine and not process_alive(int(attributes[PID_ATTRIBUTE]))):
+        if every_running or worker_is_gone(trial, grace_seconds):
             study.tell(trial.number, state=TrialState.FAIL)
             retry(study, study.get_trials(deepcopy=False)[trial.number])
             failed += 1
     return failed
+
+
+def worker_is_gone(trial: optuna.trial.FrozenTrial, grace_seconds: float) -> bool:
+    attributes = trial.user_attrs
+    if PID_ATTRIBUTE not in attributes:
+        started = trial.datetime_start or datetime.datetime.now()
+        return (datetime.datetime.now() - started).total_seconds() > grace_seconds
+    mine = attributes.get(HOST_ATTRIBUTE) == HOST
+    return mine and not process_alive(int(attributes[PID_ATTRIBUTE]))
 
 
 def beats_finished(study: optuna.Study, value: float) -> bool:

@@ -137,7 +137,7 @@ def evaluated(step, target, data: PreparedData, config: EvaluateConfig, with_act
         if finished.run_id != step.run_id:
             step.continuation.record(target.name, finished.record)
         return finished.record
-    log.info(f"evaluating {target.name}")
+    log.debug(f"evaluating {target.name}")  # Its result line says the rest.
     model = loading.load_poster_model(target.model_uri)[0]
     result = evaluate_model(
         model,
@@ -155,11 +155,7 @@ def evaluated(step, target, data: PreparedData, config: EvaluateConfig, with_act
     log.info(
         f"{target.name}: test AUC {row['roc_auc']:.3f} "
         f"({row['roc_auc_ci_low']:.3f}-{row['roc_auc_ci_high']:.3f})"
-        + (
-            f", chosen on validation AUC {row['val_auc']:.3f}"
-            if row.get("val_auc") is not None
-            else ""
-        )
+        + (f", validation AUC {row['val_auc']:.3f}" if row.get("val_auc") is not None else "")
     )
     return record
 

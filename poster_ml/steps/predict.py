@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from poster_ml import disk
 from poster_ml.config import PredictConfig
 from poster_ml.data.images import InputContract, PosterError
 from poster_ml.errors import DatasetError, first_line
@@ -119,7 +120,13 @@ def predict_step(config: PredictConfig) -> Path:
         cam_model = poster_cam_model(model) if config.cam else None
         scorer = Scorer(model, contract, cam_model, Path(config.cam))
         batches = decoded_batches(files, contract, config.batch_size)
-        scored, rejected = write_predictions(batches, scorer, out, len(files))
+        # Written under temporary names and renamed when whole: a full disk midway leaves
+        # no half a CSV that looks finished.
+        partial = out.with_name(out.name + ".partial")
+        with disk.writing(out, cleanup=(partial, rejects_file(partial))):
+            scored, rejected = write_predictions(batches, scorer, partial, len(files))
+            os.replace(rejects_file(partial), rejects_file(out))
+            os.replace(partial, out)
         artifacts.log_files([out, rejects_file(out)])
     log.info(
         f"scored {scored}, rejected {rejected} of {len(files)} files: {out} (rejects in {rejects_file(out)})"
@@ -179,7 +186,8 @@ def predict_prepared(config: PredictConfig) -> Path:
             probability_fresh=probabilities,
             label=InputContract.from_settings(settings).labels(probabilities),
         )
-        predictions.to_csv(config.out, index=False)
+        with disk.writing(Path(config.out), cleanup=(Path(config.out),)):
+            predictions.to_csv(config.out, index=False)
         artifacts.dataset_input(data, context="prediction")
         artifacts.log_files([Path(config.out)])
     log.info(

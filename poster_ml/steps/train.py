@@ -115,6 +115,11 @@ def resolved_weights(variants: list, config: TrainConfig) -> dict[str, str]:
                 f"{base} {'ImageNet' if value == 'imagenet' else 'random (no ImageNet weights here)'}"
                 for base, value in weights.items()
             )
+            + (
+                f"; from random weights a base trains at the CNN learning rate {CNN_LEARNING_RATE:g}"
+                if "none" in weights.values()
+                else ""
+            )
         )
     return weights
 
@@ -184,7 +189,7 @@ def with_resolved_weights(variant, config: TrainConfig, weights: dict[str, str])
         and config.learning_rate is None
         and variant.learning_rate < CNN_LEARNING_RATE
     ):
-        log.info(
+        log.debug(
             f"{variant.name} starts from random weights: it trains at the CNN learning rate {CNN_LEARNING_RATE:g}, not the fine-tuning rate {variant.learning_rate:g}"
         )
         variant = dataclasses.replace(variant, learning_rate=CNN_LEARNING_RATE)

@@ -92,16 +92,26 @@ def log_preprocess(dataset: PreparedData, log_data: bool) -> PreparedData:
 def epoch_logger(skip_through: int = -1):
     """A Keras callback that logs each epoch's metrics: loss, accuracy, AUC, their val_
     twins, learning rate, epoch seconds and images per second. Epochs up to
-    `skip_through` are already in a resumed run and are not logged twice."""
+    `skip_through` are already in a resumed run and are not logged twice.
+
+    The metrics are queued (MLflow's asynchronous logging) and sent, in order, by a thread
+    of their own: a tracking server away for a while does not stop the training, which
+    waits for the queue only when it ends. MLflow's HTTP retries (MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR) set how long a server may stay away."""
     import keras
 
     def log(epoch, logs):
         if epoch > skip_through:
             mlflow.log_metrics(
-                {name: float(value) for name, value in (logs or {}).items()}, step=epoch
+                {name: float(value) for name, value in (logs or {}).items()},
+                step=epoch,
+                synchronous=False,
             )
 
-    return keras.callbacks.LambdaCallback(on_epoch_end=log)
+    def delivered(logs) -> None:
+        mlflow.flush_async_logging()
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=log, on_train_end=delivered)
 
 
 def evaluated_record(row: dict[str, Any], roc: tuple) -> dict[str, Any]:

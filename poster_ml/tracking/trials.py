@@ -22,6 +22,7 @@ import optuna
 from mlflow.entities import RunStatus
 
 from poster_ml.errors import first_line
+from poster_ml.models.studies import VARIANT_ATTRIBUTE
 from poster_ml.models.tuning import (
     FAILURE_ATTRIBUTE,
     HOST_ATTRIBUTE,
@@ -38,15 +39,14 @@ log = logging.getLogger(__name__)
 def trial_run(
     trial: optuna.Trial, variant_run_id: str, parameters: dict
 ) -> Iterator[mlflow.ActiveRun]:
+    # Who runs the trial comes first, host before process id: a worker killed at any later
+    # point leaves a trial that a start on this host can judge (tuning.fail_dead_trials).
+    trial.set_user_attr(HOST_ATTRIBUTE, HOST)
+    trial.set_user_attr(PID_ATTRIBUTE, os.getpid())
     run = mlflow.start_run(
         run_name=f"trial-{trial.number}", nested=True, parent_run_id=variant_run_id
     )
-    for key, value in (
-        (TRIAL_RUN_ATTRIBUTE, run.info.run_id),
-        (HOST_ATTRIBUTE, HOST),
-        (PID_ATTRIBUTE, os.getpid()),
-    ):
-        trial.set_user_attr(key, value)
+    trial.set_user_attr(TRIAL_RUN_ATTRIBUTE, run.info.run_id)
     mlflow.set_tags(
         {
             "poster_ml.step": "trial",
@@ -59,19 +59,25 @@ def trial_run(
     try:
         yield run
     except optuna.TrialPruned:
-        log.info(f"trial {trial.number}: pruned, its validation AUC behind the finished trials'")
+        log.info(f"{trial_label(trial)}: pruned, its validation AUC behind the finished trials'")
         mlflow.set_tag("pruned", "true")
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
         raise
     except Exception as error:  # Any failure of one trial is recorded; study.optimize goes on.
         reason = first_line(error, 250)
-        log.warning(f"trial {trial.number} failed: {reason}")
+        log.warning(f"{trial_label(trial)} failed: {reason}")
         mlflow.set_tag("failure_reason", reason)
         trial.set_user_attr(FAILURE_ATTRIBUTE, f"{type(error).__name__}: {reason}")
         mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
         raise
     else:
         mlflow.end_run()
+
+
+def trial_label(trial: optuna.Trial) -> str:
+    """'basic_cnn trial 2', as the trial's progress line names it."""
+    variant = trial.study.user_attrs.get(VARIANT_ATTRIBUTE, trial.study.study_name)
+    return f"{variant} trial {trial.number}"
 
 
 def log_study(study: optuna.Study, best: optuna.trial.FrozenTrial) -> None:
