@@ -4,6 +4,7 @@ failure in MLflow, one SQLite worker, several PostgreSQL workers, a killed worke
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -546,3 +547,62 @@ def test_tensorflow_s_gradient_registry_is_where_the_memory_release_looks():
     before = set(registry)
     tf.function(lambda x: identity(x)).get_concrete_function(tf.TensorSpec([1]))
     assert any(name.startswith(CUSTOM_GRADIENT_PREFIX) for name in set(registry) - before)
+
+
+def test_a_loss_that_turns_non_finite_stops_the_training_with_its_reason():
+    import keras
+
+    from poster_ml.models.progress import DivergenceGuard
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((64, 8)).astype("float32") * 1e3, np.arange(64) % 2
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(keras.optimizers.SGD(1e12), "mean_squared_error")
+    guard = DivergenceGuard()
+    history = model.fit(images, labels, epochs=20, batch_size=8, callbacks=[guard], verbose=0)
+    assert re.match(r"the training loss became (nan|inf) in epoch 1", guard.reason)
+    assert len(history.history["loss"]) == 1  # Stopped in its first epoch, not after 20.
+    calm = DivergenceGuard()
+    calm.set_model(model)
+    for epoch, loss in enumerate([0.69, 0.6, 6.8]):
+        calm.on_epoch_end(epoch, {"loss": loss})
+    assert calm.reason == ""
+    calm.on_epoch_end(3, {"loss": 7.0})
+    assert "reached 7 in epoch 4, over 10 times the first epoch's 0.69" in calm.reason
+
+
+def test_a_diverged_trial_is_pruned_tagged_and_counted_on_the_leaderboard(monkeypatch, capsys):
+    """The guard's threshold lowered to half the first epoch's loss, so that a trial whose
+    loss does not halve at once counts as diverged and stops after its second epoch."""
+    from poster_ml.models import progress
+
+    monkeypatch.setattr(progress, "DIVERGENCE_FACTOR", 0.5)
+    prepare_tiny()
+    arguments = ["train", "--variants", "basic_cnn", "--trials", "2"]
+    arguments += ["--overrides", "max_epochs=4 batch_size=16 pruner=none"]
+    code = main(arguments)
+    printed = capsys.readouterr()
+    client = MlflowClient()
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    trial_runs = [run for run in runs if run.data.tags.get("poster_ml.step") == "trial"]
+    diverged = [run for run in trial_runs if "diverged" in run.data.tags]
+    if code == 0:  # Some trial did not diverge: it is the variant's model.
+        assert len(diverged) < len(trial_runs)
+    else:  # Every trial diverged: no model, one line that says so.
+        assert "every trial of study" in printed.err
+    assert diverged, printed.out
+    for run in diverged:
+        assert run.data.tags["pruned"] == "true" and run.info.status == "KILLED"
+        assert "over 0.5 times the first epoch's" in run.data.tags["diverged"]
+    study = optuna.load_study(
+        study_name=next(iter(trial_runs)).data.tags["optuna_study"],
+        storage=tuning.default_storage(),
+    )
+    states = [trial.state for trial in study.trials]
+    assert states.count(optuna.trial.TrialState.PRUNED) == len(diverged)
+    assert "pruned, diverged: the training loss reached" in printed.out
+    if code == 0:
+        (train,) = [run for run in runs if run.data.tags.get("poster_ml.step") == "train"]
+        board = mlflow.artifacts.load_text(f"runs:/{train.info.run_id}/leaderboard.md")
+        assert f"{len(diverged)} of 2 trials stopped" in board

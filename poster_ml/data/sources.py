@@ -27,7 +27,7 @@ from poster_ml.errors import DatasetError, first_line
 
 ID_COLUMNS = ("movie_id", "id", "imdb_id")
 LABEL_COLUMNS = ("tomatometer_status", "label")
-PATH_COLUMNS = ("poster", "path")
+PATH_COLUMNS = ("poster", "path", "url")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 LABEL_VALUES = {
     "fresh": 1,
@@ -101,11 +101,16 @@ def read_labels_csv(labels_csv: Path) -> tuple[pd.DataFrame, CsvColumns]:
     return table, CsvColumns(id_column, label_column, path_column, extras)
 
 
-def list_csv_source(labels_csv: Path, images_dir: Path) -> Listing:
-    """Lists the posters of a labels CSV whose files lie in (or below) `images_dir`."""
+def list_csv_source(labels_csv: Path, images_dir: Path | None) -> Listing:
+    """Lists the posters of a labels CSV whose files lie in (or below) `images_dir`, or
+    whose poster column holds URLs (fetched and cached first: data/fetch.py)."""
+    table, columns = read_labels_csv(labels_csv)
+    if columns.path and table[columns.path].str.contains("://", regex=False).any():
+        return list_url_source(labels_csv, table, columns)
+    if images_dir is None:
+        raise DatasetError("a labels CSV needs --images DIR, the folder of its posters")
     if not images_dir.is_dir():
         raise DatasetError(f"no such images folder: {images_dir}")
-    table, columns = read_labels_csv(labels_csv)
     root = images_dir.resolve()
     files_by_name = {path.name.lower(): path for path in root.iterdir() if path.is_file()}
     candidates: list[Candidate] = []
@@ -139,6 +144,32 @@ def csv_poster(
         return Reject(where, "missing file", f"no poster file for id {poster_id!r}", poster_id)
     extras = {column: row[column] for column in columns.extras}
     return Candidate(poster_id, path, path.relative_to(root).as_posix(), label, extras)
+
+
+def list_url_source(labels_csv: Path, table: pd.DataFrame, columns: CsvColumns) -> Listing:
+    """The posters of a labels CSV of URLs: each fetched (or found in the cache), or a
+    reject with the reason it could not be had."""
+    from poster_ml.data.fetch import Refused, fetch_posters
+
+    rows = table.to_dict("records")
+    urls = [str(row[columns.path or ""]).strip() for row in rows]
+    fetched = fetch_posters(urls)
+    candidates: list[Candidate] = []
+    rejects: list[Reject] = []
+    for line, (row, url) in enumerate(zip(rows, urls, strict=True), start=2):
+        poster_id = str(row[columns.id]).strip()
+        label = parse_label(row[columns.label])
+        result = fetched[url]
+        if not poster_id or label is None:
+            reason = "missing id" if not poster_id else "unknown label"
+            rejects.append(Reject(url, reason, f"{labels_csv.name}:{line}", poster_id))
+        elif isinstance(result, Refused):
+            rejects.append(Reject(url, result.reason, result.detail, poster_id))
+        else:
+            extras = {column: row[column] for column in columns.extras}
+            candidates.append(Candidate(poster_id, result, url, label, extras))
+    kept, duplicate_rejects = _resolve_duplicate_ids(candidates)
+    return Listing(kept, rejects + duplicate_rejects, inputs=len(table))
 
 
 def list_folder_source(folder: Path) -> Listing:
@@ -217,9 +248,7 @@ def list_inputs(config: PreprocessConfig) -> Listing:
     if source.is_dir():
         return list_folder_source(source)
     if source.is_file() or source.suffix.lower() == ".csv":
-        if not config.images:
-            raise DatasetError("a labels CSV needs --images DIR, the folder of its posters")
-        return list_csv_source(source, Path(config.images))
+        return list_csv_source(source, Path(config.images) if config.images else None)
     raise DatasetError(
         f"no such source: {config.source} (give 'synthetic', a labels CSV or a folder)"
     )

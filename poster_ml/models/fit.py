@@ -24,6 +24,7 @@ from poster_ml.models.placement import (
     dtype_policy,
     with_device_warp,
 )
+from poster_ml.models.progress import DivergenceGuard
 from poster_ml.models.variants import Variant, build_model
 
 
@@ -36,6 +37,7 @@ class TrainedVariant:
     pretrained: bool
     # The values it trained with, for the logged model.
     hyperparameters: dict = dataclasses.field(default_factory=dict)
+    diverged: str = ""  # Why a diverged training was stopped; empty if it did not diverge.
 
     @property
     def best_epoch(self) -> pd.Series:
@@ -131,7 +133,8 @@ def train_variant(
     epochs = min(variant.epochs, config.max_epochs) if config.max_epochs else variant.epochs
     started = time.perf_counter()
     resuming, first_epoch = resume_callbacks(backup_dir, model)
-    callbacks = resuming + list(extra_callbacks)
+    guard = DivergenceGuard()
+    callbacks = [*resuming, guard, *extra_callbacks]
     fit = Fit(model, variant, data, config, augment, epochs, callbacks, dropout, first_epoch)
     with disk.writing(backup_dir) if backup_dir else contextlib.nullcontext():
         history = (
@@ -150,6 +153,7 @@ def train_variant(
         time.perf_counter() - started,
         config.weights != "none" and variant.pretrained,
         hyperparameters(fit, replicas, unfreeze_blocks),
+        guard.reason,
     )
 
 

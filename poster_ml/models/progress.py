@@ -73,3 +73,47 @@ class EpochProgress(keras.callbacks.Callback):
             f"{self.label}: epochs {self.first_epoch}-{self.last_epoch} of "
             f"{self.params.get('epochs')} in {seconds:.0f} s{best}"
         )
+
+
+DIVERGENCE_FACTOR = 10.0
+"""A training loss this many times its first epoch's has diverged: a binary cross-entropy
+starts near 0.69, and one above 6.9 means confident answers that are mostly wrong."""
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops a training whose loss turns non-finite (checked every batch) or grows past
+    DIVERGENCE_FACTOR times its first epoch's (checked every epoch), and keeps the reason;
+    `reason` is empty for a training that did not diverge."""
+
+    def __init__(self, factor: float | None = None) -> None:
+        super().__init__()
+        self.factor, self.reason, self.epoch = factor or DIVERGENCE_FACTOR, "", 0
+        self.first_loss: float | None = None
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.stop(f"the training loss became {float(loss)} in epoch {self.epoch + 1}")
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None or self.reason:
+            return
+        loss = float(loss)
+        if not math.isfinite(loss):
+            self.stop(f"the training loss became {loss} in epoch {epoch + 1}")
+        elif self.first_loss is None:
+            self.first_loss = loss
+        elif loss > self.factor * self.first_loss:
+            self.stop(
+                f"the training loss reached {loss:.3g} in epoch {epoch + 1}, over "
+                f"{self.factor:g} times the first epoch's {self.first_loss:.3g}"
+            )
+
+    def stop(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        self.model.stop_training = True
+        log.warning(f"diverged: {reason}; training stopped")

@@ -41,6 +41,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 TRIAL_RUN_ATTRIBUTE = "mlflow_run_id"
 MODEL_ATTRIBUTE = "model_uri"
 HOST_ATTRIBUTE, PID_ATTRIBUTE, FAILURE_ATTRIBUTE = "host", "pid", "failure_reason"
+DIVERGED_ATTRIBUTE = "diverged"
 
 
 def search_space(trial: optuna.Trial, variant: Variant) -> dict[str, float | int]:
@@ -175,6 +176,11 @@ def worker_is_gone(trial: optuna.trial.FrozenTrial, grace_seconds: float) -> boo
         return (datetime.datetime.now() - started).total_seconds() > grace_seconds
     mine = attributes.get(HOST_ATTRIBUTE) == HOST
     return mine and not process_alive(int(attributes[PID_ATTRIBUTE]))
+
+
+def diverged_trials(study: optuna.Study) -> int:
+    """How many of the study's trials were stopped because their training diverged."""
+    return sum(DIVERGED_ATTRIBUTE in trial.user_attrs for trial in study.get_trials(deepcopy=False))
 
 
 def beats_finished(study: optuna.Study, value: float) -> bool:

@@ -286,6 +286,8 @@ def tune_variant(job: VariantJob, earlier) -> dict:
             row = variant_models.link_variant_model(
                 facts, best.user_attrs[tuning.MODEL_ATTRIBUTE], job.data
             )
+            if diverged := tuning.diverged_trials(study):
+                row["diverged"] = f"{diverged} of {len(study.trials)} trials stopped"
             return record_finished(job, row, variant_run.info.run_id, trial_run)
 
 
@@ -313,6 +315,7 @@ def open_variant_study(job: VariantJob, url: str):
 
 def trial_objective(job: VariantJob, study, variant_run_id: str):
     """Optuna's objective: one training with the trial's values, in a run of its own."""
+    import optuna
     from optuna_integration import KerasPruningCallback
 
     from poster_ml.models import tuning
@@ -330,6 +333,11 @@ def trial_objective(job: VariantJob, study, variant_run_id: str):
             ]
             tuned = dataclasses.replace(job.config, **values)  # type: ignore[arg-type]  # Search-space names are TrainConfig fields.
             trained = train_variant(job.variant, job.data, tuned, job.augment, callbacks)
+            if trained.diverged:
+                # Counted as Optuna counts a pruned trial; the run and the trial say why.
+                mlflow.set_tag("diverged", trained.diverged)
+                trial.set_user_attr(tuning.DIVERGED_ATTRIBUTE, trained.diverged)
+                raise optuna.TrialPruned(f"diverged: {trained.diverged}")
             value = float(trained.best_epoch["val_auc"])
             mlflow.log_metric("objective_val_auc", value)
             # Only a trial that beats every finished one can end up the best: it keeps its

@@ -58,8 +58,12 @@ def trial_run(
     mlflow.log_params(parameters)
     try:
         yield run
-    except optuna.TrialPruned:
-        log.info(f"{trial_label(trial)}: pruned, its validation AUC behind the finished trials'")
+    except optuna.TrialPruned as pruned:
+        reason = str(pruned) if str(pruned).startswith("diverged") else ""
+        log.info(
+            f"{trial_label(trial)}: pruned, "
+            + (reason or "its validation AUC behind the finished trials'")
+        )
         mlflow.set_tag("pruned", "true")
         mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
         raise

@@ -43,6 +43,7 @@ def trained_facts(trained: TrainedVariant) -> dict[str, Any]:
         "hyperparameters": trained.hyperparameters,
         "history": trained.history.to_dict(orient="list"),
         "summary": model_summary(trained.model),
+        "diverged": trained.diverged,
     }
 
 
@@ -86,7 +87,10 @@ def link_variant_model(facts: dict[str, Any], model_uri: str, data: PreparedData
         "seconds": round(facts["seconds"], 1),
         "images_per_second": round(float(history["images_per_second"].median()), 1),
         "pretrained": facts["pretrained"],
+        "diverged": facts.get("diverged", ""),
     }
+    if row["diverged"]:
+        mlflow.set_tag("diverged", row["diverged"])
     mlflow.log_metrics(
         {"best_train_accuracy": row["train_accuracy"], "train_seconds": facts["seconds"]}
     )
