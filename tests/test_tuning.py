@@ -606,3 +606,13 @@ def test_a_diverged_trial_is_pruned_tagged_and_counted_on_the_leaderboard(monkey
         (train,) = [run for run in runs if run.data.tags.get("poster_ml.step") == "train"]
         board = mlflow.artifacts.load_text(f"runs:/{train.info.run_id}/leaderboard.md")
         assert f"{len(diverged)} of 2 trials stopped" in board
+
+
+def test_tpe_models_after_a_third_of_the_budget_unless_told_otherwise():
+    assert [studies.startup_trials(-1, trials) for trials in (1, 3, 20, 30)] == [1, 1, 6, 10]
+    assert studies.startup_trials(4, 30) == 4
+    study, _ = studies.open_study(
+        "startup", optuna.storages.InMemoryStorage(), 0, "none", VARIANTS["basic_cnn"], {}, 6
+    )
+    # Optuna keeps it private; the sampler is the one the trials are drawn from.
+    assert study.sampler._n_startup_trials == 6

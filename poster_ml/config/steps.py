@@ -283,6 +283,11 @@ class TrainConfig(Checked):
         "Optuna pruner of unpromising trials: median, hyperband or none",
         one_of("median", "hyperband", "none"),
     )
+    startup_trials: int = setting(
+        -1,
+        "trials TPE draws at random before it models the search space; -1 is a third of the trials (at least 1)",
+        between(-1, 10_000),
+    )
 
 
 PROFILES: dict[str, dict[str, Any]] = {

@@ -299,8 +299,9 @@ def open_variant_study(job: VariantJob, url: str):
     settings = studies.study_settings(job.variant, job.config, job.augment, job.data.digest)
     storage = tuning.make_storage(url, job.step.heartbeat)
     name = job.step.study_name or studies.study_name(store.experiment_name(), job.name, settings)
+    startup = studies.startup_trials(job.config.startup_trials, job.config.trials)
     study, created = studies.open_study(
-        name, storage, job.config.seed, job.config.pruner, job.variant, settings
+        name, storage, job.config.seed, job.config.pruner, job.variant, settings, startup
     )
     line = studies.opening_line(study, created, storage, settings)
     # A study that is new and like no other is no news; a resumed or changed one is.
@@ -315,7 +316,6 @@ def open_variant_study(job: VariantJob, url: str):
 
 def trial_objective(job: VariantJob, study, variant_run_id: str):
     """Optuna's objective: one training with the trial's values, in a run of its own."""
-    import optuna
     from optuna_integration import KerasPruningCallback
 
     from poster_ml.models import tuning
@@ -333,11 +333,7 @@ def trial_objective(job: VariantJob, study, variant_run_id: str):
             ]
             tuned = dataclasses.replace(job.config, **values)  # type: ignore[arg-type]  # Search-space names are TrainConfig fields.
             trained = train_variant(job.variant, job.data, tuned, job.augment, callbacks)
-            if trained.diverged:
-                # Counted as Optuna counts a pruned trial; the run and the trial say why.
-                mlflow.set_tag("diverged", trained.diverged)
-                trial.set_user_attr(tuning.DIVERGED_ATTRIBUTE, trained.diverged)
-                raise optuna.TrialPruned(f"diverged: {trained.diverged}")
+            trials.prune_if_diverged(trial, trained.diverged)
             value = float(trained.best_epoch["val_auc"])
             mlflow.log_metric("objective_val_auc", value)
             # Only a trial that beats every finished one can end up the best: it keeps its

@@ -24,6 +24,7 @@ from mlflow.entities import RunStatus
 from poster_ml.errors import first_line
 from poster_ml.models.studies import VARIANT_ATTRIBUTE
 from poster_ml.models.tuning import (
+    DIVERGED_ATTRIBUTE,
     FAILURE_ATTRIBUTE,
     HOST_ATTRIBUTE,
     PID_ATTRIBUTE,
@@ -76,6 +77,15 @@ def trial_run(
         raise
     else:
         mlflow.end_run()
+
+
+def prune_if_diverged(trial: optuna.Trial, reason: str) -> None:
+    """A diverged training's trial is pruned, counted as Optuna counts a pruned trial; its
+    run (tag `diverged`) and the trial (user attribute) say why."""
+    if reason:
+        mlflow.set_tag("diverged", reason)
+        trial.set_user_attr(DIVERGED_ATTRIBUTE, reason)
+        raise optuna.TrialPruned(f"diverged: {reason}")
 
 
 def trial_label(trial: optuna.Trial) -> str:
