@@ -64,7 +64,7 @@ def render() -> str:
 def main() -> int:
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("MLproject")
     target.write_text(render())
-    print(f"wrote {target}")
+    sys.stdout.write(f"wrote {target}\n")  # A developer's command: it answers on stdout.
     return 0
 
 

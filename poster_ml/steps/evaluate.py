@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import mlflow
 
@@ -53,12 +54,13 @@ def evaluate_step(config: EvaluateConfig):
         run_ids = [train.info.run_id] if train else []
         artifacts.log_results_table(table, explanations, roc_figure, [*run_ids, step.run_id])
         mlflow.log_text(report_html(report), REPORT)
+        report_link = store.ui_link(step.run.info.experiment_id, step.run_id, REPORT)
     log.debug(markdown_table(table))
     for file_name, heading in EXPLANATION_HEADINGS.items():
         if len(explanations[file_name]):
             log.debug(heading + "\n" + markdown_table(explanations[file_name]))
     log.info(headline(rows[0], len(rows)))
-    log.info(f"the report, with the figures and what the maps show: {REPORT} of the evaluate run")
+    log.info(f"the report, with the figures and what the maps show: {report_link}")
     return table
 
 
@@ -67,10 +69,12 @@ REPORT = "report.html"
 
 def ranked(records: list[dict]) -> list[dict]:
     """The records best on validation first (the order that selects), as the table ranks them."""
-    return sorted(
-        records,
-        key=lambda record: -(record["row"].get("val_auc") or float("-inf")),
-    )
+
+    def validation_auc(record: dict) -> float:
+        value = record["row"].get("val_auc")
+        return float("-inf") if value is None or math.isnan(value) else value
+
+    return sorted(records, key=validation_auc, reverse=True)
 
 
 def report_inputs(train, records, table, roc_png: bytes, explanations) -> ReportInputs:

@@ -86,8 +86,9 @@ def mark_model_training(experiment_id: str) -> None:
             client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, "custom_model_development")
 
 
-def ui_link(experiment_id: str, run_id: str | None = None) -> str:
-    """The run's page in the MLflow UI (the tracking server, or `make ui` on port 5000)."""
+def ui_link(experiment_id: str, run_id: str | None = None, artifact: str = "") -> str:
+    """The run's page in the MLflow UI (the tracking server, or `make ui` on port 5000),
+    or with `artifact` that file in the run's Artifacts tab."""
     parts = urllib.parse.urlsplit(mlflow.get_tracking_uri())
     port = f":{parts.port}" if parts.port else ""
     base = (
@@ -96,6 +97,8 @@ def ui_link(experiment_id: str, run_id: str | None = None) -> str:
         else "http://127.0.0.1:5000"
     )
     page = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    if artifact:
+        return f"{base}/{page}/artifacts/{artifact}"
     return f"{base}/{page}?workflowType=machine_learning"
 
 
