@@ -140,14 +140,18 @@ def tuning_with_cuts(folder: Path, data: Path, cut: bool) -> dict:
     )
     stop.set()
     seconds = time.perf_counter() - started
-    (summary,) = optuna.get_all_study_summaries(storage)
-    study = optuna.load_study(study_name=summary.study_name, storage=storage)
-    states = [trial.state.name for trial in study.trials]
+    summaries = optuna.get_all_study_summaries(storage)
+    states = [
+        trial.state.name
+        for summary in summaries
+        for trial in optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    ]
     with psycopg.connect(f"{POSTGRES}/test", autocommit=True) as admin:
         admin.execute(f"DROP DATABASE {database} WITH (FORCE)")
     return {
         "seconds": seconds,
         "exit": finished.returncode,
+        "said": (finished.stdout + finished.stderr).strip().splitlines()[-1:],
         "connections_cut": sum(cuts),
         "finished_trials": states.count("COMPLETE") + states.count("PRUNED"),
         "states": ",".join(states),

@@ -40,6 +40,21 @@ def is_postgresql(uri: str) -> bool:
     return uri.partition("://")[0].startswith("postgresql")
 
 
+def connection_errors() -> tuple[type[Exception], ...]:
+    """What a connection cut by the server (a restart, a failover) raises: SQLAlchemy's
+    OperationalError, and psycopg's own where it is installed."""
+    import sqlalchemy.exc
+
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlalchemy.exc.OperationalError,)
+    return (sqlalchemy.exc.OperationalError, psycopg.OperationalError)
+
+
+CONNECTION_CUT = connection_errors()
+
+
 @contextlib.contextmanager
 def connected(uri: str, purpose: str, timeout_seconds: int = 5) -> Iterator[psycopg.Connection]:
     """A psycopg connection to a `postgresql[+driver]://` URI, or a ConfigError naming the

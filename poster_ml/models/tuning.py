@@ -96,9 +96,17 @@ def make_storage(url: str, heartbeat_seconds: int):
     if not databases.is_postgresql(url):
         return rdb_storage(url, heartbeat_seconds)
     # Workers started at once on a fresh studies database take turns creating its tables;
-    # a missing role or database is one line that names the studies database.
-    with databases.schema_turn(url, "studies"):
-        return rdb_storage(url, heartbeat_seconds)
+    # a missing role or database is one line that names the studies database. A connection
+    # cut meanwhile (the server restarting) is tried again, twice.
+    for attempt in range(3):
+        try:
+            with databases.schema_turn(url, "studies"):
+                return rdb_storage(url, heartbeat_seconds)
+        except databases.CONNECTION_CUT:
+            if attempt == 2:
+                raise
+            time.sleep(2.0)
+    raise AssertionError("unreachable")  # The loop returns or raises.
 
 
 def rdb_storage(url: str, heartbeat_seconds: int) -> RDBStorage:
