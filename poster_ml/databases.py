@@ -55,6 +55,19 @@ def connection_errors() -> tuple[type[Exception], ...]:
 CONNECTION_CUT = connection_errors()
 
 
+def is_connection_cut(error: BaseException) -> bool:
+    """Whether an error (or the database error behind it: Optuna wraps a failed commit in
+    StorageInternalError) is a connection the server closed, not bad data."""
+    import sqlalchemy.exc
+
+    cause = error.__cause__ or error
+    if isinstance(cause, sqlalchemy.exc.DBAPIError):
+        return cause.connection_invalidated or isinstance(
+            cause, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError
+        )
+    return isinstance(cause, (*CONNECTION_CUT, sqlalchemy.exc.PendingRollbackError))
+
+
 @contextlib.contextmanager
 def connected(uri: str, purpose: str, timeout_seconds: int = 5) -> Iterator[psycopg.Connection]:
     """A psycopg connection to a `postgresql[+driver]://` URI, or a ConfigError naming the

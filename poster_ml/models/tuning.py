@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
+import inspect
 import logging
 import os
 import time
@@ -109,11 +111,48 @@ def make_storage(url: str, heartbeat_seconds: int):
     raise AssertionError("unreachable")  # The loop returns or raises.
 
 
+class ReconnectingRDBStorage(RDBStorage):
+    """Optuna's database storage, each of whose calls is tried again (twice, after 0.5 and
+    1 s) when the server cut its connection midway, as a restart or failover does to a
+    query under way. A connection cut while idle is caught before use by pool_pre_ping."""
+
+
+def reconnecting(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def call(self, *arguments, **options):
+        for attempt in range(3):
+            try:
+                return method(self, *arguments, **options)
+            except (optuna.exceptions.StorageInternalError, *databases.CONNECTION_CUT) as error:  # type: ignore[misc]  # A tuple built at import.
+                cut = databases.is_connection_cut(error)
+                if not cut or attempt == 2:
+                    raise
+                time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")  # The loop returns or raises.
+
+    return call
+
+
+# Every call the study makes: the public ones, and the private ones Optuna's cache in front
+# of the storage calls directly.
+CACHE_CALLS = (
+    "_create_new_trial",
+    "_get_best_trial_id",
+    "_get_stale_trial_ids",
+    "_get_trials",
+    "_set_trial_param",
+)
+for _name, _method in vars(RDBStorage).items():
+    if inspect.isfunction(_method) and (not _name.startswith("_") or _name in CACHE_CALLS):
+        setattr(ReconnectingRDBStorage, _name, reconnecting(_method))
+
+
 def rdb_storage(url: str, heartbeat_seconds: int) -> RDBStorage:
     """Optuna's database storage. A database server that restarts (or fails over) closes
     every pooled connection: each is tested before use (SQLAlchemy's pool_pre_ping) and
-    replaced, instead of failing the next trial with "connection already closed"."""
-    return RDBStorage(
+    replaced, and a call it cut midway is tried again (ReconnectingRDBStorage)."""
+    kind = RDBStorage if url.startswith("sqlite") else ReconnectingRDBStorage
+    return kind(
         url,
         heartbeat_interval=heartbeat_seconds,
         grace_period=2 * heartbeat_seconds,
