@@ -53,3 +53,14 @@ def png_header_only(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\0" * 64))
         + chunk(b"IEND", b"")
     )
+
+
+def variant_model_uri(store: str, variant: str = "basic_cnn") -> str:
+    """The model URI a train run logged for a variant, from its variant run's tag."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return next(run for run in runs if run.data.tags.get("variant") == variant).data.tags[
+        "model_uri"
+    ]

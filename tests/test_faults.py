@@ -18,7 +18,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import POSTGRES
+from helpers import POSTGRES, variant_model_uri
 from mlflow.tracking import MlflowClient
 
 from poster_ml import disk
@@ -107,12 +107,7 @@ def test_predict_meeting_a_full_disk_leaves_no_half_written_csv(
 ):
     store, data = trained_store
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
-    client = MlflowClient(store)
-    model_uri = next(
-        run
-        for run in client.search_runs([e.experiment_id for e in client.search_experiments()])
-        if run.data.tags.get("variant") == "basic_cnn"
-    ).data.tags["model_uri"]
+    model_uri = variant_model_uri(store)
     posters = sorted((data / "synthetic" / "images").iterdir())[:40]
     out = (small_disk or tmp_path) / "predictions.csv"
     arguments = ["predict", "--model", model_uri, "--out", str(out), *map(str, posters)]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from helpers import variant_model_uri
 from mlflow.tracking import MlflowClient
 
 from poster_ml.cli import main
@@ -162,12 +163,7 @@ def test_posters_without_known_regions_get_a_report_that_says_the_finding_cannot
     assert (
         main(["preprocess", "--source", str(tmp_path / "own"), "--size", size, "--out", own]) == 0
     )
-    client = MlflowClient(store)
-    model_uri = next(
-        run
-        for run in client.search_runs([e.experiment_id for e in client.search_experiments()])
-        if run.data.tags.get("variant") == "basic_cnn"
-    ).data.tags["model_uri"]
+    model_uri = variant_model_uri(store)
     arguments = ["evaluate", "--model-uri", model_uri, "--data", own, "--bootstrap-samples", "50"]
     assert main([*arguments, "--cam-posters", "2", "--faithfulness-posters", "4"]) == 0
     page = report_of(latest_evaluate_run(store), store)
