@@ -28,6 +28,9 @@ def isolated_tracking(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
     # MLflow's fluent API keeps the URI of the last set_tracking_uri in the process.
     mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
+    # It keeps the experiment of the last set_experiment too, whose id means nothing in a
+    # new store; MLflow has no public call to forget it.
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     # `--verbose` sets it for the steps a command starts; it must not outlive one test.
     monkeypatch.delenv("POSTER_ML_VERBOSE", raising=False)

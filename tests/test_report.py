@@ -160,9 +160,13 @@ def test_posters_without_known_regions_get_a_report_that_says_the_finding_cannot
         shutil.copy(images / source, tmp_path / "own" / ("fresh" if label else "rotten") / source)
     size = str(pd.read_json(data / "dataset.json", typ="series")["size"])
     own = str(tmp_path / "prepared")
+    # The preprocess run goes to a store of its own: the trained store is shared by the
+    # session, and its tests count its preprocess runs.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'own.db'}")
     assert (
         main(["preprocess", "--source", str(tmp_path / "own"), "--size", size, "--out", own]) == 0
     )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     model_uri = variant_model_uri(store)
     arguments = ["evaluate", "--model-uri", model_uri, "--data", own, "--bootstrap-samples", "50"]
     assert main([*arguments, "--cam-posters", "2", "--faithfulness-posters", "4"]) == 0
