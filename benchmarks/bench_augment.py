@@ -23,7 +23,7 @@ import numpy as np
 
 from poster_ml.config import AugmentConfig
 from poster_ml.data.augment import random_transforms, warp, warp_on_host
-from poster_ml.data.prepared import ShardReader
+from poster_ml.data.prepared import Shard
 
 BATCH = 32
 
@@ -40,7 +40,7 @@ def _timed(function) -> float:
     return time.perf_counter() - start
 
 
-def pipeline(reader: ShardReader, size: int, config: AugmentConfig, threads: int):
+def pipeline(reader: Shard, size: int, config: AugmentConfig, threads: int):
     """What the training generator does for each batch (data/batches.py), without tf.data."""
 
     def run():
@@ -133,7 +133,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as folder:
         np.save(f"{folder}/train.npy", images)  # A uint8 shard on disk, as preprocess writes it.
-        reader = ShardReader(f"{folder}/train.npy")
+        reader = Shard(f"{folder}/train.npy")
         cores = os.cpu_count() or 1
         results = {
             "pipeline, 1 core": images_per_second(

@@ -3,6 +3,7 @@
 
     python benchmarks/bench_scale.py [--sizes 1000,4000,16000] [--vgg-sizes 1000,4000]
                                      [--json scale.json] [--figure scale.png]
+                                     [--only-preprocess]
 
 For each size, in a folder of its own with its own SQLite store: `preprocess`, one epoch
 of `basic_cnn`, `evaluate` with and without the faithfulness measures, `predict` on the
@@ -71,11 +72,13 @@ def logged_model_uri(folder: Path, variant: str) -> str:
     return f"models:/{models[0].model_id}"
 
 
-def measure(size: int, root: Path, with_vgg: bool) -> dict[str, dict]:
+def measure(size: int, root: Path, with_vgg: bool, only_preprocess: bool) -> dict[str, dict]:
     folder = root / str(size)
     folder.mkdir(parents=True)
     prepared = str(folder / "prepared")
     results = {"preprocess": timed(folder, "preprocess", "--count", str(size), "--out", prepared)}
+    if only_preprocess:
+        return report(size, results)
     train = ["train", "--data", prepared, "--trials", "0", "--overrides", EPOCH]
     results["basic_cnn epoch"] = timed(folder, *train, "--variants", "basic_cnn")
     evaluate = ["evaluate", "--train-run", "latest", "--bootstrap-samples", "1000"]
@@ -86,6 +89,10 @@ def measure(size: int, root: Path, with_vgg: bool) -> dict[str, dict]:
     results["predict"] = timed(folder, "predict", "--model", model, posters, "--out", "p.csv")
     if with_vgg:
         results["vgg16 cache + epoch"] = timed(folder, *train, "--variants", "vgg16_features")
+    return report(size, results)
+
+
+def report(size: int, results: dict[str, dict]) -> dict[str, dict]:
     for name, result in results.items():
         print(
             f"{size:>6} {name:<26} {result['seconds']:8.1f} s {result['peak_mb']:8.0f} MB "
@@ -153,12 +160,15 @@ def main() -> None:
     parser.add_argument("--root", default="", help="working folder (default: a temporary one)")
     parser.add_argument("--json", default="", help="write the measurements here")
     parser.add_argument("--figure", default="")
+    parser.add_argument("--only-preprocess", action="store_true")
     arguments = parser.parse_args()
     sizes = [int(size) for size in arguments.sizes.split(",")]
     vgg_sizes = {int(size) for size in arguments.vgg_sizes.split(",") if size}
     root = Path(arguments.root or tempfile.mkdtemp(prefix="poster-ml-scale-"))
     print(f"224 px, {os.cpu_count()} cores, working in {root}")
-    table = {size: measure(size, root, size in vgg_sizes) for size in sizes}
+    table = {
+        size: measure(size, root, size in vgg_sizes, arguments.only_preprocess) for size in sizes
+    }
     if arguments.json:
         Path(arguments.json).write_text(json.dumps(table, indent=1))
     summary(table)

@@ -34,9 +34,9 @@ def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
 def results_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """The study's results table: train, validation and test accuracy, test AUC with its
     95 % interval beside the majority baseline, whether the base was really pretrained,
-    epochs and time, one row per variant, in the order of validation AUC (the ranking
-    that selects; the test columns only report)."""
-    table = pd.DataFrame(
+    epochs and time, one row per variant, in the order given (the evaluate step ranks
+    them by validation AUC, which selects; the test columns only report)."""
+    return pd.DataFrame(
         [
             {
                 "variant": row["variant"],
@@ -55,9 +55,6 @@ def results_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
             for row in rows
         ]
     )
-    return table.sort_values(
-        "val_auc", ascending=False, kind="stable", na_position="last"
-    ).reset_index(drop=True)
 
 
 def localisation_table(rows: list[dict[str, Any]]) -> pd.DataFrame:

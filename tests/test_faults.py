@@ -221,31 +221,54 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_tracking_server(folder: Path, port: int) -> subprocess.Popen:
-    """MLflow's own server on an SQLite store in `folder`; returns once it answers."""
-    import sys
+class TrackingServer:
+    """MLflow's own server on an SQLite store in `folder`, which a test stops and starts."""
 
-    import requests
+    def __init__(self, folder: Path, port: int):
+        self.folder, self.port, self.uri = folder, port, f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen | None = None
 
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "mlflow", "server"),
-            *("--backend-store-uri", f"sqlite:///{folder / 'server.db'}"),
-            *("--artifacts-destination", str(folder / "art")),
-            *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return server
-        except requests.RequestException:
-            time.sleep(0.3)
-    server.kill()
-    pytest.fail("the tracking server did not come up")
+    def start(self) -> None:
+        """Starts the server; returns once it answers."""
+        import sys
+
+        import requests
+
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "mlflow", "server"),
+                *("--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}"),
+                *("--artifacts-destination", str(self.folder / "art")),
+                *("--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.uri}/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                time.sleep(0.3)
+        self.stop()
+        pytest.fail("the tracking server did not come up")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture
+def tracking_server(tmp_path):
+    """A running MLflow server, stopped at the end of the test whatever happened (a server
+    left behind would slow every later test)."""
+    server = TrackingServer(tmp_path, free_port())
+    server.start()
+    yield server
+    server.stop()
 
 
 def history_lines(folder: Path) -> int:
@@ -254,7 +277,7 @@ def history_lines(folder: Path) -> int:
 
 @pytest.mark.slow
 def test_training_goes_on_while_the_tracking_server_is_away_and_stops_in_one_line_past_the_limit(
-    tmp_path,
+    tmp_path, tracking_server
 ):
     """The server stops for 8 s during a training: epochs go on meanwhile (their metrics
     queued), and the run ends FINISHED with every epoch once. Stopped for good past the
@@ -262,9 +285,8 @@ def test_training_goes_on_while_the_tracking_server_is_away_and_stops_in_one_lin
     command after the server is back continues, repeating and losing no epoch."""
     import sys
 
-    port, work = free_port(), tmp_path / "work"
+    work, uri = tmp_path / "work", tracking_server.uri
     work.mkdir()
-    uri = f"http://127.0.0.1:{port}"
     environment = os.environ | {"MLFLOW_TRACKING_URI": uri}
     assert main(["preprocess", "--count", "200", "--size", "32", "--out", str(work / "p")]) == 0
     train = [sys.executable, "-m", "poster_ml.cli", "train", "--data", str(work / "p")]
@@ -283,23 +305,20 @@ def test_training_goes_on_while_the_tracking_server_is_away_and_stops_in_one_lin
             outage(process)
         return process.communicate(timeout=600)[0], process.returncode
 
-    server = start_tracking_server(tmp_path, port)
     trained_meanwhile = []
 
     def short_outage(process) -> None:
-        nonlocal server
         while history_lines(work) < 3 and process.poll() is None:  # Two epochs in.
             time.sleep(0.2)
-        server.terminate()
-        server.wait()
+        tracking_server.stop()
         before = history_lines(work)
         time.sleep(8)
         trained_meanwhile.append(history_lines(work) - before)
-        server = start_tracking_server(tmp_path, port)
+        tracking_server.start()
 
-    # MLflow's retries wait 2, 4, 8, 16 ... s by default; a shorter backoff keeps the
+    # MLflow's retries wait 2, 4, 8, 16 ... s by default; waits from 1 s keep the
     # test short and still outlasts the outage.
-    output, code = run(8, {"MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5"}, short_outage)
+    output, code = run(8, {"MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}, short_outage)
     assert code == 0, output
     assert trained_meanwhile[0] > 0  # It did not stand still while the server was away.
     client = MlflowClient(uri)
@@ -311,23 +330,18 @@ def test_training_goes_on_while_the_tracking_server_is_away_and_stops_in_one_lin
     def long_outage(process) -> None:
         while history_lines(work) < 3 and process.poll() is None:
             time.sleep(0.2)
-        server.terminate()
-        server.wait()
+        tracking_server.stop()
 
     limit = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
     output, code = run(6, limit, long_outage)
     errors = [line for line in output.splitlines() if "error:" in line]
     assert code == 1 and len(errors) == 1 and "cannot reach the tracking store" in errors[0]
     assert "Traceback" not in output
-    server = start_tracking_server(tmp_path, port)
-    try:
-        output, code = run(6, {})
-        assert code == 0, output
-        runs = client.search_runs(["1"], "attributes.run_name = 'basic_cnn'")
-        latest = max(runs, key=lambda r: r.info.start_time)
-        steps = sorted(m.step for m in client.get_metric_history(latest.info.run_id, "loss"))
-        assert steps == list(range(6))
-        assert not [r for r in client.search_runs(["1"]) if r.info.status == "RUNNING"]
-    finally:
-        server.terminate()
-        server.wait()
+    tracking_server.start()
+    output, code = run(6, {})
+    assert code == 0, output
+    runs = client.search_runs(["1"], "attributes.run_name = 'basic_cnn'")
+    latest = max(runs, key=lambda r: r.info.start_time)
+    steps = sorted(m.step for m in client.get_metric_history(latest.info.run_id, "loss"))
+    assert steps == list(range(6))
+    assert not [r for r in client.search_runs(["1"]) if r.info.status == "RUNNING"]

@@ -173,6 +173,24 @@ def test_refused_credentials_are_a_third_message_without_the_password(monkeypatc
     )
 
 
+def test_an_unreachable_studies_database_is_not_called_the_tracking_store(tmp_path):
+    import optuna
+    import sqlalchemy
+
+    from poster_ml.tracking.store_errors import store_error
+
+    (tmp_path / "a-file").write_text("")  # No database can be made under a file.
+    with pytest.raises(Exception) as raised:  # What Optuna raises: SQLAlchemy's error.
+        optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/a-file/optuna.db")
+    message = str(store_error(raised.value))
+    assert "cannot reach the studies database" in message and "tracking store" not in message
+    # The same SQLAlchemy error raised outside Optuna (MLflow's store makes its engine the
+    # same way, with retries that take minutes) is the tracking store's.
+    with pytest.raises(Exception) as raised:
+        sqlalchemy.create_engine(f"sqlite:///{tmp_path}/a-file/mlflow.db").connect()
+    assert "cannot reach the tracking store" in str(store_error(raised.value))
+
+
 def test_errors_are_told_by_their_type_not_by_words_in_their_message(monkeypatch, capsys, tmp_path):
     from poster_ml.data import prepared
 
@@ -182,7 +200,7 @@ def test_errors_are_told_by_their_type_not_by_words_in_their_message(monkeypatch
     def refused(self, path):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(prepared.ShardReader, "__init__", refused)
+    monkeypatch.setattr(prepared.Shard, "__init__", refused)
     capsys.readouterr()
     assert (
         main(

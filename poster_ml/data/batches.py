@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from poster_ml.config import AugmentConfig
 from poster_ml.data.augment import random_transforms, warp_on_host
-from poster_ml.data.prepared import PreparedData, ShardReader
+from poster_ml.data.prepared import PreparedData, Shard
 
 IDENTITY = np.array([1, 0, 0, 0, 1, 0, 0, 0], dtype=np.float32)
 
@@ -47,9 +47,7 @@ def image_batches(data: PreparedData, split: str, streaming: Streaming) -> tf.da
     return streamed_batches(data.reader(split), data.labels(split), streaming)
 
 
-def streamed_batches(
-    reader: ShardReader, labels: np.ndarray, streaming: Streaming
-) -> tf.data.Dataset:
+def streamed_batches(reader: Shard, labels: np.ndarray, streaming: Streaming) -> tf.data.Dataset:
     """(rows as float32, labels) batches of any shard: poster pixels or cached features.
 
     With an augmentation, the host path warps each batch here (OpenCV, uint8, every core);
@@ -81,7 +79,7 @@ def streamed_batches(
     )
 
 
-def epoch_batches(reader: ShardReader, labels: np.ndarray, streaming: Streaming, epoch: int):
+def epoch_batches(reader: Shard, labels: np.ndarray, streaming: Streaming, epoch: int):
     """One epoch's (inputs, labels) batches, in that epoch's seeded order."""
     height, width = reader.shape[1:3]
     plan = batch_plan(len(reader), streaming.batch_size, streaming.seed, epoch, streaming.shuffle)

@@ -20,6 +20,8 @@ from poster_ml.data.dedup import difference_hash, duplicate_groups, thumbnail
 from poster_ml.data.images import PosterError, decode_poster
 from poster_ml.data.prepared import (
     PreparedData,
+    Shard,
+    create_shard,
     dataset_info,
     pixel_settings,
     write_prepared,
@@ -80,7 +82,7 @@ def decode_all(
         return list(progress(pool.map(decode, tasks, chunksize=32)))
 
 
-_open_staging: dict[Path, np.ndarray] = {}
+_open_staging: dict[Path, Shard] = {}
 
 
 def _decode_into_staging(
@@ -89,9 +91,9 @@ def _decode_into_staging(
     index, path, source, poster_id = task
     pixels, facts = decode_file(path, config.size, config.max_pixels, config.reduced_decode)
     if pixels is not None:
-        if staging_path not in _open_staging:  # Opened once per process.
-            _open_staging[staging_path] = np.load(staging_path, mmap_mode="r+")
-        _open_staging[staging_path][index] = pixels
+        if staging_path not in _open_staging:  # Its header read once per process.
+            _open_staging[staging_path] = Shard(staging_path)
+        _open_staging[staging_path].write(index, pixels[None])
     if facts.reject is not None:
         # Rejects name the source as the manifest would, relative to the input root.
         facts = dataclasses.replace(
@@ -116,20 +118,15 @@ def prepare(config: PreprocessConfig) -> PreparedData:
 def _prepare(config: PreprocessConfig, out_dir: Path) -> PreparedData:
     listing = list_inputs(config)
     candidates = listing.candidates
-    # The staging array and the shards hold every poster once each; a memory-mapped write
-    # past the disk's end kills the process, so the space is checked first.
+    # The staging shard and the split shards hold every poster once each; the space is
+    # checked before any decoding, so a full disk stops the step at once, not at its end.
     poster_bytes = config.size * config.size * 3
     disk.require_space(
         out_dir, 2 * len(candidates) * poster_bytes + 2**20, f"{len(candidates)} posters"
     )
     staging_path = out_dir / "staging.npy"
-    staging = np.lib.format.open_memmap(
-        staging_path,
-        mode="w+",
-        dtype=np.uint8,
-        shape=(max(1, len(candidates)), config.size, config.size, 3),
-    )
-    staging.flush()  # The header is on disk before the workers open the file.
+    create_shard(staging_path, (max(1, len(candidates)), config.size, config.size, 3))
+    staging = Shard(staging_path)
     try:
         decoded = decode_all(candidates, config, staging_path)
         group_of = duplicate_group_of(decoded, config)
@@ -152,7 +149,6 @@ def _prepare(config: PreprocessConfig, out_dir: Path) -> PreparedData:
         )
         write_shards(manifest, staging, accepted, out_dir)
     finally:
-        del staging
         _open_staging.pop(staging_path, None)
         staging_path.unlink(missing_ok=True)
     return write_prepared(

@@ -32,11 +32,24 @@ from poster_ml.data.synthetic import signal_facts
 from poster_ml.errors import DatasetError
 
 
-class ShardReader:
-    """Reads rows of a .npy shard (pixels or cached features) with plain file reads.
+def create_shard(path: Path, shape: tuple[int, ...], dtype: type = np.uint8) -> None:
+    """A .npy file of `shape`, its rows zero (and sparse on disk) until written."""
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+        "fortran_order": False,
+        "shape": tuple(int(side) for side in shape),
+    }
+    with open(path, "wb") as file:
+        np.lib.format.write_array_header_1_0(file, header)
+        file.truncate(file.tell() + int(np.prod(shape)) * np.dtype(dtype).itemsize)
+
+
+class Shard:
+    """Reads and writes rows of a .npy shard (pixels, staging or cached features) with plain
+    file reads and writes.
 
     A memory map would keep every page it touched resident; reading a batch into a fresh
-    buffer keeps memory at one batch, however large the shard.
+    buffer, and writing one from it, keeps memory at one batch, however large the shard.
     """
 
     def __init__(self, path: Path):
@@ -65,6 +78,15 @@ class ShardReader:
                 file.seek(self.offset + int(rows[position]) * self.row_bytes)
                 file.readinto(memoryview(batch[position]).cast("B"))
         return batch
+
+    def write(self, start: int, rows: np.ndarray) -> None:
+        """Writes `rows` in place from row `start` on; other processes may write other rows."""
+        if start < 0 or start + len(rows) > len(self):
+            raise ValueError(f"rows {start} to {start + len(rows)} are outside {self.path}")
+        contiguous = np.ascontiguousarray(rows, dtype=self.dtype)
+        with open(self.path, "r+b", buffering=0) as file:
+            file.seek(self.offset + start * self.row_bytes)
+            file.write(memoryview(contiguous).cast("B"))  # type: ignore[arg-type]  # As in read.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +117,8 @@ class PreparedData:
     def rejects(self) -> pd.DataFrame:
         return pd.read_csv(self.path / "rejects.csv", dtype=str, keep_default_na=False)
 
-    def reader(self, name: str) -> ShardReader:
-        return ShardReader(self.path / self.info["shards"][name])
+    def reader(self, name: str) -> Shard:
+        return Shard(self.path / self.info["shards"][name])
 
 
 def load_prepared(path: str | Path, uri: str = "") -> PreparedData:
@@ -158,7 +180,7 @@ def sample_posters(dataset: PreparedData, per_class: int = 8) -> dict[str, np.nd
 
 def write_shards(
     manifest: pd.DataFrame,
-    staging: np.ndarray,
+    staging: Shard,
     accepted: list[int],
     out_dir: Path,
     chunk: int = 256,
@@ -167,17 +189,10 @@ def write_shards(
     staging_index = np.array(accepted)
     for split in SPLITS:
         positions = np.flatnonzero(manifest["split"].to_numpy() == split)
-        shard = np.lib.format.open_memmap(
-            out_dir / f"{split}.npy",
-            mode="w+",
-            dtype=np.uint8,
-            shape=(len(positions), *staging.shape[1:]),
-        )
+        create_shard(out_dir / f"{split}.npy", (len(positions), *staging.shape[1:]))
+        shard = Shard(out_dir / f"{split}.npy")
         for start in range(0, len(positions), chunk):
-            rows = staging_index[positions[start : start + chunk]]
-            shard[start : start + len(rows)] = staging[rows]
-        shard.flush()
-        del shard
+            shard.write(start, staging.read(staging_index[positions[start : start + chunk]]))
 
 
 def write_prepared(

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from poster_ml.data.batches import Streaming, image_batches
-from poster_ml.data.prepared import PreparedData, ShardReader
+from poster_ml.data.prepared import PreparedData, Shard, create_shard
 from poster_ml.locks import exclusive
 
 
@@ -49,7 +49,7 @@ def feature_cache_dir(
 
 def cached_features(
     extractor: keras.Model, data: PreparedData, split: str, cache: Path, batch_size: int
-) -> ShardReader:
+) -> Shard:
     """The base's features of one split, computed once, streamed to a .npy file, then reused.
 
     A second training that needs the same cache at the same time waits for the first to
@@ -59,7 +59,7 @@ def cached_features(
     with exclusive(cache / f".{split}.lock", wait=True):
         if not path.exists():
             compute_features(extractor, data, split, path, batch_size)
-    return ShardReader(path)
+    return Shard(path)
 
 
 def compute_features(
@@ -68,20 +68,13 @@ def compute_features(
     """Streams the extractor's output for every poster of a split into `path`, renamed into
     place only once complete."""
     partial = path.with_name(f"{split}.partial.npy")
-    output = np.lib.format.open_memmap(
-        partial,
-        mode="w+",
-        dtype=np.float32,
-        shape=(len(data.split(split)), *extractor.output.shape[1:]),
-    )
-    start = 0
+    create_shard(partial, (len(data.split(split)), *extractor.output.shape[1:]), np.float32)
+    output, start = Shard(partial), 0
     batches = image_batches(data, split, Streaming(batch_size, seed=0))
     for images, _ in tqdm(
         batches, total=len(batches), desc=f"caching {split} features", unit="batch", disable=None
     ):
         batch = keras.ops.convert_to_numpy(extractor(images, training=False))
-        output[start : start + len(batch)] = batch
+        output.write(start, batch)
         start += len(batch)
-    output.flush()
-    del output
     partial.rename(path)

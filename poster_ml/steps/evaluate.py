@@ -68,7 +68,8 @@ REPORT = "report.html"
 
 
 def ranked(records: list[dict]) -> list[dict]:
-    """The records best on validation first (the order that selects), as the table ranks them."""
+    """The records best on validation first: the order that selects, of the results table
+    and of the report."""
 
     def validation_auc(record: dict) -> float:
         value = record["row"].get("val_auc")
@@ -83,7 +84,7 @@ def report_inputs(train, records, table, roc_png: bytes, explanations) -> Report
     best = records[0]
     folder = best.get("folder", f"evaluation/{best['row']['variant']}")
     run_id = best.get("run_id") or mlflow.active_run().info.run_id  # type: ignore[union-attr]  # Inside the evaluate run.
-    grids = {name: artifacts.artifact_bytes(run_id, f"{folder}/{name}") for name in GRIDS}
+    grids = {name: store.load_run_bytes(run_id, f"{folder}/{name}") for name in GRIDS}
     subject = f"train run {train.info.run_id}" if train else best["row"]["variant"]
     details = [
         "results.md, results.html: the results table",

@@ -328,7 +328,7 @@ def trial_objective(job: VariantJob, study, variant_run_id: str):
             callbacks = [
                 artifacts.epoch_logger(),
                 # Before the pruning callback, which ends a pruned trial's epoch by raising.
-                EpochProgress(f"{job.name} trial {trial.number}"),
+                EpochProgress(trials.trial_label(trial)),
                 KerasPruningCallback(trial, "val_auc"),
             ]
             tuned = dataclasses.replace(job.config, **values)  # type: ignore[arg-type]  # Search-space names are TrainConfig fields.

@@ -151,21 +151,6 @@ def log_model_evaluation(result, name: str, model_id: str | None, test_dataset) 
     return folder
 
 
-def artifact_bytes(run_id: str, path: str) -> bytes | None:
-    """An artifact's bytes, or None where the run has no such file."""
-    import tempfile
-    from pathlib import Path
-
-    with tempfile.TemporaryDirectory() as folder:
-        try:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=path, dst_path=folder
-            )
-        except (MlflowException, OSError):
-            return None
-        return Path(local).read_bytes()
-
-
 def log_results_table(
     table: pd.DataFrame, explanations: dict[str, pd.DataFrame], roc_figure, run_ids: list[str]
 ) -> None:

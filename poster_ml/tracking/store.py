@@ -4,10 +4,13 @@ finding runs and their files again."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
+import tempfile
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -167,9 +170,19 @@ def evaluation_report(train_run_id: str) -> str | None:
     return f"runs:/{runs[0].info.run_id}/report.html" if runs else None
 
 
+def load_run_bytes(run_id: str, path: str) -> bytes | None:
+    """An artifact's bytes, or None where the run has no file at that path."""
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=path, dst_path=folder
+            )
+        except (MlflowException, OSError):  # Not logged: MLflow says so with either, by store.
+            return None
+        return Path(local).read_bytes()
+
+
 def load_run_dict(run_id: str, path: str) -> dict[str, Any] | None:
     """A JSON artifact of a run, or None where the run has none at that path."""
-    try:
-        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{path}")
-    except (MlflowException, OSError):  # Not logged: MLflow says so with either, by store.
-        return None
+    contents = load_run_bytes(run_id, path)
+    return None if contents is None else json.loads(contents)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import traceback
 from collections.abc import Iterator
 
 import requests
@@ -21,6 +22,10 @@ REFUSED_CODES = {"UNAUTHENTICATED", "PERMISSION_DENIED"}
 REFUSED_STATUS = {401, 403}
 # PostgreSQL's SQLSTATE class 28: invalid authorization (a wrong password, an unknown role).
 REFUSED_SQLSTATE_CLASS = "28"
+STUDIES_MESSAGES = {
+    "refused": "the studies database (train's --storage) refused the credentials (give them in its URL); --verbose shows the cause",
+    "unreachable": "cannot reach the studies database (train's --storage); is its server running? --verbose shows the cause",
+}
 
 
 def tracking_uri() -> str:
@@ -50,6 +55,8 @@ def store_error(error: Exception) -> PosterMLError | None:
     )
     for cause in causes(error):
         kind = classify(cause)
+        if kind in STUDIES_MESSAGES and raised_by_optuna_storage(cause):
+            return TrackingStoreError(STUDIES_MESSAGES[kind])
         if kind == "refused":
             return refused
         if kind == "unreachable":
@@ -90,6 +97,15 @@ def classify(error: BaseException) -> str | None:
     if isinstance(error, OSError) and error.filename is not None:
         return "file"
     return None
+
+
+def raised_by_optuna_storage(error: BaseException) -> bool:
+    """Whether Optuna's storage raised it: a database error there is the studies database's,
+    not the tracking store's (both may be SQLAlchemy on PostgreSQL or SQLite)."""
+    return any(
+        frame.f_globals.get("__name__", "").startswith("optuna.storages")
+        for frame, _ in traceback.walk_tb(error.__traceback__)
+    )
 
 
 def database_connection_errors() -> tuple[type[BaseException], ...]:
