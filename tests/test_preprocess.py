@@ -309,6 +309,25 @@ def test_exact_and_near_duplicates_share_group_and_split(tmp_path):
         )
 
 
+def test_duplicate_groups_are_the_same_whatever_the_block_of_pairs_compared_at_once():
+    """The pairs are compared a block at a time so that memory stays flat; the block must
+    not change which posters group, across a block's edge included."""
+    from poster_ml.data.dedup import duplicate_groups
+
+    rng = np.random.default_rng(3)
+    hashes = [int(h) for h in rng.integers(0, 2**63, 300, dtype=np.int64)]
+    thumbnails = rng.integers(0, 256, (300, 16, 16), dtype=np.uint8)
+    for first, second in ((0, 299), (5, 150), (150, 151), (7, 8)):  # Near duplicates.
+        hashes[second] = hashes[first] ^ 0b101
+        thumbnails[second] = thumbnails[first]
+    digests = [str(index) for index in range(300)]
+    digests[42] = digests[41]  # An exact copy.
+    whole = duplicate_groups(digests, hashes, thumbnails, 10, 8.0, pairs_per_block=2**30)
+    assert len(set(whole)) == 300 - 5
+    for pairs_per_block in (1, 300 * 7, 300 * 64):
+        assert duplicate_groups(digests, hashes, thumbnails, 10, 8.0, pairs_per_block) == whole
+
+
 def test_a_duplicate_group_whose_labels_disagree_is_rejected_whole(tmp_path):
     labels_csv = write_synthetic_posters(tmp_path / "raw", count=60, seed=11)
     images = tmp_path / "raw" / "images"

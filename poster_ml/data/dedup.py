@@ -34,7 +34,7 @@ def duplicate_groups(
     thumbnails: np.ndarray,
     max_bits: int,
     max_difference: float,
-    block: int = 2048,
+    pairs_per_block: int = 2**22,
 ) -> list[int]:
     """Returns for each poster the index of its group's first member.
 
@@ -62,8 +62,10 @@ def duplicate_groups(
     for index, digest in enumerate(sha256s):
         union(first_with_digest.setdefault(digest, index), index)
 
-    # All pairs, a block of rows at a time, so memory stays at block x count.
+    # All pairs, a block of rows at a time; the block shrinks as the posters grow, so its
+    # memory (8 bytes a pair, 32 MiB) does not grow with them.
     values = np.array(hashes, dtype=np.uint64)
+    block = max(1, pairs_per_block // max(1, count))
     for start in range(0, count, block):
         distances = np.bitwise_count(values[start : start + block, None] ^ values[None, :])
         rows, columns = np.nonzero(distances <= max_bits)
