@@ -3,7 +3,8 @@
 
     python benchmarks/bench_scale.py [--sizes 1000,4000,16000] [--vgg-sizes 1000,4000]
                                      [--json scale.json] [--figure scale.png]
-                                     [--only-preprocess]
+                                     [--only-preprocess] [--from-json scale.json]
+                                     [--earlier "LABEL=earlier.json"]
 
 For each size, in a folder of its own with its own SQLite store: `preprocess`, one epoch
 of `basic_cnn`, `evaluate` with and without the faithfulness measures, `predict` on the
@@ -125,13 +126,13 @@ def summary(table: dict[int, dict[str, dict]]) -> None:
             print(f"{'':<26}extrapolated to {max(table)} posters: about {estimate / 60:.0f} min")
 
 
-def figure(table: dict[int, dict[str, dict]], path: str) -> None:
+def figure(table: dict[int, dict[str, dict]], path: str, earlier: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (time_axes, memory_axes) = plt.subplots(1, 2, figsize=(11, 4.5))
+    figure, (time_axes, memory_axes) = plt.subplots(1, 2, figsize=(14, 4.5))
     names = list(next(iter(table.values())).keys())
     for index, name in enumerate(names):
         sizes = [size for size in table if name in table[size]]
@@ -139,6 +140,10 @@ def figure(table: dict[int, dict[str, dict]], path: str) -> None:
         time_axes.plot(sizes, [table[s][name]["seconds"] for s in sizes], "o-", color=color)
         memory_axes.plot(sizes, [table[s][name]["peak_mb"] for s in sizes], "o-", color=color)
         memory_axes.plot([], [], "o-", color=color, label=name)
+    for name, (label, results) in (earlier or {}).items():
+        sizes = sorted(results)
+        peaks = [results[size][name]["peak_mb"] for size in sizes]
+        memory_axes.plot(sizes, peaks, "o--", color="grey", label=f"{name}, {label}")
     reference = np.array([min(table), max(table)])
     start = table[min(table)][names[0]]["seconds"]
     time_axes.plot(reference, start * reference / reference[0], "k:", label="linear (k = 1)")
@@ -147,7 +152,7 @@ def figure(table: dict[int, dict[str, dict]], path: str) -> None:
     time_axes.legend(fontsize=8)
     memory_axes.set(xscale="log", xlabel="posters", ylabel="peak RSS, MB", ylim=(0, None))
     memory_axes.set_title("peak memory of the command")
-    memory_axes.legend(fontsize=8)
+    memory_axes.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     print(f"figure: {path}")
@@ -161,19 +166,37 @@ def main() -> None:
     parser.add_argument("--json", default="", help="write the measurements here")
     parser.add_argument("--figure", default="")
     parser.add_argument("--only-preprocess", action="store_true")
+    parser.add_argument("--from-json", default="", help="draw these measurements again")
+    parser.add_argument(
+        "--earlier",
+        default="",
+        help="LABEL=FILE: an earlier --json of preprocess, drawn dashed in the memory panel",
+    )
     arguments = parser.parse_args()
     sizes = [int(size) for size in arguments.sizes.split(",")]
     vgg_sizes = {int(size) for size in arguments.vgg_sizes.split(",") if size}
-    root = Path(arguments.root or tempfile.mkdtemp(prefix="poster-ml-scale-"))
-    print(f"224 px, {os.cpu_count()} cores, working in {root}")
-    table = {
-        size: measure(size, root, size in vgg_sizes, arguments.only_preprocess) for size in sizes
-    }
+    if arguments.from_json:
+        table = {
+            int(size): row
+            for size, row in json.loads(Path(arguments.from_json).read_text()).items()
+        }
+    else:
+        root = Path(arguments.root or tempfile.mkdtemp(prefix="poster-ml-scale-"))
+        print(f"224 px, {os.cpu_count()} cores, working in {root}")
+        table = {
+            size: measure(size, root, size in vgg_sizes, arguments.only_preprocess)
+            for size in sizes
+        }
     if arguments.json:
         Path(arguments.json).write_text(json.dumps(table, indent=1))
     summary(table)
     if arguments.figure:
-        figure(table, arguments.figure)
+        earlier = None
+        if arguments.earlier:
+            label, file = arguments.earlier.split("=", 1)
+            rows = json.loads(Path(file).read_text())
+            earlier = {"preprocess": (label, {int(size): row for size, row in rows.items()})}
+        figure(table, arguments.figure, earlier)
 
 
 if __name__ == "__main__":

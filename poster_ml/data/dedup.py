@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from PIL import Image
 
@@ -62,11 +64,24 @@ def duplicate_groups(
     for index, digest in enumerate(sha256s):
         union(first_with_digest.setdefault(digest, index), index)
 
-    # All pairs, a block of rows at a time; the block shrinks as the posters grow, so its
-    # memory (8 bytes a pair, 32 MiB) does not grow with them.
+    for row, column in near_pairs(hashes, thumbnails, max_bits, max_difference, pairs_per_block):
+        union(row, column)
+    return [find(index) for index in range(count)]
+
+
+def near_pairs(
+    hashes: list[int],
+    thumbnails: np.ndarray,
+    max_bits: int,
+    max_difference: float,
+    pairs_per_block: int,
+) -> Iterator[tuple[int, int]]:
+    """Every pair (row < column) of near duplicates, comparing all pairs a block of rows at
+    a time; the block shrinks as the posters grow, so its memory (8 bytes a pair, 32 MiB
+    by default) does not grow with them."""
     values = np.array(hashes, dtype=np.uint64)
-    block = max(1, pairs_per_block // max(1, count))
-    for start in range(0, count, block):
+    block = max(1, pairs_per_block // max(1, len(values)))
+    for start in range(0, len(values), block):
         distances = np.bitwise_count(values[start : start + block, None] ^ values[None, :])
         rows, columns = np.nonzero(distances <= max_bits)
         rows += start
@@ -75,8 +90,5 @@ def duplicate_groups(
         difference = np.abs(
             thumbnails[rows].astype(np.float32) - thumbnails[columns].astype(np.float32)
         ).mean(axis=(1, 2))
-        for row, column in zip(
-            rows[difference <= max_difference], columns[difference <= max_difference], strict=True
-        ):
-            union(int(row), int(column))
-    return [find(index) for index in range(count)]
+        close = difference <= max_difference
+        yield from zip(rows[close].tolist(), columns[close].tolist(), strict=True)
