@@ -49,7 +49,7 @@ def run_study(data, pruner: str, trials: int, epochs: int) -> dict:
             AugmentConfig(),
             [KerasPruningCallback(trial, "val_auc")],
         )
-        return float(trained.best_epoch["val_auc"])
+        return trained.validation_auc
 
     study.optimize(
         releasing_memory(objective),

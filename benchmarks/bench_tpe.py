@@ -43,7 +43,7 @@ def best_so_far(data, sampler_name: str, seed: int, trials: int, epochs: int) ->
         trained = train_variant(
             variant, data, dataclasses.replace(config, seed=seed, **values), AugmentConfig()
         )
-        return float(trained.best_epoch["val_auc"])
+        return trained.validation_auc
 
     study.optimize(releasing_memory(objective), n_trials=trials)
     return list(np.maximum.accumulate([trial.value for trial in study.trials]))

@@ -25,9 +25,12 @@ def run_preprocess(arguments: argparse.Namespace) -> None:
 
 
 def run_train(arguments: argparse.Namespace) -> None:
+    from poster_ml.models.estimate import resolved_profile
     from poster_ml.steps.train import train_step
 
-    step: TrainStepConfig = config_from_arguments(arguments, ENTRY_POINTS["train"])
+    step: TrainStepConfig = resolved_profile(
+        config_from_arguments(arguments, ENTRY_POINTS["train"])
+    )
     train_overrides, augment_overrides = split_overrides(
         parse_overrides(step.overrides), TrainConfig, AugmentConfig
     )

@@ -6,6 +6,8 @@ from typing import Any
 
 import pandas as pd
 
+from poster_ml.evaluation.chance import verdict_of
+
 
 def leaderboard(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """The variants ranked by validation AUC, best first, like the study's table."""
@@ -33,7 +35,8 @@ def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
 
 def results_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """The study's results table: train, validation and test accuracy, test AUC with its
-    95 % interval beside the majority baseline, whether the base was really pretrained,
+    95 % interval beside the majority baseline, whether it beats chance on test
+    (evaluation/chance.py), whether the base was really pretrained,
     epochs and time, one row per variant, in the order given (the evaluate step ranks
     them by validation AUC, which selects; the test columns only report)."""
     return pd.DataFrame(
@@ -49,6 +52,7 @@ def results_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
                 "majority_baseline": row["majority_baseline"],
                 "test_auc": row["roc_auc"],
                 "test_auc_95ci": interval(row, "roc_auc"),
+                "verdict": verdict_of(row).label() or "beats chance",
                 "epochs": row.get("epochs"),
                 "seconds": row.get("seconds"),
             }

@@ -14,8 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from poster_ml import predicted_fresh
 from poster_ml.cli import main
-from poster_ml.config import AugmentConfig, EvaluateConfig, PreprocessConfig, TrainConfig
-from poster_ml.data.prepare import prepare
+from poster_ml.config import EvaluateConfig
 from poster_ml.data.synthetic import REGION_COLUMNS
 from poster_ml.devices import device_info
 from poster_ml.evaluation.intervals import bootstrap_interval
@@ -39,7 +38,6 @@ from poster_ml.explain.localisation import (
     scorable_rows,
     shares_inside,
 )
-from poster_ml.models.fit import train_variant
 from poster_ml.models.predict import predict_test_split
 from poster_ml.models.variants import VARIANTS, build_model
 
@@ -84,18 +82,6 @@ def test_uniform_random_and_perfect_maps_score_as_they_should():
     assert score / area < 1.5
     score, area = localisation_score(region_masks(regions, 32, 32).astype(float), regions)
     assert score / area > 2.5
-
-
-@pytest.fixture(scope="module")
-def trained_cnn(tmp_path_factory):
-    """basic_cnn trained for a few epochs on 600 synthetic posters at 64 pixels."""
-    data = prepare(
-        PreprocessConfig(count=600, size=64, out=str(tmp_path_factory.mktemp("cam")), seed=3)
-    )
-    trained = train_variant(
-        VARIANTS["basic_cnn"], data, TrainConfig(max_epochs=8, weights="none"), AugmentConfig()
-    )
-    return trained.model, data
 
 
 def prior_map_trick(split, priors):
@@ -527,3 +513,18 @@ def test_each_poster_s_maps_are_computed_once_and_the_model_copied_to_float32_on
     assert "layer_cam_highest.png" in result.figures and "faithfulness_curves.png" in result.figures
     assert "layer_cam_localisation" in result.metrics
     assert "finding_most_fresh_layer_cam_title_share" in result.metrics
+
+
+def test_the_rank_auc_is_scikit_learns_with_ties_and_nan_for_one_class():
+    """The project's AUC (the Mann-Whitney statistic, for speed in the bootstraps) is the
+    exact area scikit-learn computes, ties included; one class alone has none."""
+    from sklearn.metrics import roc_auc_score
+
+    from poster_ml.evaluation.metrics import roc_auc
+
+    rng = np.random.default_rng(0)
+    for decimals in (1, 2, 6):  # Few distinct scores make many ties.
+        labels = rng.integers(0, 2, 150)
+        scores = np.round(rng.random(150), decimals).astype(np.float32)
+        assert roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert np.isnan(roc_auc(np.ones(5, dtype=int), rng.random(5)))

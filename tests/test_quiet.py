@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from poster_ml.cli import main
 
 NOISE = (
@@ -19,6 +21,7 @@ NOISE = (
 )
 
 
+@pytest.mark.slow
 def test_a_training_prints_what_the_user_acts_on_and_verbose_brings_the_rest_back(tmp_path):
     assert main(["preprocess", "--count", "60", "--size", "32", "--out", "p"]) == 0
     command = [
@@ -48,11 +51,14 @@ def test_a_training_prints_what_the_user_acts_on_and_verbose_brings_the_rest_bac
     assert not [line for line in printed.splitlines() if any(noise in line for noise in NOISE)], (
         printed
     )
-    # One line for the training (its epochs and best validation AUC), not one per epoch;
+    # One line for the training (its epochs, the epoch it kept and that epoch's validation
+    # AUC), not one per epoch;
     # the decision, not the leaderboard's table.
     assert (
         "training basic_cnn" in printed
-        and re.search(r"basic_cnn: epochs 1-2 of 2 in \d+ s, best val_auc", printed)
+        and re.search(
+            r"basic_cnn: epochs 1-2 of 2 in \d+ s; kept epoch [12] of 2: validation AUC", printed
+        )
         and "basic_cnn epoch 1/2" not in printed
         and "train run: http" in printed
         and "best on validation: basic_cnn" in printed

@@ -14,29 +14,22 @@ from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
 from poster_ml.cli import main
-from poster_ml.config import AugmentConfig, PreprocessConfig, TrainConfig
+from poster_ml.config import PreprocessConfig
 from poster_ml.data.images import InputContract, encode_jpeg
 from poster_ml.data.prepare import prepare
 from poster_ml.evaluation.comparison import paired_auc_comparison
-from poster_ml.models.fit import train_variant
 from poster_ml.models.predict import predict_test_split
 from poster_ml.models.variants import VARIANTS, build_model
 from poster_ml.steps import register as register_module
 from poster_ml.tracking.pyfunc_model import log_poster_model
 
 
-@pytest.fixture(scope="module")
-def posters(tmp_path_factory):
-    """Prepared posters and a basic CNN trained on them well beyond chance."""
-    data = prepare(
-        PreprocessConfig(
-            count=600, size=64, out=str(tmp_path_factory.mktemp("register") / "data"), seed=3
-        )
-    )
-    trained = train_variant(
-        VARIANTS["basic_cnn"], data, TrainConfig(max_epochs=8, weights="none"), AugmentConfig()
-    ).model
-    return data, trained
+@pytest.fixture
+def posters(trained_cnn):
+    """Prepared posters and a basic CNN trained on them well beyond chance (conftest.py's
+    trained_cnn, shared with the CAM tests)."""
+    model, data = trained_cnn
+    return data, model
 
 
 def constant_model(size: int) -> keras.Model:
@@ -125,7 +118,7 @@ def test_the_first_version_is_champion_only_above_chance(posters, capsys):
     data, trained = posters
     assert register(fake_train_run(data, {"constant": {"val_auc": 0.9}})) == 0
     first = alias("challenger")
-    assert "not better than chance" in first.description and first.tags["gate"] == "challenger"
+    assert "no better than chance" in first.description and first.tags["gate"] == "challenger"
     assert float(first.tags["test_auc"]) == pytest.approx(0.5)
     # A real model next: the constant is no champion, so it is compared with nothing.
     assert register(fake_train_run(data, {"basic_cnn": {"val_auc": 0.8, "keras": trained}})) == 0

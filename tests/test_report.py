@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from helpers import variant_model_uri
 from mlflow.tracking import MlflowClient
@@ -174,3 +175,25 @@ def test_posters_without_known_regions_get_a_report_that_says_the_finding_cannot
     assert f"{model_uri} was evaluated; on" in page
     assert CANNOT_BE_MEASURED in page and "position alone" not in page
     assert_self_contained(page, least_images=2)
+
+
+def test_the_study_questions_are_answered_by_the_paired_interval():
+    from poster_ml.evaluation.comparison import PairedComparison, study_answers
+    from poster_ml.evaluation.report import answer_sentence
+
+    helped = PairedComparison(0.8, 0.7, 0.1, 0.02, 0.18)
+    sentence = answer_sentence("Does regularisation help?", "regularized_cnn", "basic_cnn", helped)
+    assert sentence.startswith("Does regularisation help? regularized_cnn against basic_cnn: ")
+    assert "difference +0.100 (95 % interval +0.020 to +0.180); yes" in sentence
+    unclear = PairedComparison(0.75, 0.7, 0.05, -0.02, 0.12)
+    assert "not shown: the interval holds 0" in answer_sentence("Q?", "a", "b", unclear)
+    worse = PairedComparison(0.6, 0.7, -0.1, -0.18, -0.02)
+    assert "no: it does worse" in answer_sentence("Q?", "a", "b", worse)
+    # Only the questions whose two variants were both evaluated, on the same posters.
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 60)
+    answers = {name: rng.random(60) for name in ("basic_cnn", "regularized_cnn", "vgg16_features")}
+    answered = study_answers(labels, answers, samples=50)
+    assert [(question, new, old) for question, new, old, _ in answered] == [
+        ("Does regularisation help?", "regularized_cnn", "basic_cnn")
+    ]

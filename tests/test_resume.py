@@ -45,6 +45,7 @@ def epochs_logged(client: MlflowClient, run_id: str) -> list[int]:
     return sorted(metric.step for metric in client.get_metric_history(run_id, "loss"))
 
 
+@pytest.mark.slow
 def test_a_killed_training_resumes_where_it_stopped(tmp_path, capsys):
     store = os.environ["MLFLOW_TRACKING_URI"]
     client = MlflowClient(store)
@@ -101,7 +102,8 @@ def test_a_killed_training_resumes_where_it_stopped(tmp_path, capsys):
         "val_accuracy",
         "val_auc",
         "epochs",
-        "best_epoch",
+        "kept_epoch",
+        "verdict",
         "model_uri",
         "pretrained",
     }
@@ -196,6 +198,7 @@ def test_a_killed_mlflow_run_is_continued_by_the_next_mlflow_run(tmp_path):
     assert not [run for runs in named.values() for run in runs if run.info.status == "RUNNING"]
 
 
+@pytest.mark.slow
 def test_restart_starts_afresh_and_a_dead_run_is_marked_failed(tmp_path):
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     assert main(["preprocess", "--count", "200", "--size", "40", "--out", "data/prepared"]) == 0

@@ -238,6 +238,7 @@ def test_workers_that_share_nothing_but_the_server_tune_one_study_from_the_logge
         assert main([*register, "--bootstrap-samples", "20"]) == 0
 
 
+@pytest.mark.slow
 def test_training_over_two_replicas_scales_batch_and_learning_rate_and_logs_them(tmp_path):
     """Two logical CPU devices stand in for two GPUs: the MirroredStrategy path runs."""
     prepare_tiny(str(tmp_path / "data" / "prepared"))

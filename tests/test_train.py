@@ -336,3 +336,34 @@ def test_each_trained_variant_leaves_no_custom_gradient_graphs_behind(synthetic_
         == 0
     )
     assert registered() == before
+
+
+def test_the_default_profile_says_what_it_chose_and_a_long_full_training_says_how_long(
+    monkeypatch, capsys
+):
+    """`train` with no profile on a machine without a GPU takes the quick one and says so
+    first; the full profile on a CPU times each variant first and announces a training
+    longer than an hour with its estimate (here the hour is made 0 s, the training tiny),
+    and a shorter one says nothing."""
+    from helpers import prepare_tiny
+
+    from poster_ml.models import estimate
+
+    prepare_tiny()
+    capsys.readouterr()
+    tiny = ["--variants", "basic_cnn", "--trials", "0", "--overrides", "max_epochs=1"]
+    assert main(["train", *tiny]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("profile auto: no GPU here, so the quick profile (")
+    assert not any("this training will take about" in line for line in printed)
+    data, variants = load_prepared("data/prepared"), [VARIANTS["basic_cnn"]]
+    quick = TrainConfig(max_epochs=1)
+    estimate.announce_long_training(variants, data, quick, "full")
+    assert "will take" not in capsys.readouterr().out  # Seconds, not hours.
+    monkeypatch.setattr(estimate, "LONG_SECONDS", 0.0)
+    estimate.announce_long_training(variants, data, quick, "quick")
+    assert "will take" not in capsys.readouterr().out  # Only the full profile is timed.
+    assert main(["train", "--profile", "full", "--restart", "true", *tiny]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "will take" in line)
+    assert line.startswith("this training will take about 0.0 h on this machine, measured on")
+    assert "basic_cnn the longest" in line and "-P profile=quick" in line

@@ -17,6 +17,7 @@ from poster_ml.config.steps import (
     TrainConfig,
     TrainStepConfig,
     WorkflowConfig,
+    chosen_profile,
     train_config,
 )
 
@@ -46,5 +47,6 @@ __all__ = [
     "TrainConfig",
     "TrainStepConfig",
     "WorkflowConfig",
+    "chosen_profile",
     "train_config",
 ]

@@ -82,9 +82,9 @@ class TrainStepConfig(Checked):
     """What the train step's command line and MLproject entry point take."""
 
     profile: str = setting(
-        "full",
-        "'full' (the study's settings) or 'quick' (a 2-core laptop, minutes)",
-        one_of("full", "quick"),
+        "auto",
+        "'full' (the study's settings), 'quick' (a 2-core laptop, minutes), or 'auto': full where a GPU is, else quick",
+        one_of("auto", "full", "quick"),
     )
     data: str = setting(
         "data/prepared",
@@ -309,6 +309,13 @@ DEFAULT_DATA: dict[str, dict[str, int]] = {
     "full": {"size": 224, "count": 2000},
     "quick": {"size": 75, "count": 400},
 }
+
+
+def chosen_profile(profile: str, gpu: bool) -> str:
+    """The profile a train step runs: 'auto' is the full one where a GPU is, else quick."""
+    if profile != "auto":
+        return profile
+    return "full" if gpu else "quick"
 
 
 def train_config(profile: str, overrides: dict[str, Any]) -> TrainConfig:

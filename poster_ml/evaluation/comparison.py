@@ -43,3 +43,31 @@ def paired_auc_comparison(
     low, high = bootstrap_interval(auc_difference, (labels, new, old), samples, seed)
     new_auc, old_auc = roc_auc(labels, new), roc_auc(labels, old)
     return PairedComparison(new_auc, old_auc, new_auc - old_auc, low, high)
+
+
+STUDY_QUESTIONS = (
+    ("Does regularisation help?", "regularized_cnn", "basic_cnn"),
+    ("Does augmentation help?", "regularized_cnn_aug", "regularized_cnn"),
+    ("Does augmentation help VGG16's features?", "vgg16_features_aug", "vgg16_features"),
+    ("Does fine-tuning VGG16 help?", "vgg16_finetune_aug", "vgg16_features_aug"),
+)
+"""The study's questions, each a pair of variants that differ in one thing: (question,
+the variant with it, the variant without)."""
+
+
+def study_answers(
+    labels: np.ndarray, answers: dict[str, np.ndarray], samples: int = 1000, seed: int = 0
+) -> list[tuple[str, str, str, PairedComparison]]:
+    """Each study question whose two variants were evaluated, answered on the same test
+    posters by the paired difference of their test AUCs: (question, with, without,
+    comparison)."""
+    return [
+        (
+            question,
+            new,
+            old,
+            paired_auc_comparison(labels, answers[new], answers[old], samples, seed),
+        )
+        for question, new, old in STUDY_QUESTIONS
+        if new in answers and old in answers
+    ]

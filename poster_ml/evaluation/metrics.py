@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn import metrics
 
 from poster_ml import CLASS_NAMES, DECISION_THRESHOLD, predicted_fresh
+from poster_ml.evaluation.chance import spread
 from poster_ml.evaluation.intervals import bootstrap_interval
 
 
@@ -18,10 +20,52 @@ def accuracy(
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC, or NaN where it is undefined: a resample that holds one class only."""
-    if labels.min() == labels.max():
+    """The exact ROC AUC, or NaN where it is undefined (a resample that holds one class).
+
+    It is the Mann-Whitney statistic: the chance that a fresh poster scores above a rotten
+    one, ties counting half, from the scores' ranks. That is the area under the ROC curve
+    drawn through every threshold, scikit-learn's `roc_auc_score` to the last digits,
+    without its input checks, which cost a hundredfold more than the sum in a bootstrap
+    of a thousand resamples."""
+    positive = np.asarray(labels).astype(bool)
+    fresh = int(positive.sum())
+    rotten = len(positive) - fresh
+    if fresh == 0 or rotten == 0:
         return float("nan")
-    return float(metrics.roc_auc_score(labels, scores))
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - fresh * (fresh + 1) / 2) / (fresh * rotten))
+
+
+def ranking_figures(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    majority_class: int,
+    samples: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """What selects a model and what the chance verdict reads, on one split: the exact ROC
+    AUC (scikit-learn, every threshold) and accuracy, each with its 95 % bootstrap interval,
+    the share of `majority_class` (the training split's; always answering it is the
+    baseline), and the spread of the answers. Non-finite answers (a diverged training) give
+    NaN figures rather than an error."""
+    labels = labels.astype(int)
+    finite = bool(np.isfinite(probabilities).all())
+    nan = float("nan")
+    figures = {
+        "majority_baseline": float(np.mean(labels == majority_class)),
+        "spread": spread(probabilities) if finite else nan,
+    }
+    for name, statistic in (("accuracy", accuracy), ("roc_auc", roc_auc)):
+        value, (low, high) = (
+            (
+                statistic(labels, probabilities),
+                bootstrap_interval(statistic, (labels, probabilities), samples, seed),
+            )
+            if finite
+            else (nan, (nan, nan))
+        )
+        figures |= {name: value, f"{name}_ci_low": low, f"{name}_ci_high": high}
+    return figures
 
 
 def classification_report(
@@ -53,25 +97,18 @@ def evaluate_probabilities(
     """
     labels = labels.astype(int)
     report = classification_report(labels, probabilities, as_dict=True)
-    results = {
-        "accuracy": accuracy(labels, probabilities),
-        "roc_auc": float(metrics.roc_auc_score(labels, probabilities)),
+    results = ranking_figures(labels, probabilities, majority_class, samples, seed) | {
         "pr_auc": float(metrics.average_precision_score(labels, probabilities)),
         "log_loss": float(
             metrics.log_loss(labels, np.clip(probabilities, 1e-7, 1 - 1e-7), labels=[0, 1])
         ),
         "brier": float(metrics.brier_score_loss(labels, probabilities)),
-        "majority_baseline": float(np.mean(labels == majority_class)),
         "count": float(len(labels)),
     }
     for name in (*CLASS_NAMES, "weighted avg"):
         key = name.replace(" avg", "")
         for measure in ("precision", "recall", "f1-score"):
             results[f"{measure.replace('-score', '')}_{key}"] = float(report[name][measure])  # type: ignore[index]
-    for name, statistic in (("accuracy", accuracy), ("roc_auc", roc_auc)):
-        results[f"{name}_ci_low"], results[f"{name}_ci_high"] = bootstrap_interval(
-            statistic, (labels, probabilities), samples, seed
-        )
     return results
 
 

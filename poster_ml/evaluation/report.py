@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from poster_ml.evaluation.chance import verdict_of
+
 METHOD_NAMES = {"layer_cam": "LayerCAM", "grad_cam": "Grad-CAM", "cam": "CAM"}
 GROUP_NAMES = {"most_fresh": "most-fresh", "most_rotten": "most-rotten"}
 # The best variant's grids the report shows, by artifact file name.
@@ -40,6 +42,8 @@ class ReportInputs:
     roc_png: bytes
     grids: dict[str, bytes]
     details: list[str]
+    # The study's questions answered: (question, with, without, PairedComparison).
+    answers: list = dataclasses.field(default_factory=list)
 
 
 def percent(value: float) -> str:
@@ -48,7 +52,8 @@ def percent(value: float) -> str:
 
 def headline(row: dict[str, Any], candidates: int) -> str:
     """One sentence on the variant chosen on validation: its test AUC with its interval
-    beside chance, and its accuracy beside always answering the majority class."""
+    beside chance, and its accuracy beside always answering the majority class; a second
+    one where it is no better than chance or collapsed (evaluation/chance.py)."""
     low, high = row["roc_auc_ci_low"], row["roc_auc_ci_high"]
     chosen = (
         f"Of {candidates} variants, {row['variant']} is best on validation (AUC {row['val_auc']:.3f})"
@@ -62,12 +67,26 @@ def headline(row: dict[str, Any], candidates: int) -> str:
         if high < 0.5
         else "not distinguishable from chance"
     )
+    judged = verdict_of(row).words()
     return (
         f"{chosen}; on {int(row['count'])} untouched test posters it scores AUC {row['roc_auc']:.3f} "
         f"(95 % interval {low:.3f} to {high:.3f}), {verdict} (0.5), and accuracy "
         f"{row['accuracy']:.3f} ({row['accuracy_ci_low']:.3f} to {row['accuracy_ci_high']:.3f}) "
         f"where always answering the training split's majority class scores {row['majority_baseline']:.3f}."
+        + (f" It is {judged}." if judged else "")
     )
+
+
+def answer_sentence(question: str, new: str, old: str, comparison) -> str:
+    """'Does regularisation help? regularized_cnn against basic_cnn: ... yes / not shown / no'."""
+    said = (
+        "yes, beyond resampling noise"
+        if comparison.low > 0
+        else "no: it does worse"
+        if comparison.high < 0
+        else "not shown: the interval holds 0"
+    )
+    return f"{question} {new} against {old}: {comparison}; {said}."
 
 
 def share(row: dict[str, Any], name: str) -> str:
@@ -160,6 +179,12 @@ def report_html(inputs: ReportInputs) -> str:
         f'<div class="scroll">{table}</div>',
         "<h2>ROC of every variant on the test split</h2>",
         image_tag(inputs.roc_png, "ROC curves of every variant"),
+        *(
+            ["<h2>The study's questions (paired, on the same test posters)</h2>"]
+            + [f"<p>{escape(answer_sentence(*answer))}</p>" for answer in inputs.answers]
+            if inputs.answers
+            else []
+        ),
         f"<h2>Where {escape(best['variant'])} looks (LayerCAM)</h2>",
         *(grids or ["<p>No class activation maps were drawn.</p>"]),
         "<h2>The finding</h2>",

@@ -1,6 +1,7 @@
 """The pretrained bases (VGG16, InceptionV3, InceptionResNetV2): their ImageNet input
 preprocessing, their block boundaries for unfreezing, their CAM layer, and loading their
-weights from ImageNet, a local file, or nowhere.
+weights from ImageNet, a local file, or nowhere, and the weights (and so the learning rate)
+each base of a training really gets.
 
 Only Keras 3 APIs are used here, so the bases run on the TensorFlow, JAX and PyTorch
 backends alike.
@@ -19,6 +20,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from poster_ml.config import TrainConfig
 from poster_ml.errors import ConfigError, WeightsUnavailableError, first_line
 
 log = logging.getLogger(__name__)
@@ -148,3 +150,50 @@ def load_application(
             "put the *_notop.h5 file in ~/.keras/models/ (or $KERAS_HOME/models/), or point the setting at it "
             '(--overrides "weights=PATH"), or train from scratch with weights=none'
         ) from None
+
+
+CNN_LEARNING_RATE = 1e-3
+"""The study's rate for its CNNs trained from scratch; a pretrained architecture that
+starts from random weights gets it, since it is trained from scratch too (at the
+fine-tuning rates it barely learns in the demo's epochs: benchmarks/RESULTS.md, random
+weights at the fine-tuning rates)."""
+
+
+def with_resolved_weights(variant, config: TrainConfig, weights: dict[str, str]):
+    """The variant and config to train with, given the weights its base really gets."""
+    if not variant.pretrained:
+        return variant, config, {}
+    resolved = weights[variant.base]
+    tags = {"weights": resolved}
+    if (
+        resolved == "none"
+        and config.learning_rate is None
+        and variant.learning_rate < CNN_LEARNING_RATE
+    ):
+        log.debug(
+            f"{variant.name} starts from random weights: it trains at the CNN learning rate {CNN_LEARNING_RATE:g}, not the fine-tuning rate {variant.learning_rate:g}"
+        )
+        variant = dataclasses.replace(variant, learning_rate=CNN_LEARNING_RATE)
+        tags["learning_rate_source"] = "cnn_rate_for_random_weights"
+    return variant, dataclasses.replace(config, weights=resolved), tags
+
+
+def resolved_weights(variants: list, config: TrainConfig) -> dict[str, str]:
+    """The weights each pretrained base really gets; with weights=auto, said in one line."""
+    weights = check_weights(
+        [variant.base for variant in variants if variant.pretrained], config.weights
+    )
+    if config.weights == "auto" and weights:
+        log.info(
+            "weights=auto: "
+            + ", ".join(
+                f"{base} {'ImageNet' if value == 'imagenet' else 'random (no ImageNet weights here)'}"
+                for base, value in weights.items()
+            )
+            + (
+                f"; from random weights a base trains at the CNN learning rate {CNN_LEARNING_RATE:g}"
+                if "none" in weights.values()
+                else ""
+            )
+        )
+    return weights

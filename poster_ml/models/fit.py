@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 
 from poster_ml import disk
@@ -24,6 +25,7 @@ from poster_ml.models.placement import (
     dtype_policy,
     with_device_warp,
 )
+from poster_ml.models.predict import predict_rows
 from poster_ml.models.progress import DivergenceGuard
 from poster_ml.models.variants import Variant, build_model
 
@@ -38,11 +40,19 @@ class TrainedVariant:
     # The values it trained with, for the logged model.
     hyperparameters: dict = dataclasses.field(default_factory=dict)
     diverged: str = ""  # Why a diverged training was stopped; empty if it did not diverge.
+    # The kept weights on the validation split: exact AUC and accuracy with intervals, the
+    # majority class's share and the answers' spread (evaluation.metrics.ranking_figures).
+    validation: dict = dataclasses.field(default_factory=dict)
 
     @property
-    def best_epoch(self) -> pd.Series:
-        """The epoch whose weights the model kept: the best of the monitored metric."""
+    def kept_epoch(self) -> pd.Series:
+        """The history row of the epoch whose weights the model kept (early stopping's)."""
         return self.history.loc[self.history["restored"]].iloc[0]
+
+    @property
+    def validation_auc(self) -> float:
+        """The exact validation ROC AUC of the kept weights: what selects a model."""
+        return float(self.validation["roc_auc"])
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -74,20 +84,26 @@ def compile_model(model: keras.Model, variant: Variant, learning_rate: float | N
     )
 
 
-def training_callbacks(
-    config: TrainConfig, images_per_epoch: int
-) -> list[keras.callbacks.Callback]:
-    """The study's callbacks, fixed to watch validation metrics rather than training accuracy.
-    Early stopping restores the best epoch's weights, so no checkpoint file is needed."""
+def training_callbacks(fit: Fit, images_per_epoch: int) -> list[keras.callbacks.Callback]:
+    """The study's callbacks, fixed to watch validation metrics rather than training accuracy:
+    the fit's early stopping (which restores the best epoch's weights, so no checkpoint file
+    is needed) and the learning-rate drops."""
     return [
         EpochTimer(images_per_epoch),
-        keras.callbacks.EarlyStopping(
-            monitor=config.monitor, patience=config.patience, restore_best_weights=True
-        ),
+        fit.early_stopping,
         keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=config.lr_factor, patience=config.lr_patience
+            monitor="val_loss", factor=fit.config.lr_factor, patience=fit.config.lr_patience
         ),
     ]
+
+
+def early_stopping(config: TrainConfig) -> keras.callbacks.EarlyStopping:
+    """Early stopping on `config.monitor` (val_loss by default: docs/decisions.md says why),
+    restoring the best epoch's weights. Its `best_epoch` is the one place the kept epoch is
+    known: every figure of a trained model is that epoch's."""
+    return keras.callbacks.EarlyStopping(
+        monitor=config.monitor, patience=config.patience, restore_best_weights=True
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +119,7 @@ class Fit:
     epochs: int
     callbacks: list
     dropout: float
+    early_stopping: keras.callbacks.EarlyStopping
     first_epoch: int = 0
 
 
@@ -125,7 +142,9 @@ def train_variant(
         raise ConfigError(
             f"unfreeze_blocks={config.unfreeze_blocks} cannot apply to {variant.name}: it trains its head on cached features of a frozen base"
         )
-    keras.backend.clear_session()
+    # A fresh Keras state names the layers alike in every training. The memory of the one
+    # before is freed by whoever ran it (models/session.py), so no garbage collection here.
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(config.seed)
     keras.config.set_dtype_policy(dtype_policy(config.precision))
     dropout, unfreeze_blocks = variant.resolve(config.dropout, config.unfreeze_blocks)
@@ -135,26 +154,48 @@ def train_variant(
     resuming, first_epoch = resume_callbacks(backup_dir, model)
     guard = DivergenceGuard()
     callbacks = [*resuming, guard, *extra_callbacks]
-    fit = Fit(model, variant, data, config, augment, epochs, callbacks, dropout, first_epoch)
+    stopping = early_stopping(config)
+    fit = Fit(model, variant, data, config, augment, epochs, callbacks, dropout, stopping)
+    fit = dataclasses.replace(fit, first_epoch=first_epoch)
     with disk.writing(backup_dir) if backup_dir else contextlib.nullcontext():
-        history = (
+        history, validation_scores = (
             fit_head_on_cached_features(fit) if variant.cached_features else fit_on_posters(fit)
         )
-    # CSVLogger's file holds every epoch of every attempt, each with its 0-based number.
-    logged = (
-        pd.read_csv(backup_dir / "history.csv").drop_duplicates("epoch", keep="last")
-        if backup_dir
-        else pd.DataFrame(history.history).rename_axis("epoch").reset_index()
-    )
+    logged = epochs_logged(history, backup_dir)
     return TrainedVariant(
         variant,
         model,
-        history_table(logged, config.monitor, first_epoch),
+        history_table(logged, kept_epoch(fit.early_stopping, logged)),
         time.perf_counter() - started,
         config.weights != "none" and variant.pretrained,
         hyperparameters(fit, replicas, unfreeze_blocks),
         guard.reason,
+        validation_figures(data, validation_scores),
     )
+
+
+def epochs_logged(history: keras.callbacks.History, backup_dir: Path | None) -> pd.DataFrame:
+    """Every epoch's logs, numbered from 0. With a backup, CSVLogger's file holds every
+    epoch of every attempt (a resumed training's too): the last of each counts."""
+    if backup_dir is None:
+        return pd.DataFrame(history.history).rename_axis("epoch").reset_index()
+    return pd.read_csv(backup_dir / "history.csv").drop_duplicates("epoch", keep="last")
+
+
+def kept_epoch(stopping: keras.callbacks.EarlyStopping, logged: pd.DataFrame) -> int:
+    """The 0-based epoch whose weights early stopping restored. A fit that ran no epoch (a
+    resumed training whose epochs were all done) kept the last one's weights."""
+    if stopping.best is None:
+        return int(logged["epoch"].max())
+    return int(stopping.best_epoch)
+
+
+def validation_figures(data: PreparedData, probabilities: np.ndarray) -> dict:
+    """The kept weights' exact figures on the validation split (evaluation/metrics.py)."""
+    from poster_ml.evaluation.metrics import ranking_figures
+
+    majority = int(np.bincount(data.labels("train").astype(int), minlength=2).argmax())
+    return ranking_figures(data.labels("validation"), probabilities, majority)
 
 
 def hyperparameters(fit: Fit, replicas: int, unfreeze_blocks: int) -> dict:
@@ -192,8 +233,9 @@ def built_for_replicas(
     return model, config, replicas
 
 
-def fit_on_posters(fit: Fit) -> keras.callbacks.History:
-    """Trains the whole model on the posters, augmented on the host or on the device."""
+def fit_on_posters(fit: Fit) -> tuple[keras.callbacks.History, np.ndarray]:
+    """Trains the whole model on the posters, augmented on the host or on the device, and
+    scores the validation posters with the kept weights."""
     config, variant = fit.config, fit.variant
     place = augment_place(config.augment_on) if variant.augment else "host"
     train = image_batches(
@@ -214,7 +256,8 @@ def fit_on_posters(fit: Fit) -> keras.callbacks.History:
     fitted = with_device_warp(fit.model) if place == "device" else fit.model
     if fitted is not fit.model:
         compile_model(fitted, variant, config.learning_rate)
-    return keras_fit(fitted, train, validation, fit, len(fit.data.split("train")))
+    history = keras_fit(fitted, train, validation, fit, len(fit.data.split("train")))
+    return history, predict_rows(fit.model, fit.data.reader("validation"))
 
 
 def keras_fit(model, train, validation, fit: Fit, images_per_epoch: int):
@@ -225,7 +268,7 @@ def keras_fit(model, train, validation, fit: Fit, images_per_epoch: int):
         validation_data=validation,
         epochs=fit.epochs,
         steps_per_epoch=fit.config.steps_per_epoch,
-        callbacks=training_callbacks(fit.config, images_per_epoch) + fit.callbacks,
+        callbacks=training_callbacks(fit, images_per_epoch) + fit.callbacks,
         shuffle=False,
         verbose=0,
     )
@@ -254,22 +297,18 @@ def resume_callbacks(
     ], first_epoch
 
 
-def history_table(table: pd.DataFrame, monitor: str, first_epoch: int = 0) -> pd.DataFrame:
-    """One row per epoch. `restored` marks the epoch whose weights the model kept: the best
-    of the monitored metric among the epochs early stopping saw (after a resume, those
-    since the resume)."""
+def history_table(table: pd.DataFrame, kept: int) -> pd.DataFrame:
+    """One row per epoch, numbered from 1 as people count epochs; `restored` marks the
+    epoch whose weights the model kept (`kept`, 0-based as Keras counts)."""
     table = table.sort_values("epoch").reset_index(drop=True)
-    table["epoch"] = table["epoch"].astype(int) + 1  # 1-based, as people count epochs.
-    seen = table[table["epoch"] > first_epoch]
-    best = (
-        seen[monitor].idxmax() if "auc" in monitor or "acc" in monitor else seen[monitor].idxmin()
-    )
-    table["restored"] = table.index == best
+    table["restored"] = table["epoch"].astype(int) == kept
+    table["epoch"] = table["epoch"].astype(int) + 1
     return table
 
 
-def fit_head_on_cached_features(fit: Fit) -> keras.callbacks.History:
-    """Trains the head on the frozen base's features, then copies its weights into `model`.
+def fit_head_on_cached_features(fit: Fit) -> tuple[keras.callbacks.History, np.ndarray]:
+    """Trains the head on the frozen base's features, then copies its weights into `model`;
+    the head scores the cached validation features with the kept weights.
 
     The base runs once per poster instead of once per poster per epoch (feature_cache.py).
     """
@@ -298,4 +337,4 @@ def fit_head_on_cached_features(fit: Fit) -> keras.callbacks.History:
     for layer in head.layers:
         if layer.weights:
             model.get_layer(layer.name).set_weights(layer.get_weights())
-    return history
+    return history, predict_rows(head, readers["validation"])

@@ -27,10 +27,9 @@ def predict_probabilities(model, images: np.ndarray, batch_size: int = 64) -> np
     return np.concatenate(outputs).reshape(-1)
 
 
-def predict_test_split(model, data, chunk: int = 256) -> np.ndarray:
-    """The model's probability of fresh for every test poster of a PreparedData, read a
-    chunk at a time (evaluate and the register gate both score the test split this way)."""
-    reader = data.reader("test")
+def predict_rows(model, reader, chunk: int = 256) -> np.ndarray:
+    """The model's probability of fresh for every row of a shard (posters, or a head's
+    cached features), in the shard's order, read a chunk at a time."""
     rows = np.arange(len(reader))
     return np.concatenate(
         [
@@ -39,3 +38,9 @@ def predict_test_split(model, data, chunk: int = 256) -> np.ndarray:
         ]
         or [np.empty(0)]
     )
+
+
+def predict_test_split(model, data, chunk: int = 256) -> np.ndarray:
+    """The model's probability of fresh for every test poster of a PreparedData (evaluate
+    and the register gate both score the test split this way)."""
+    return predict_rows(model, data.reader("test"), chunk)

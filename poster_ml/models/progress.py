@@ -8,22 +8,26 @@ import logging
 import math
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import keras
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:  # fit.py imports this module.
+    from poster_ml.models.fit import TrainedVariant
 
 log = logging.getLogger(__name__)
 
 
 class EpochProgress(keras.callbacks.Callback):
     """Replaces Keras's own epoch lines (`verbose=2`): a tqdm bar named `label` (shown only
-    on a terminal, as tqdm decides), the epoch's logs at DEBUG, and when the training ends,
-    one INFO line with the epochs it ran, its time and its best `monitor` value."""
+    on a terminal, as tqdm decides) and the epoch's logs at DEBUG. When the model is
+    trained, `summary` is its one INFO line: the epochs it ran, its time, and the epoch it
+    kept with that epoch's exact validation AUC (the bar shows Keras's approximate one)."""
 
-    def __init__(self, label: str, monitor: str = "val_auc") -> None:
+    def __init__(self, label: str) -> None:
         super().__init__()
-        self.label, self.monitor = label, monitor
-        self.best, self.best_epoch = -math.inf, 0
+        self.label = label
         self.first_epoch, self.last_epoch = 0, 0  # 1-based; 0 until an epoch ends.
         self.started = time.perf_counter()
         self.bar: tqdm | None = None
@@ -44,34 +48,27 @@ class EpochProgress(keras.callbacks.Callback):
         # A resumed training (BackupAndRestore) starts past the first epoch.
         self.first_epoch = self.first_epoch or epoch + 1
         self.last_epoch = epoch + 1
-        value = logs.get(self.monitor)
-        if value is not None and float(value) > self.best:
-            self.best, self.best_epoch = float(value), epoch + 1
         log.debug(
             f"{self.label} epoch {epoch + 1}/{self.params.get('epochs')}: "
             + ", ".join(f"{name} {float(number):.4g}" for name, number in logs.items())
         )
         if self.bar is not None:
             self.bar.update(1)
-            if value is not None:
-                self.bar.set_postfix({self.monitor: f"{float(value):.3f}"})
+            if "val_auc" in logs:
+                self.bar.set_postfix({"val_auc": f"{float(logs['val_auc']):.3f}"})
 
     def on_train_end(self, logs=None) -> None:
         if self.bar is not None:
             self.bar.close()
-        log.info(self.summary())
 
-    def summary(self) -> str:
-        """'basic_cnn: epochs 1-6 of 6 in 41 s, best val_auc 0.812 at epoch 5'."""
+    def summary(self, trained: TrainedVariant) -> str:
+        """'basic_cnn: epochs 1-6 of 6 in 41 s; kept epoch 5 of 6: validation AUC 0.812'."""
         seconds = time.perf_counter() - self.started
-        best = (
-            f", best {self.monitor} {self.best:.3f} at epoch {self.best_epoch}"
-            if self.best > -math.inf
-            else ""
-        )
         return (
             f"{self.label}: epochs {self.first_epoch}-{self.last_epoch} of "
-            f"{self.params.get('epochs')} in {seconds:.0f} s{best}"
+            f"{self.params.get('epochs')} in {seconds:.0f} s; kept epoch "
+            f"{int(trained.kept_epoch['epoch'])} of {self.last_epoch}: validation AUC "
+            f"{trained.validation_auc:.3f}"
         )
 
 

@@ -12,7 +12,6 @@ can be dropped.
 from __future__ import annotations
 
 import functools
-import gc
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -48,7 +47,8 @@ def releasing_memory(train: Callable[..., Result]) -> Callable[..., Result]:
                 for name in set(registry) - before:
                     if name.startswith(CUSTOM_GRADIENT_PREFIX):
                         del registry[name]
+            # Keras's clear_session collects the garbage itself (free_memory): a full
+            # collection costs seconds in a process that holds many models, so once.
             keras.backend.clear_session()
-            gc.collect()
 
     return wrapped

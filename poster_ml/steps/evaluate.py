@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 
 import mlflow
+import numpy as np
 
 from poster_ml import plots
 from poster_ml.config import EvaluateConfig
 from poster_ml.data.prepared import PreparedData
 from poster_ml.errors import DatasetError
+from poster_ml.evaluation.chance import verdict_of
 from poster_ml.evaluation.report import GRIDS, ReportInputs, headline, report_html
 from poster_ml.tables import (
     faithfulness_table,
@@ -47,10 +50,11 @@ def evaluate_step(config: EvaluateConfig):
             "finding.md": finding_table(rows),
         }
         roc_figure = plots.roc_curves(
-            {record["row"]["variant"]: artifacts.evaluated_roc(record) for record in records},
+            {legend_name(record["row"]): artifacts.evaluated_roc(record) for record in records},
             "ROC curves on the test split",
         )
         report = report_inputs(train, records, table, plots.png_bytes(roc_figure), explanations)
+        report = dataclasses.replace(report, answers=questions_answered(records, data, config))
         run_ids = [train.info.run_id] if train else []
         artifacts.log_results_table(table, explanations, roc_figure, [*run_ids, step.run_id])
         mlflow.log_text(report_html(report), REPORT)
@@ -65,6 +69,24 @@ def evaluate_step(config: EvaluateConfig):
 
 
 REPORT = "report.html"
+
+
+def questions_answered(records: list[dict], data: PreparedData, config: EvaluateConfig) -> list:
+    """The study's questions that this train run's variants answer, on the test posters."""
+    from poster_ml.evaluation.comparison import study_answers
+
+    answers = {
+        record["row"]["variant"]: np.array(record["answers"])
+        for record in records
+        if "answers" in record  # An evaluation recorded before answers were kept has none.
+    }
+    return study_answers(data.labels("test"), answers, config.bootstrap_samples, config.seed)
+
+
+def legend_name(row: dict) -> str:
+    """The variant's name in the ROC legend, marked where it does not beat chance."""
+    mark = verdict_of(row).label()
+    return f"{row['variant']} ({mark})" if mark else row["variant"]
 
 
 def ranked(records: list[dict]) -> list[dict]:
@@ -155,12 +177,19 @@ def evaluated(step, target, data: PreparedData, config: EvaluateConfig, with_act
         result, model.name, loading.model_id(target.model_uri), test_dataset
     )
     row = {"variant": target.name, **target.summary, **result.metrics}
-    record = artifacts.evaluated_record(row, result.roc) | {"run_id": step.run_id, "folder": folder}
+    verdict = verdict_of(row)
+    row["verdict"] = verdict.label()
+    answers = result.predictions["probability_fresh"].to_numpy()
+    record = artifacts.evaluated_record(row, result.roc, answers) | {
+        "run_id": step.run_id,
+        "folder": folder,
+    }
     step.continuation.record(target.name, record)
     log.info(
         f"{target.name}: test AUC {row['roc_auc']:.3f} "
         f"({row['roc_auc_ci_low']:.3f}-{row['roc_auc_ci_high']:.3f})"
         + (f", validation AUC {row['val_auc']:.3f}" if row.get("val_auc") is not None else "")
+        + (f"; {verdict.words()}" if verdict.words() else "")
     )
     return record
 

@@ -103,8 +103,8 @@ class Candidate:
 def gate(name: str, version, model, data: PreparedData, config: RegisterConfig) -> str:
     """Decides the new version's alias, tags it with its test AUC and the decision, and
     returns the verdict in one sentence."""
-    from poster_ml.evaluation.intervals import bootstrap_interval
-    from poster_ml.evaluation.metrics import roc_auc
+    from poster_ml.evaluation.chance import verdict_of
+    from poster_ml.evaluation.metrics import ranking_figures
     from poster_ml.models.predict import predict_test_split
 
     labels = data.labels("test").astype(int)
@@ -112,8 +112,9 @@ def gate(name: str, version, model, data: PreparedData, config: RegisterConfig) 
     candidate = Candidate(
         name, version.version, f"version {version.version} ({model.name})", labels, new
     )
-    auc = roc_auc(labels, new)
-    low, high = bootstrap_interval(roc_auc, (labels, new), config.bootstrap_samples, config.seed)
+    majority = int(np.bincount(data.labels("train").astype(int), minlength=2).argmax())
+    figures = ranking_figures(labels, new, majority, config.bootstrap_samples, config.seed)
+    auc, low, high = figures["roc_auc"], figures["roc_auc_ci_low"], figures["roc_auc_ci_high"]
     tags = {
         key: f"{value:.4f}"
         for key, value in {"test_auc": auc, "test_auc_low": low, "test_auc_high": high}.items()
@@ -124,12 +125,11 @@ def gate(name: str, version, model, data: PreparedData, config: RegisterConfig) 
         # Promoted before an interruption: only the gate's mark is missing.
         return candidate.decide("champion", f"{candidate.label} is @champion")
     if champion is None:
-        figures = f"test AUC {auc:.3f} (95 % interval {low:.3f} to {high:.3f}) on {len(labels)} test posters"
-        if low > 0.5:
-            return candidate.decide(
-                "champion", f"{candidate.label} is the first @champion: {figures}"
-            )
-        verdict = f"{candidate.label} stays @challenger, not better than chance: {figures}"
+        said = f"test AUC {auc:.3f} (95 % interval {low:.3f} to {high:.3f}) on {len(labels)} test posters"
+        chance = verdict_of(figures)
+        if chance.beats_chance:
+            return candidate.decide("champion", f"{candidate.label} is the first @champion: {said}")
+        verdict = f"{candidate.label} stays @challenger, {chance.words()}: {said}"
         return candidate.decide("challenger", verdict)
     return challenge(candidate, champion, data, config)
 

@@ -62,6 +62,8 @@ class VariantJob:
 def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfig):
     """Trains (or tunes) the variants, one nested run each, and returns the leaderboard."""
     from poster_ml.devices import device_info
+    from poster_ml.models.bases import resolved_weights, with_resolved_weights
+    from poster_ml.models.estimate import announce_long_training
     from poster_ml.models.placement import configure_cpu_replicas
     from poster_ml.models.variants import check_image_size, get_variants
 
@@ -70,6 +72,7 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
     weights = resolved_weights(variants, config)
     data = training_data(step)
     check_image_size(variants, data.image_size)
+    announce_long_training(variants, data, config, step.profile)
     configs = {"train": config, "augment": augment, "step": step}
     # Workers sharing a journal or PostgreSQL study run side by side on purpose, each with
     # its own train run; their study (and its variant run) is what resumes.
@@ -99,29 +102,6 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
         f"{len(board)} variants; leaderboard.md in the train run, --verbose prints it)"
     )
     return board
-
-
-def resolved_weights(variants: list, config: TrainConfig) -> dict[str, str]:
-    """The weights each pretrained base really gets; with weights=auto, said in one line."""
-    from poster_ml.models.bases import check_weights
-
-    weights = check_weights(
-        [variant.base for variant in variants if variant.pretrained], config.weights
-    )
-    if config.weights == "auto" and weights:
-        log.info(
-            "weights=auto: "
-            + ", ".join(
-                f"{base} {'ImageNet' if value == 'imagenet' else 'random (no ImageNet weights here)'}"
-                for base, value in weights.items()
-            )
-            + (
-                f"; from random weights a base trains at the CNN learning rate {CNN_LEARNING_RATE:g}"
-                if "none" in weights.values()
-                else ""
-            )
-        )
-    return weights
 
 
 def variant_row(job: VariantJob) -> dict:
@@ -171,32 +151,6 @@ def training_data(step: TrainStepConfig) -> PreparedData:
     return prepared_runs.open_data(prepared_runs.prepared_uri(preprocess.info.run_id))
 
 
-CNN_LEARNING_RATE = 1e-3
-"""The study's rate for its CNNs trained from scratch; a pretrained architecture that
-starts from random weights gets it, since it is trained from scratch too (at the
-fine-tuning rates it barely learns in the demo's epochs: benchmarks/RESULTS.md, random
-weights at the fine-tuning rates)."""
-
-
-def with_resolved_weights(variant, config: TrainConfig, weights: dict[str, str]):
-    """The variant and config to train with, given the weights its base really gets."""
-    if not variant.pretrained:
-        return variant, config, {}
-    resolved = weights[variant.base]
-    tags = {"weights": resolved}
-    if (
-        resolved == "none"
-        and config.learning_rate is None
-        and variant.learning_rate < CNN_LEARNING_RATE
-    ):
-        log.debug(
-            f"{variant.name} starts from random weights: it trains at the CNN learning rate {CNN_LEARNING_RATE:g}, not the fine-tuning rate {variant.learning_rate:g}"
-        )
-        variant = dataclasses.replace(variant, learning_rate=CNN_LEARNING_RATE)
-        tags["learning_rate_source"] = "cnn_rate_for_random_weights"
-    return variant, dataclasses.replace(config, weights=resolved), tags
-
-
 def reuse_finished(job: VariantJob, finished: resume.Finished) -> dict:
     """A variant finished before the interruption is not trained again: in this same run it
     is already there; a run that continues another links the same model in a variant run
@@ -241,14 +195,16 @@ def train_once(job: VariantJob, earlier) -> dict:
         logged = resume.last_logged_epoch(run.info.run_id)
         if logged >= 0:
             log.info(f"{job.name}: resuming after epoch {logged + 1}")
+        progress = EpochProgress(job.name)
         trained = train_variant(
             job.variant,
             job.data,
             job.config,
             job.augment,
-            [artifacts.epoch_logger(skip_through=logged), EpochProgress(job.name)],
+            [artifacts.epoch_logger(skip_through=logged), progress],
             backup_dir=resume.checkpoint_dir(run.info.run_id),
         )
+        log.info(progress.summary(trained))
         row = variant_models.log_trained_variant(trained, job.data, job.configs())
         resume.discard_checkpoints(run.info.run_id)
         return record_finished(job, row, run.info.run_id, run.info.run_id)
@@ -325,16 +281,19 @@ def trial_objective(job: VariantJob, study, variant_run_id: str):
     def objective(trial) -> float:
         values = tuning.search_space(trial, job.variant)
         with trials.trial_run(trial, variant_run_id, values):
+            progress = EpochProgress(trials.trial_label(trial))
             callbacks = [
                 artifacts.epoch_logger(),
                 # Before the pruning callback, which ends a pruned trial's epoch by raising.
-                EpochProgress(trials.trial_label(trial)),
+                progress,
+                # Epochs are pruned by Keras's approximate AUC; the objective is exact.
                 KerasPruningCallback(trial, "val_auc"),
             ]
             tuned = dataclasses.replace(job.config, **values)  # type: ignore[arg-type]  # Search-space names are TrainConfig fields.
             trained = train_variant(job.variant, job.data, tuned, job.augment, callbacks)
             trials.prune_if_diverged(trial, trained.diverged)
-            value = float(trained.best_epoch["val_auc"])
+            log.info(progress.summary(trained))
+            value = trained.validation_auc  # Exact (scikit-learn), of the weights kept.
             mlflow.log_metric("objective_val_auc", value)
             # Only a trial that beats every finished one can end up the best: it keeps its
             # model, so the variant's model is never a retraining.

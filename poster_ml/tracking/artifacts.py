@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -43,22 +44,32 @@ def split_dataset(data: PreparedData, split: str | None = None):
 def dataset_input(data: PreparedData, context: str) -> None:
     """Logs the prepared dataset as the run's MLflow dataset input, carrying our full digest."""
     digest, dataset = data.info["digest"], split_dataset(data)
-    for attempt in range(3):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # As in split_dataset.
-                mlflow.log_input(dataset, context=context, tags={"sha256": digest})
-            break
-        except MlflowException as error:
-            # MLflow's SQL store looks for the dataset, then inserts it: two workers that log
-            # the same new dataset at once both insert, and the slower one breaks the unique
-            # key. Its retry finds the row the faster one wrote.
-            if "unique constraint" not in str(error).lower() or attempt == 2:
-                raise
+
+    def log() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # As in split_dataset.
+            mlflow.log_input(dataset, context=context, tags={"sha256": digest})
+
+    with_dataset_race_retried(log)
     mlflow.set_tags(
         {"dataset_digest": digest, "data_path": str(data.path.resolve())}
         | ({"data_uri": data.uri} if data.uri else {})
     )
+
+
+def with_dataset_race_retried(log: Callable[[], object], attempts: int = 3) -> None:
+    """Calls `log`, a call that records a dataset (an input, or metrics linked to one).
+
+    MLflow's SQL store looks for the dataset, then inserts it: two workers that log the same
+    new dataset at once both insert, and the slower one breaks the unique key. Its retry
+    finds the row the faster one wrote."""
+    for attempt in range(attempts):
+        try:
+            log()
+            return
+        except MlflowException as error:
+            if "unique constraint" not in str(error).lower() or attempt == attempts - 1:
+                raise
 
 
 def log_figure(figure, path: str, run_id: str | None = None) -> None:
@@ -114,12 +125,14 @@ def epoch_logger(skip_through: int = -1):
     return keras.callbacks.LambdaCallback(on_epoch_end=log, on_train_end=delivered)
 
 
-def evaluated_record(row: dict[str, Any], roc: tuple) -> dict[str, Any]:
-    """One model's results row and ROC curve, as the evaluate run records it finished."""
+def evaluated_record(row: dict[str, Any], roc: tuple, answers: np.ndarray) -> dict[str, Any]:
+    """One model's results row, ROC curve and test answers (in the split's order, for the
+    paired comparisons), as the evaluate run records it finished."""
     false_positive, true_positive, auc = roc
     return {
         "row": row,
         "roc": [list(map(float, false_positive)), list(map(float, true_positive)), float(auc)],
+        "answers": [float(value) for value in answers],
     }
 
 
@@ -141,7 +154,9 @@ def log_model_evaluation(result, name: str, model_id: str | None, test_dataset) 
     logged model and the test dataset, its figures, reports and predictions under
     evaluation/<name>/ (the training runs are left as they were); returns that folder."""
     metrics = {f"test_{metric}": float(value) for metric, value in result.metrics.items()}
-    mlflow.log_metrics(metrics, model_id=model_id, dataset=test_dataset)
+    with_dataset_race_retried(
+        lambda: mlflow.log_metrics(metrics, model_id=model_id, dataset=test_dataset)
+    )
     folder = f"evaluation/{name.replace('/', '_').replace(':', '_')}"
     for file_name, figure in result.figures.items():
         log_figure(figure, f"{folder}/{file_name}")

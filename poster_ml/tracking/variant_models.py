@@ -20,6 +20,8 @@ from poster_ml import plots
 from poster_ml.data.images import InputContract, encode_jpeg
 from poster_ml.data.prepared import PreparedData
 from poster_ml.errors import TrackingStoreError
+from poster_ml.evaluation.chance import verdict_of
+from poster_ml.tracking import artifacts
 from poster_ml.tracking.artifacts import log_figure, split_dataset
 from poster_ml.tracking.pyfunc_model import log_poster_model
 from poster_ml.tracking.store import load_run_dict
@@ -44,6 +46,7 @@ def trained_facts(trained: TrainedVariant) -> dict[str, Any]:
         "history": trained.history.to_dict(orient="list"),
         "summary": model_summary(trained.model),
         "diverged": trained.diverged,
+        "validation": trained.validation,
     }
 
 
@@ -75,20 +78,8 @@ def link_variant_model(facts: dict[str, Any], model_uri: str, data: PreparedData
     """Makes `model_uri` the active variant run's model: summary metrics linked to the model
     and the validation split, curves, history, the posters it saw, and its leaderboard row."""
     history = pd.DataFrame(facts["history"])
-    best = history.loc[history["restored"].astype(bool)].iloc[0]
     name = facts["variant"]
-    row = {
-        "variant": name,
-        "train_accuracy": float(best["accuracy"]),
-        "val_accuracy": float(best["val_accuracy"]),
-        "val_auc": float(best["val_auc"]),
-        "epochs": len(history),
-        "best_epoch": int(best["epoch"]),
-        "seconds": round(facts["seconds"], 1),
-        "images_per_second": round(float(history["images_per_second"].median()), 1),
-        "pretrained": facts["pretrained"],
-        "diverged": facts.get("diverged", ""),
-    }
+    row = leaderboard_row(facts, history)
     if row["diverged"]:
         mlflow.set_tag("diverged", row["diverged"])
     mlflow.log_metrics(
@@ -107,15 +98,62 @@ def link_variant_model(facts: dict[str, Any], model_uri: str, data: PreparedData
     mlflow.log_dict({"dataset_digest": data.digest, "sha256": sorted(seen)}, SEEN_FILE)
     # Logged once per variant run, to the run and to the model, linked to the validation split.
     model_id = model_uri.removeprefix("models:/")
-    mlflow.log_metrics(
-        {f"best_{key}": float(row[key]) for key in ("val_accuracy", "val_auc")},
-        model_id=model_id,
-        dataset=split_dataset(data, "validation"),
+    validation_split = split_dataset(data, "validation")
+    artifacts.with_dataset_race_retried(
+        lambda: mlflow.log_metrics(
+            {f"best_{key}": float(row[key]) for key in ("val_accuracy", "val_auc")},
+            model_id=model_id,
+            dataset=validation_split,
+        )
     )
     row["model_uri"] = model_uri
     mlflow.set_tag("model_uri", model_uri)
     mlflow.log_dict(row, ROW_FILE)
     return row
+
+
+def leaderboard_row(facts: dict[str, Any], history: pd.DataFrame) -> dict[str, Any]:
+    """The variant's row of the leaderboard: its kept epoch's figures, validation's exact."""
+    kept = history.loc[history["restored"].astype(bool)].iloc[0]
+    validation = validation_of(facts, kept)
+    return {
+        "variant": facts["variant"],
+        "train_accuracy": float(kept["accuracy"]),
+        "val_accuracy": validation["accuracy"],
+        "val_auc": validation["roc_auc"],
+        "val_auc_95ci": f"{validation['roc_auc_ci_low']:.3f}-{validation['roc_auc_ci_high']:.3f}",
+        "verdict": leaderboard_verdict(validation),
+        "epochs": len(history),
+        "kept_epoch": int(kept["epoch"]),
+        "seconds": round(facts["seconds"], 1),
+        "images_per_second": round(float(history["images_per_second"].median()), 1),
+        "pretrained": facts["pretrained"],
+        "diverged": facts.get("diverged", ""),
+    }
+
+
+def validation_of(facts: dict[str, Any], kept: pd.Series) -> dict[str, float]:
+    """The kept weights' exact validation figures. Facts logged before they were recorded
+    (an older run that a continuing one links) have only Keras's approximate AUC at the
+    kept epoch, with no interval: the verdict then cannot say it beats chance."""
+    if facts.get("validation"):
+        return facts["validation"]
+    nan = float("nan")
+    return {
+        "measured": False,
+        "roc_auc": float(kept["val_auc"]),
+        "accuracy": float(kept["val_accuracy"]),
+        **{f"{name}_ci_{end}": nan for name in ("roc_auc", "accuracy") for end in ("low", "high")},
+        "majority_baseline": nan,
+        "spread": nan,
+    }
+
+
+def leaderboard_verdict(validation: dict[str, Any]) -> str:
+    """Whether the kept weights beat chance on validation, as the leaderboard says it."""
+    if validation.get("measured", True) is False:
+        return "not measured"
+    return verdict_of(validation).label() or "beats chance"
 
 
 def trial_facts(run_id: str) -> dict[str, Any]:
