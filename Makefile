@@ -39,10 +39,15 @@ lock:
 # time on two cores). The pretrained variants are left out: offline they start from random
 # weights, not the study's transfer learning, and stay at chance. Where ImageNet weights can
 # be had: make demo DEMO_VARIANTS=all (or name them: vgg16_features,inception_v3_finetune_aug ...).
+# 1,000 posters and up to 12 epochs (patience 4) are what all three need to beat chance on
+# test, measured in benchmarks/RESULTS.md; the quick profile's 400 and 4 are too few.
 DEMO_VARIANTS ?= basic_cnn,regularized_cnn,regularized_cnn_aug
+DEMO_POSTERS ?= 1000
+DEMO_OVERRIDES ?= max_epochs=12 patience=4 lr_patience=3
 demo: install
 	@test "$(DEMO_VARIANTS)" != "basic_cnn,regularized_cnn,regularized_cnn_aug" || echo "the demo tunes the three CNNs trained from scratch; the pretrained variants need ImageNet weights (offline they start from random weights and stay at chance): make demo DEMO_VARIANTS=all adds them"
-	$(BIN)/mlflow run . -e main --env-manager local -P variants=$(DEMO_VARIANTS)
+	$(BIN)/mlflow run . -e main --env-manager local -P variants=$(DEMO_VARIANTS) \
+		-P count=$(DEMO_POSTERS) -P overrides="$(DEMO_OVERRIDES)"
 
 # MLproject is written from the config dataclasses; run this after changing a setting.
 mlproject: install
