@@ -69,12 +69,16 @@ docs: install
 # its share of TensorFlow's threads: tests/conftest.py). PYTEST_WORKERS=0 runs them in one
 # process. `make test` is the whole suite, what CI runs; `make test-fast` leaves out the
 # minutes-long end-to-end tests (marked slow): the check to run after each change.
+# Tests go to the workers one at a time, slow ones first (tests/conftest.py orders them):
+# xdist's default first hands each worker a long run of consecutive tests, which put every
+# slow test on one worker.
 PYTEST_WORKERS ?= 2
+PYTEST_XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --maxschedchunk 1)
 test: install
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+	$(BIN)/python -m pytest $(PYTEST_XDIST)
 
 test-fast: install
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m "not slow"
+	$(BIN)/python -m pytest $(PYTEST_XDIST) -m "not slow"
 
 ui: install
 	@echo "open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"

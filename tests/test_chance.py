@@ -54,6 +54,16 @@ def test_the_verdict_names_what_makes_a_model_no_better_than_chance():
     assert not ChanceVerdict(float("nan"), float("nan"), 0.59, float("nan")).beats_chance
 
 
+def test_the_roc_legend_marks_a_variant_that_does_not_beat_chance():
+    from poster_ml.steps.evaluate import legend_name
+
+    row = {"variant": "basic_cnn", "roc_auc_ci_low": 0.61, "accuracy": 0.7}
+    row |= {"majority_baseline": 0.59, "spread": 0.5}
+    assert legend_name(row) == "basic_cnn"
+    assert legend_name(row | {"roc_auc_ci_low": 0.45}) == "basic_cnn (no better than chance)"
+    assert legend_name(row | {"spread": 0.001}) == "basic_cnn (collapsed)"
+
+
 def test_the_objective_and_best_val_auc_are_the_exact_auc_of_the_kept_weights(monkeypatch):
     """A model whose answers are bunched, so that Keras's AUC (200 thresholds) is far from
     the exact one: the learning rates are too small to move it from its random start.
