@@ -69,13 +69,14 @@ docs: install
 # its share of TensorFlow's threads: tests/conftest.py). PYTEST_WORKERS=0 runs them in one
 # process. `make test` is the whole suite, what CI runs; `make test-fast` leaves out the
 # minutes-long end-to-end tests (marked slow): the check to run after each change.
-# Tests go to the workers one at a time, slow ones first (tests/conftest.py orders them):
-# xdist's default first hands each worker a long run of consecutive tests, which put every
-# slow test on one worker.
+# The whole suite's tests go to the workers one at a time, slow ones first (tests/conftest.py
+# orders them): xdist's default first hands each worker a long run of consecutive tests,
+# which put every slow test on one worker. The fast tier keeps the default, so that a
+# module's server fixtures start on one worker only (benchmarks/RESULTS.md has both).
 PYTEST_WORKERS ?= 2
-PYTEST_XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --maxschedchunk 1)
+PYTEST_XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS))
 test: install
-	$(BIN)/python -m pytest $(PYTEST_XDIST)
+	$(BIN)/python -m pytest $(PYTEST_XDIST) $(if $(filter 0,$(PYTEST_WORKERS)),,--maxschedchunk 1)
 
 test-fast: install
 	$(BIN)/python -m pytest $(PYTEST_XDIST) -m "not slow"
