@@ -44,10 +44,10 @@ def ranking_figures(
     seed: int = 0,
 ) -> dict[str, float]:
     """What selects a model and what the chance verdict reads, on one split: the exact ROC
-    AUC (scikit-learn, every threshold) and accuracy, each with its 95 % bootstrap interval,
-    the share of `majority_class` (the training split's; always answering it is the
-    baseline), and the spread of the answers. Non-finite answers (a diverged training) give
-    NaN figures rather than an error."""
+    AUC (the area through every threshold, `roc_auc`) and accuracy, each with its 95 %
+    bootstrap interval, the share of `majority_class` (the training split's; always
+    answering it is the baseline), and the spread of the answers. Non-finite answers (a
+    diverged training) give NaN figures rather than an error."""
     labels = labels.astype(int)
     finite = bool(np.isfinite(probabilities).all())
     nan = float("nan")

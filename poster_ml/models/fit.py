@@ -154,9 +154,8 @@ def train_variant(
     resuming, first_epoch = resume_callbacks(backup_dir, model)
     guard = DivergenceGuard()
     callbacks = [*resuming, guard, *extra_callbacks]
-    stopping = early_stopping(config)
-    fit = Fit(model, variant, data, config, augment, epochs, callbacks, dropout, stopping)
-    fit = dataclasses.replace(fit, first_epoch=first_epoch)
+    stop = early_stopping(config)
+    fit = Fit(model, variant, data, config, augment, epochs, callbacks, dropout, stop, first_epoch)
     with disk.writing(backup_dir) if backup_dir else contextlib.nullcontext():
         history, validation_scores = (
             fit_head_on_cached_features(fit) if variant.cached_features else fit_on_posters(fit)
