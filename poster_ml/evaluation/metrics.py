@@ -25,8 +25,8 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     It is the Mann-Whitney statistic: the chance that a fresh poster scores above a rotten
     one, ties counting half, from the scores' ranks. That is the area under the ROC curve
     drawn through every threshold, scikit-learn's `roc_auc_score` to the last digits,
-    without its input checks, which cost a hundredfold more than the sum in a bootstrap
-    of a thousand resamples."""
+    without its input checks, which cost many times the sum itself in a bootstrap of a
+    thousand resamples."""
     positive = np.asarray(labels).astype(bool)
     fresh = int(positive.sum())
     rotten = len(positive) - fresh
