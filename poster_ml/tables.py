@@ -52,7 +52,7 @@ def results_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
                 "majority_baseline": row["majority_baseline"],
                 "test_auc": row["roc_auc"],
                 "test_auc_95ci": interval(row, "roc_auc"),
-                "verdict": verdict_of(row).label() or "beats chance",
+                "verdict": verdict_of(row).column(),
                 "epochs": row.get("epochs"),
                 "seconds": row.get("seconds"),
             }

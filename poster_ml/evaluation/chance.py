@@ -62,6 +62,10 @@ class ChanceVerdict:
         """The short mark for a table or a legend: '', 'no better than chance' or 'collapsed'."""
         return "collapsed" if self.collapsed else "" if self.beats_chance else NO_BETTER
 
+    def column(self) -> str:
+        """The mark in a table's verdict column, where a blank would read as unknown."""
+        return self.label() or "beats chance"
+
 
 def spread(probabilities: np.ndarray) -> float:
     """How far apart the model's answers lie: its highest probability minus its lowest."""

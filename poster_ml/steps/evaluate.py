@@ -178,7 +178,7 @@ def evaluated(step, target, data: PreparedData, config: EvaluateConfig, with_act
     )
     row = {"variant": target.name, **target.summary, **result.metrics}
     verdict = verdict_of(row)
-    row["verdict"] = verdict.label()
+    row["verdict"] = verdict.column()
     answers = result.predictions["probability_fresh"].to_numpy()
     record = artifacts.evaluated_record(row, result.roc, answers) | {
         "run_id": step.run_id,
@@ -189,7 +189,7 @@ def evaluated(step, target, data: PreparedData, config: EvaluateConfig, with_act
         f"{target.name}: test AUC {row['roc_auc']:.3f} "
         f"({row['roc_auc_ci_low']:.3f}-{row['roc_auc_ci_high']:.3f})"
         + (f", validation AUC {row['val_auc']:.3f}" if row.get("val_auc") is not None else "")
-        + (f"; {verdict.words()}" if verdict.words() else "")
+        + (f"; {verdict.words()}" if not verdict.beats_chance else "")
     )
     return record
 

@@ -153,7 +153,7 @@ def leaderboard_verdict(validation: dict[str, Any]) -> str:
     """Whether the kept weights beat chance on validation, as the leaderboard says it."""
     if validation.get("measured", True) is False:
         return "not measured"
-    return verdict_of(validation).label() or "beats chance"
+    return verdict_of(validation).column()
 
 
 def trial_facts(run_id: str) -> dict[str, Any]:
