@@ -125,7 +125,18 @@ def run_counts(folder: Path) -> dict[str, int]:
     for image in sorted((folder / "data/prepared/synthetic/images").iterdir())[:4]:
         (Path(posters) / image.name).write_bytes(image.read_bytes())
     counts["predict"] = len(
-        modules_run(["predict", posters, "--model", "models:/poster-ml/1", "--cam", str(folder / "cams"), "--out", str(folder / "p.csv")])
+        modules_run(
+            [
+                "predict",
+                posters,
+                "--model",
+                "models:/poster-ml/1",
+                "--cam",
+                str(folder / "cams"),
+                "--out",
+                str(folder / "p.csv"),
+            ]
+        )
     )
     counts["served request"] = len(served_request(sorted(Path(posters).iterdir())[0]))
     return counts
@@ -151,7 +162,9 @@ def main() -> None:
     arguments = parser.parse_args()
     modules = package_sources(arguments.rev)
     code = {name: source for name, source in modules.items() if source.strip()}
-    tracking = {name: source for name, source in code.items() if name.startswith("poster_ml.tracking.")}
+    tracking = {
+        name: source for name, source in code.items() if name.startswith("poster_ml.tracking.")
+    }
     print(f"package: {len(code)} modules, {sum(len(s.splitlines()) for s in code.values())} lines")
     print(
         f"tracking/: {len(tracking)} modules, {sum(len(s.splitlines()) for s in tracking.values())} lines"

@@ -50,7 +50,7 @@ def logged_model(variant: str, size: int, example: bytes) -> tuple[str, str]:
 
     from poster_ml.data.images import InputContract
     from poster_ml.models.variants import VARIANTS, build_model
-    from poster_ml.tracking.pyfunc_model import log_poster_model
+    from poster_ml.serving.model import log_poster_model
 
     folder = tempfile.mkdtemp()
     store = f"sqlite:///{folder}/mlflow.db"

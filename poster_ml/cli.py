@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from poster_ml.quiet import configure_output, import_tensorflow, is_verbose
+    from poster_ml.config.environment import is_verbose
+    from poster_ml.quiet import configure_output, import_tensorflow
 
     arguments = build_parser().parse_args(argv)
     configure_output(arguments.verbose, arguments.quiet)

@@ -18,17 +18,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-VERBOSE_VARIABLE = "POSTER_ML_VERBOSE"
-QUIET_VARIABLE = "POSTER_ML_QUIET"
-TRUE = ("1", "true", "yes")
-
-
-def is_verbose() -> bool:
-    return os.environ.get(VERBOSE_VARIABLE, "").lower() in TRUE
-
-
-def is_quiet() -> bool:
-    return os.environ.get(QUIET_VARIABLE, "").lower() in TRUE and not is_verbose()
+from poster_ml.config import environment
 
 
 class ConsoleHandler(logging.StreamHandler):
@@ -61,18 +51,12 @@ def configure_logger(level: int) -> None:
 def configure_output(verbose: bool, quiet: bool = False) -> None:
     """Sets what libraries print, before any of them is imported by a step. Child
     processes (the steps `main` runs, a server) inherit the choice through the environment."""
-    if quiet and not verbose:
-        os.environ[QUIET_VARIABLE] = "1"
-    if verbose or is_verbose():
-        os.environ[VERBOSE_VARIABLE] = "1"
+    environment.hand_on_console_mode(verbose, quiet)
+    if environment.is_verbose():
         configure_logger(logging.DEBUG)
         return
-    configure_logger(logging.WARNING if is_quiet() else logging.INFO)
-    # TensorFlow's C++ logging: 3 keeps errors that end a run, drops notes and warnings.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # MLflow's own INFO lines ("Validating input example ...", "Creating initial tables").
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    configure_logger(logging.WARNING if environment.is_quiet() else logging.INFO)
+    environment.quiet_libraries()
     for name in ("alembic", "absl"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -82,7 +66,7 @@ def silenced_stderr() -> Iterator[None]:
     """Holds back what native code writes to the error stream (TensorFlow's start-up and
     CUDA probe notes, written before its logging is set up, so no setting reaches them),
     unless verbose. Python exceptions are raised as usual."""
-    if is_verbose():
+    if environment.is_verbose():
         yield
         return
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from poster_ml.models.batching import MicroBatcher
+from poster_ml.serving.batching import MicroBatcher
 
 
 def test_concurrent_callers_share_forward_passes_and_get_their_own_rows():

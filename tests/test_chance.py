@@ -23,8 +23,8 @@ from poster_ml.data.synthetic import write_synthetic_posters
 from poster_ml.evaluation.chance import ChanceVerdict
 from poster_ml.models.predict import predict_rows
 from poster_ml.models.variants import VARIANTS, build_model
+from poster_ml.serving.model import log_poster_model
 from poster_ml.tracking import loading
-from poster_ml.tracking.pyfunc_model import log_poster_model
 
 
 def runs_by_step(step: str) -> list:

@@ -6,17 +6,21 @@ from __future__ import annotations
 import ast
 import dataclasses
 import re
+import sys
 import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
-from poster_ml.config import ENTRY_POINTS, EvaluateConfig
+from poster_ml.config import ENTRY_POINTS, EvaluateConfig, environment
 from poster_ml.config import mlproject as mlproject_file
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "poster_ml"
+ENVIRONMENT = PACKAGE / "config" / "environment.py"
+# Set for the libraries (what they print), never read by the package.
+LIBRARY_SETTINGS = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "MLFLOW_LOGGING_LEVEL"}
 MLFLOW_TYPES = {int: "int", float: "float", str: "string", bool: "string"}
 
 
@@ -96,13 +100,62 @@ def python_modules() -> list[Path]:
     return sorted(PACKAGE.rglob("*.py"))
 
 
-def test_only_tracking_and_the_steps_import_mlflow():
+def test_only_tracking_serving_and_the_steps_import_mlflow():
     importers = {
         path.relative_to(PACKAGE).parts[0]
         for path in python_modules()
         if re.search(r"^\s*(import mlflow|from mlflow)", path.read_text(), re.MULTILINE)
     }
-    assert importers <= {"tracking", "steps"}, importers
+    assert importers <= {"tracking", "serving", "steps"}, importers
+
+
+def modules_where(pattern: str) -> set[str]:
+    """The package's modules (paths under poster_ml/) whose code matches `pattern`,
+    comments and docstrings left out."""
+    return {
+        str(path.relative_to(PACKAGE))
+        for path in python_modules()
+        if re.search(pattern, code_only(path.read_text()))
+    }
+
+
+def code_only(source: str) -> str:
+    """The source without comments and docstrings: what runs."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        first = body[0] if isinstance(body, list) and body else None
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+            body[0] = ast.Pass()
+    return ast.unparse(tree)
+
+
+def test_runs_are_searched_and_the_step_tag_spelled_only_in_the_run_schema():
+    assert modules_where(r"\bsearch_runs\b") == {"tracking/schema.py"}
+    assert modules_where(r"poster_ml\.step\b") == {"tracking/schema.py"}
+
+
+def test_the_environment_is_read_only_in_config_and_each_variable_is_in_the_reference():
+    assert modules_where(r"\bos\.environ\b|\bgetenv\b") == {"config/environment.py"}
+    reference = (ROOT / "docs" / "reference" / "settings.md").read_text()
+    assert [name for name in environment.VARIABLES if f"| `{name}` |" not in reference] == []
+    # The package reads no variable that the table leaves out.
+    read = set(
+        re.findall(r"\"((?:POSTER_ML|MLFLOW)_[A-Z_]+)\"", code_only(ENVIRONMENT.read_text()))
+    )
+    assert read - set(environment.VARIABLES) <= {"MLFLOW_AUTH_ADMIN_PASSWORD"} | LIBRARY_SETTINGS
+
+
+def test_the_layout_checks_find_a_search_outside_the_schema(tmp_path, monkeypatch):
+    stray = tmp_path / "poster_ml" / "stray.py"
+    stray.parent.mkdir()
+    stray.write_text(
+        '"""search_runs in a docstring does not count."""\n'
+        "client.search_runs([])\nuri = os.environ.get('MLFLOW_TRACKING_URI')\n"
+    )
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", stray.parent)
+    assert modules_where(r"\bsearch_runs\b") == {"stray.py"}
+    assert modules_where(r"\bos\.environ\b|\bgetenv\b") == {"stray.py"}
 
 
 @pytest.mark.parametrize("path", python_modules(), ids=lambda path: str(path.relative_to(PACKAGE)))

@@ -26,7 +26,7 @@ from poster_ml.config import PreprocessConfig
 from poster_ml.data.images import DECODE_VERSION, InputContract, decode_poster
 from poster_ml.data.prepare import prepare
 from poster_ml.models.variants import VARIANTS, build_model
-from poster_ml.tracking.pyfunc_model import log_poster_model
+from poster_ml.serving.model import log_poster_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ from poster_ml.data.images import InputContract
 from poster_ml.explain.cam import class_activation_maps, feature_and_logit_model, float32_copy
 from poster_ml.models.fit import train_variant
 from poster_ml.models.variants import VARIANTS
-from poster_ml.tracking.pyfunc_model import log_poster_model
+from poster_ml.serving.model import log_poster_model
 
 
 @pytest.fixture(autouse=True)

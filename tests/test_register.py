@@ -20,8 +20,8 @@ from poster_ml.data.prepare import prepare
 from poster_ml.evaluation.comparison import paired_auc_comparison
 from poster_ml.models.predict import predict_test_split
 from poster_ml.models.variants import VARIANTS, build_model
+from poster_ml.serving.model import log_poster_model
 from poster_ml.steps import register as register_module
-from poster_ml.tracking.pyfunc_model import log_poster_model
 
 
 @pytest.fixture

@@ -158,7 +158,7 @@ def test_an_interrupted_download_is_never_trusted_and_the_next_run_completes_it(
 def test_data_from_a_run_that_logged_none_is_a_one_line_error(tmp_path, capsys):
     assert main([*PREPROCESS, "--log-data", "false"]) == 0
     assert main(["train", "--data", "latest", "--variants", "basic_cnn"]) == 1
-    assert "no preprocess run in this experiment logged its prepared data" in (
+    assert "no finished preprocess run in the tracking store logged its prepared data" in (
         capsys.readouterr().err
     )
     run = MlflowClient().search_runs(

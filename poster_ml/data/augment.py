@@ -20,11 +20,10 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
-import os
 
 import numpy as np
 
-from poster_ml.config import AugmentConfig
+from poster_ml.config import AugmentConfig, environment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +123,7 @@ def _host_pool(threads: int) -> concurrent.futures.ThreadPoolExecutor:
 
 def host_threads() -> int:
     """Warping threads: every core, unless POSTER_ML_WARP_THREADS says otherwise."""
-    return int(os.environ.get("POSTER_ML_WARP_THREADS") or os.cpu_count() or 1)
+    return environment.warp_threads()
 
 
 def warp_on_host(images: np.ndarray, transforms: np.ndarray) -> np.ndarray:

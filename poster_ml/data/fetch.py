@@ -17,6 +17,7 @@ from pathlib import Path
 import requests
 from tqdm import tqdm
 
+from poster_ml.config import environment
 from poster_ml.errors import first_line
 
 
@@ -39,8 +40,7 @@ def is_url(text: str) -> bool:
 
 def cache_folder() -> Path:
     """Where fetched posters are kept: beside the prepared-data cache."""
-    root = os.environ.get("POSTER_ML_DATA_CACHE") or Path.home() / ".cache" / "poster-ml"
-    return Path(root) / "posters"
+    return environment.cache_root() / "posters"
 
 
 def cached_path(url: str, folder: Path) -> Path:

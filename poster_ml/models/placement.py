@@ -4,17 +4,17 @@ policy, and whether augmentation warps on the host or on the device."""
 from __future__ import annotations
 
 import contextlib
-import os
 
 import keras
 import tensorflow as tf
 
+from poster_ml.config import environment
 from poster_ml.data.augment import warp
 from poster_ml.devices import has_gpu
 
 
 def cpu_replicas() -> int:
-    return int(os.environ.get("POSTER_ML_CPU_REPLICAS") or 0)
+    return environment.cpu_replicas()
 
 
 def configure_cpu_replicas() -> None:

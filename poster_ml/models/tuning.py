@@ -17,7 +17,6 @@ import datetime
 import functools
 import inspect
 import logging
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from poster_ml import databases
+from poster_ml.config import environment
 from poster_ml.errors import ConfigError
 from poster_ml.locks import exclusive
 from poster_ml.models.bases import PRETRAINED_BASES
@@ -81,7 +81,7 @@ def study_values(variant: Variant) -> dict[str, float | int]:
 def default_storage() -> str:
     """An SQLite file optuna.db beside the MLflow store (never inside MLflow's database:
     both keep a table named alembic_version)."""
-    folder = databases.store_folder(os.environ.get("MLFLOW_TRACKING_URI", ""))
+    folder = databases.store_folder(environment.tracking_uri())
     return f"sqlite:///{folder / 'optuna.db'}"
 
 

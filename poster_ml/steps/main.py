@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils import mlflow_tags
 
 from poster_ml.config import DEFAULT_DATA, ENTRY_POINTS, WorkflowConfig
+from poster_ml.tracking import schema
 from poster_ml.tracking.prepared_runs import prepared_uri
 from poster_ml.tracking.project_runs import previous_run, run_entry_point
 from poster_ml.tracking.store import configure_tracking
@@ -79,7 +80,7 @@ def run_workflow(config: WorkflowConfig) -> None:
     size = config.size or DEFAULT_DATA[config.profile]["size"]
     configure_tracking()
     with mlflow.start_run(run_name="main") as parent:
-        mlflow.set_tag("poster_ml.step", "main")
+        mlflow.set_tags(schema.step_tag("main"))
         preprocess = run_step(
             "preprocess",
             # MLflow runs each entry point in the project's folder: paths must be absolute.

@@ -200,8 +200,8 @@ def write_overlays(
     scorer: Scorer, images: np.ndarray, paths: list[Path], probabilities: np.ndarray
 ) -> None:
     """A LayerCAM overlay per poster, explaining the class the model predicts: the same
-    PNG that a served answer with explain=true holds (explain/overlay.py)."""
-    from poster_ml.explain.overlay import poster_explanations
+    PNG that a served answer with explain=true holds (serving/overlay.py)."""
+    from poster_ml.serving.overlay import poster_explanations
 
     scorer.cam_folder.mkdir(parents=True, exist_ok=True)
     files = [path.read_bytes() for path in paths]

@@ -1,4 +1,4 @@
-"""Serving the champion: MLflow's scoring server behind a guard (serving_app.py), started
+"""Serving the champion: MLflow's scoring server behind a guard (serving/app.py), started
 from this project's own environment, so nothing depends on an activated venv.
 
 The server runs the code logged in the model (its code/ folder: the decoder, the pyfunc
@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
 import sys
 import tempfile
 from pathlib import Path
 
-from poster_ml.config import ServeConfig
+from poster_ml.config import ServeConfig, environment
 from poster_ml.data.images import InputContract
 from poster_ml.processes import run_in_foreground
 from poster_ml.tracking import loading, store
@@ -29,13 +28,15 @@ def serve_step(config: ServeConfig) -> int:
     store.configure_tracking()
     with tempfile.TemporaryDirectory() as folder:
         local = loading.download_model(config.model, folder)
-        environment = os.environ | {
-            "POSTER_ML_MODEL_PATH": local,
-            "POSTER_ML_MAX_REQUEST_BYTES": str(config.max_request_mb * 2**20),
-            "PYTHONPATH": os.pathsep.join(
-                [served_code(Path(local)), os.environ.get("PYTHONPATH", "")]
-            ),
-        }
+        code = served_code(Path(local))
+        variables = environment.child_environment(
+            {
+                "POSTER_ML_MODEL_PATH": local,
+                "POSTER_ML_MAX_REQUEST_BYTES": str(config.max_request_mb * 2**20),
+                # The model's own code first: its decoder, pyfunc and guard.
+                "PYTHONPATH": environment.python_path_with(code),
+            }
+        )
         command = [
             sys.executable,
             "-m",
@@ -46,13 +47,21 @@ def serve_step(config: ServeConfig) -> int:
             str(config.port),
             "--workers",
             str(config.workers),
-            "poster_ml.tracking.serving_app:app",
+            *served_app(Path(code)),
         ]
         log.info(f"serving {config.model} at http://{config.host}:{config.port}/invocations")
         log.info(f"running: {shlex.join(command)}")
         # Run from the download folder: `python -m` puts the working directory first on the
         # path, and a checkout there would shadow the model's code.
-        return run_in_foreground(command, environment, cwd=folder)
+        return run_in_foreground(command, variables, cwd=folder)
+
+
+def served_app(code: Path) -> list[str]:
+    """uvicorn's arguments for the guarded app in the served code: the app factory, or the
+    module-level app of a model logged before serving became a package of its own."""
+    if (code / "poster_ml" / "serving" / "app.py").is_file():
+        return ["--factory", "poster_ml.serving.app:create_app"]
+    return ["poster_ml.tracking.serving_app:app"]
 
 
 def served_code(model: Path) -> str:

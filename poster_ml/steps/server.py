@@ -11,7 +11,6 @@ MLFLOW_TRACKING_PASSWORD, never the database URIs.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import shlex
 import sys
@@ -19,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from poster_ml import databases
-from poster_ml.config import ServerConfig
+from poster_ml.config import ServerConfig, environment
 from poster_ml.errors import ConfigError
 from poster_ml.processes import run_in_foreground
 
@@ -27,9 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def admin_password() -> str:
-    password = os.environ.get("POSTER_ML_ADMIN_PASSWORD") or os.environ.get(
-        "MLFLOW_AUTH_ADMIN_PASSWORD"
-    )
+    password = environment.admin_password()
     if not password:
         raise ConfigError(
             "no admin password: set POSTER_ML_ADMIN_PASSWORD (there is no default); the server does not start without one"
@@ -84,14 +81,13 @@ def server_step(config: ServerConfig) -> int:
             str(config.workers),
         ]
         log.info(f"running: MLFLOW_AUTH_CONFIG_PATH={settings} {shlex.join(command)}")
-        environment = os.environ | {
-            "MLFLOW_AUTH_CONFIG_PATH": str(settings),
-            "MLFLOW_AUTH_ADMIN_PASSWORD": password,
-        }
-        if not os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        variables = environment.child_environment(
+            {"MLFLOW_AUTH_CONFIG_PATH": str(settings), "MLFLOW_AUTH_ADMIN_PASSWORD": password}
+        )
+        if not environment.is_set("MLFLOW_FLASK_SERVER_SECRET_KEY"):
             # The CSRF key of the UI's forms; several servers behind one proxy need one shared key.
             log.info(
                 "MLFLOW_FLASK_SERVER_SECRET_KEY is not set: using a random key for this start (set one for several servers)"
             )
-            environment["MLFLOW_FLASK_SERVER_SECRET_KEY"] = secrets.token_hex(32)
-        return run_in_foreground(command, environment)
+            variables["MLFLOW_FLASK_SERVER_SECRET_KEY"] = secrets.token_hex(32)
+        return run_in_foreground(command, variables)

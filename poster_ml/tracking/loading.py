@@ -8,9 +8,9 @@ from typing import Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from poster_ml.errors import DatasetError, first_line
+from poster_ml.tracking import schema
 from poster_ml.tracking.store import load_run_dict
 from poster_ml.tracking.variant_models import ROW_FILE
 
@@ -53,11 +53,7 @@ class EvaluationTarget:
 def variant_runs(train: mlflow.entities.Run) -> list[mlflow.entities.Run]:
     """The variant runs under a train run that have a model, in training order; one line
     of error when there are none."""
-    children = MlflowClient().search_runs(
-        [train.info.experiment_id],
-        f"tags.`mlflow.parentRunId` = '{train.info.run_id}'",
-        order_by=["attributes.start_time ASC"],
-    )
+    children = schema.child_runs(train)
     with_model = [child for child in children if "model_uri" in child.data.tags]
     if not with_model:
         raise DatasetError(

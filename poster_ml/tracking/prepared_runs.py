@@ -23,6 +23,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from poster_ml.config import environment
 from poster_ml.data.prepared import (
     PreparedData,
     dataset_files,
@@ -32,14 +33,14 @@ from poster_ml.data.prepared import (
 )
 from poster_ml.errors import DatasetError, TrackingStoreError
 from poster_ml.locks import exclusive
+from poster_ml.tracking import schema
+from poster_ml.tracking.schema import PREPARED_URI_TAG
 from poster_ml.tracking.store import configure_tracking
 
 log = logging.getLogger(__name__)
 
 ARTIFACT_PATH = "prepared"
 CHECKSUMS = "checksums.json"
-PREPARED_URI_TAG = "prepared_uri"
-CACHE_VARIABLE = "POSTER_ML_DATA_CACHE"
 SERVER_SCHEMES = ("http", "https", "databricks")
 
 
@@ -68,12 +69,12 @@ def prepared_uri(run_id: str) -> str:
 
 def open_data(spec: str) -> PreparedData:
     """The prepared dataset `spec` names: a local folder, runs:/<run id>/prepared, or
-    'latest' (the newest preprocess run of the experiment that logged its data)."""
+    'latest' (the newest finished preprocess run of the store that logged its data)."""
     if not is_remote_spec(spec):
         return load_prepared(spec)
-    experiment_id = configure_tracking()
+    configure_tracking()
     if spec == "latest":
-        spec = latest_prepared_uri(experiment_id)
+        spec = latest_prepared_uri()
     return run_dataset(spec)
 
 
@@ -86,24 +87,18 @@ def used_data(run) -> str:
     return run.data.tags.get("data_uri") or run.data.tags.get("data_path", "data/prepared")
 
 
-def latest_prepared_uri(experiment_id: str) -> str:
-    found = MlflowClient().search_runs(
-        [experiment_id],
-        f"tags.`poster_ml.step` = 'preprocess' and tags.{PREPARED_URI_TAG} != '' "
-        "and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if not found:
+def latest_prepared_uri() -> str:
+    found = schema.latest_prepared_run()
+    if found is None:
         raise DatasetError(
-            "no preprocess run in this experiment logged its prepared data; "
+            "no finished preprocess run in the tracking store logged its prepared data; "
             "run `poster-ml preprocess --log-data true` against the tracking server first"
         )
-    return found[0].data.tags[PREPARED_URI_TAG]
+    return found.data.tags[PREPARED_URI_TAG]
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_VARIABLE) or Path.home() / ".cache" / "poster-ml" / "prepared")
+    return environment.cache_root() / "prepared"
 
 
 def preprocess_run(uri: str) -> mlflow.entities.Run:

@@ -6,7 +6,6 @@ a finished run is found again instead of run twice.
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -15,6 +14,9 @@ import mlflow
 from mlflow.tracking import MlflowClient
 from mlflow.utils import mlflow_tags
 
+from poster_ml.config import environment
+from poster_ml.tracking import schema
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
@@ -22,12 +24,7 @@ def previous_run(
     experiment_id: str, entry_point: str, parameters: dict[str, str], git_commit: str | None
 ) -> mlflow.entities.Run | None:
     """The latest finished run of `entry_point` with these parameters and source commit."""
-    client = MlflowClient()
-    for run in client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{mlflow_tags.MLFLOW_PROJECT_ENTRY_POINT}` = '{entry_point}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-    ):
+    for run in schema.finished_entry_point_runs(experiment_id, entry_point):
         # `mlflow run` logs string parameters as the shell-quoted text it substituted.
         if any(
             run.data.params.get(name) not in (value, shlex.quote(value))
@@ -45,9 +42,7 @@ def run_entry_point(
 ) -> mlflow.entities.Run:
     """Runs one entry point of this project as its own MLflow run, in this environment."""
     # MLproject commands start with `python`: make it this interpreter, venv activated or not.
-    os.environ["PATH"] = os.pathsep.join(
-        [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
-    )
+    environment.put_first_on_path(str(Path(sys.executable).parent))
     submitted = mlflow.projects.run(
         str(PROJECT_DIR),
         entry_point=entry_point,

@@ -24,7 +24,8 @@ from mlflow.tracking import MlflowClient
 from poster_ml.databases import store_folder
 from poster_ml.errors import TrackingStoreError
 from poster_ml.processes import HOST, process_alive
-from poster_ml.tracking.store import child_run, load_run_dict
+from poster_ml.tracking import schema
+from poster_ml.tracking.store import load_run_dict
 
 HOST_TAG, PID_TAG, KEY_TAG = "poster_ml.host", "poster_ml.pid", "poster_ml.resume_key"
 CONTINUES = "poster_ml.continues"
@@ -66,14 +67,14 @@ class Continuation:
 
     def unit_run(self, unit: str) -> mlflow.entities.Run | None:
         """The latest run of an unfinished unit: under this run, else under the earlier one."""
-        found = child_run(self.run_id, unit)
+        found = schema.child_run_named(self.run_id, unit)
         if found is None and self.earlier not in (None, self.run_id):
-            found = child_run(self.earlier, unit)
+            found = schema.child_run_named(self.earlier, unit)
         return found
 
     def owns(self, unit_run: mlflow.entities.Run) -> bool:
         """Whether a unit's run belongs to this step run (one this process takes up again)."""
-        return unit_run.data.tags.get("mlflow.parentRunId") == self.run_id
+        return unit_run.data.tags.get(schema.PARENT_TAG) == self.run_id
 
 
 def owner_tags() -> dict[str, str]:
@@ -112,13 +113,7 @@ def interrupted_run(
 ) -> mlflow.entities.Run | None:
     """The latest run of this step and config (other than `exclude`) that did not finish,
     if its process is gone."""
-    client = MlflowClient()
-    found = client.search_runs(
-        [experiment_id],
-        f"tags.`{KEY_TAG}` = '{key}' and tags.`poster_ml.step` = '{step}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=2,
-    )
+    found = schema.runs_of_config(experiment_id, step, KEY_TAG, key)
     runs = [run for run in found if run.info.run_id != exclude][:1]
     if not runs or runs[0].info.status == "FINISHED":
         return None
@@ -136,16 +131,16 @@ def fail_dead_runs(experiment_id: str, keep: str | None = None) -> list[str]:
     RUNNING (but `keep` and its children, which are about to resume); returns their ids."""
     client = MlflowClient()
     failed = []
-    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
-        if run.info.run_id == keep or (keep and run.data.tags.get("mlflow.parentRunId") == keep):
+    for run in schema.running_runs(experiment_id):
+        if run.info.run_id == keep or (keep and run.data.tags.get(schema.PARENT_TAG) == keep):
             continue
-        parent = run.data.tags.get("mlflow.parentRunId")
+        parent = run.data.tags.get(schema.PARENT_TAG)
         orphan = parent is not None and dead_by_id(client, parent)
         if dead(run) or orphan:
             client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
             client.set_tag(
                 run.info.run_id,
-                "poster_ml.failure",
+                schema.FAILURE_TAG,
                 "its process died; marked FAILED by the next start",
             )
             failed.append(run.info.run_id)
@@ -155,7 +150,7 @@ def fail_dead_runs(experiment_id: str, keep: str | None = None) -> list[str]:
 def dead_by_id(client: MlflowClient, run_id: str) -> bool:
     run = client.get_run(run_id)
     return dead(run) or (
-        run.info.status == "FAILED" and run.data.tags.get("poster_ml.failure") is not None
+        run.info.status == "FAILED" and run.data.tags.get(schema.FAILURE_TAG) is not None
     )
 
 

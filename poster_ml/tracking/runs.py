@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import platform
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +14,8 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 import poster_ml
-from poster_ml.tracking import resume
+from poster_ml.config import environment
+from poster_ml.tracking import resume, schema
 from poster_ml.tracking.store import configure_tracking, mark_model_training, ui_link
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def step_run(
     """
     experiment_id = configure_tracking()
     key = resume.config_key(step, configs)
-    current = os.environ.get("MLFLOW_RUN_ID")
+    current = environment.project_run_id()
     previous = (
         resume.interrupted_run(experiment_id, step, key, exclude=current)
         if resumable and not restart
@@ -100,7 +100,7 @@ def step_run(
 def step_tags(step: str, seed: int) -> dict[str, str]:
     return {
         "mlflow.runName": step,
-        "poster_ml.step": step,
+        schema.STEP_TAG: step,
         "poster_ml.version": poster_ml.__version__,
         "seed": str(seed),
         "python": platform.python_version(),
@@ -118,9 +118,7 @@ def system_metrics(step: str) -> bool:
     """Whether the run logs MLflow's system metrics (CPU, memory, disk, network; GPU
     through nvidia-ml-py where one exists): on for the long steps, off with MLflow's own
     switch MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false."""
-    return step in SYSTEM_METRICS_STEPS and os.environ.get(
-        "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "true"
-    ).lower() not in ("false", "0")
+    return step in SYSTEM_METRICS_STEPS and environment.system_metrics_enabled()
 
 
 @contextlib.contextmanager
@@ -135,6 +133,6 @@ def variant_run(
         return
     with mlflow.start_run(run_name=name, nested=True, parent_run_id=parent_run_id) as run:
         mlflow.set_tags(
-            tags | {"variant": name, "poster_ml.step": "train_variant"} | resume.owner_tags()
+            tags | {"variant": name} | schema.step_tag("train_variant") | resume.owner_tags()
         )
         yield run

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import socket
 import tempfile
 import urllib.parse
@@ -17,39 +16,38 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from poster_ml.config import environment
 from poster_ml.databases import redacted
 from poster_ml.errors import DatasetError, TrackingStoreError
+from poster_ml.tracking import schema
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-DEFAULT_EXPERIMENT = "poster-ml"
+DEFAULT_EXPERIMENT = environment.DEFAULT_EXPERIMENT
 EXPERIMENT_KIND = "mlflow.experimentKind"
 
 
 def configure_tracking() -> str:
     """Uses MLFLOW_TRACKING_URI when set, else a SQLite store mlflow.db in the working
     directory; returns the id of the experiment runs go to."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    uri = environment.tracking_uri()
     mlflow.set_tracking_uri(uri)
     check_reachable(uri)
     # Under `mlflow run` the run and its experiment already exist; elsewhere pick ours.
     # (MLFLOW_EXPERIMENT_ID is no sign of that: mlflow.set_experiment itself sets it.)
-    if "MLFLOW_RUN_ID" in os.environ:
-        run = MlflowClient().get_run(os.environ["MLFLOW_RUN_ID"])
+    if run_id := environment.project_run_id():
+        run = MlflowClient().get_run(run_id)
         if note := default_experiment_note(run):
             log.warning(note)
         return run.info.experiment_id
-    return mlflow.set_experiment(
-        os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
-    ).experiment_id
+    return mlflow.set_experiment(environment.experiment_name()).experiment_id
 
 
 def default_experiment_note(run: mlflow.entities.Run) -> str | None:
     """`mlflow run` without --experiment-name puts its run in MLflow's Default experiment;
     when the project's own experiment has runs elsewhere, one line says how to keep them
     together (said by the top-level run only, not by each step under `main`)."""
-    if run.info.experiment_id != "0" or "mlflow.parentRunId" in run.data.tags:
+    if run.info.experiment_id != "0" or schema.PARENT_TAG in run.data.tags:
         return None
     if MlflowClient().get_experiment_by_name(DEFAULT_EXPERIMENT) is None:
         return None
@@ -105,29 +103,12 @@ def ui_link(experiment_id: str, run_id: str | None = None, artifact: str = "") -
     return f"{base}/{page}?workflowType=machine_learning"
 
 
-def child_run(parent_id: str, name: str) -> mlflow.entities.Run | None:
-    """The latest nested run of that name under a run."""
-    client = MlflowClient()
-    parent = client.get_run(parent_id)
-    runs = client.search_runs(
-        [parent.info.experiment_id],
-        f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.run_name = '{name}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0] if runs else None
-
-
 def experiment_name() -> str:
     """The active run's experiment (or the one configured), for naming studies."""
     active = mlflow.active_run()
     if active is not None:
         return MlflowClient().get_experiment(active.info.experiment_id).name
-    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
-
-
-def all_experiment_ids(client: MlflowClient) -> list[str]:
-    return [experiment.experiment_id for experiment in client.search_experiments()]
+    return environment.experiment_name()
 
 
 def find_train_run(train_run: str) -> mlflow.entities.Run:
@@ -144,30 +125,18 @@ def find_train_run(train_run: str) -> mlflow.entities.Run:
             raise TrackingStoreError(
                 f"no such train run: {train_run} (in the tracking store {redacted(mlflow.get_tracking_uri())})"
             ) from error
-    runs = client.search_runs(
-        all_experiment_ids(client),
-        "tags.`poster_ml.step` = 'train' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if not runs:
+    latest = schema.latest_train_run()
+    if latest is None:
         raise DatasetError(
             "no finished train run in the tracking store; run `poster-ml train` first or pass --model-uri"
         )
-    return runs[0]
+    return latest
 
 
 def evaluation_report(train_run_id: str) -> str | None:
     """The report of the latest finished evaluate run of a train run, as a runs:/ URI."""
-    client = MlflowClient()
-    runs = client.search_runs(
-        all_experiment_ids(client),
-        f"tags.`poster_ml.step` = 'evaluate' and tags.train_run_id = '{train_run_id}' "
-        "and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return f"runs:/{runs[0].info.run_id}/report.html" if runs else None
+    evaluation = schema.latest_evaluate_run(train_run_id)
+    return f"runs:/{evaluation.info.run_id}/report.html" if evaluation else None
 
 
 def load_run_bytes(run_id: str, path: str) -> bytes | None:

@@ -6,7 +6,6 @@ different messages; each names the store's URI without its password, or the file
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import traceback
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import requests
 import sqlalchemy.exc
 from mlflow.exceptions import MlflowException
 
+from poster_ml.config import environment
 from poster_ml.databases import redacted
 from poster_ml.errors import DatasetError, PosterMLError, TrackingStoreError, first_line
 
@@ -31,7 +31,7 @@ STUDIES_MESSAGES = {
 def tracking_uri() -> str:
     import mlflow
 
-    return mlflow.get_tracking_uri() or os.environ.get("MLFLOW_TRACKING_URI", "")
+    return mlflow.get_tracking_uri() or environment.tracking_uri()
 
 
 def causes(error: BaseException) -> Iterator[BaseException]:

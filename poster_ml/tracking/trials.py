@@ -31,6 +31,7 @@ from poster_ml.models.tuning import (
     TRIAL_RUN_ATTRIBUTE,
 )
 from poster_ml.processes import HOST
+from poster_ml.tracking import schema
 from poster_ml.tracking.resume import owner_tags
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def trial_run(
     trial.set_user_attr(TRIAL_RUN_ATTRIBUTE, run.info.run_id)
     mlflow.set_tags(
         {
-            "poster_ml.step": "trial",
+            schema.STEP_TAG: "trial",
             "optuna_trial_number": str(trial.number),
             "optuna_study": trial.study.study_name,
         }

@@ -21,9 +21,9 @@ from poster_ml.data.images import InputContract, encode_jpeg
 from poster_ml.data.prepared import PreparedData
 from poster_ml.errors import TrackingStoreError
 from poster_ml.evaluation.chance import verdict_of
+from poster_ml.serving.model import log_poster_model
 from poster_ml.tracking import artifacts
 from poster_ml.tracking.artifacts import log_figure, split_dataset
-from poster_ml.tracking.pyfunc_model import log_poster_model
 from poster_ml.tracking.store import load_run_dict
 
 if TYPE_CHECKING:

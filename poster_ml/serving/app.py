@@ -1,8 +1,9 @@
-"""MLflow's own scoring server, behind a guard: `poster-ml serve` (and `make serve`) run it.
+"""MLflow's own scoring server, behind a guard: `poster-ml serve` (and `make serve`) run it
+as `uvicorn --factory poster_ml.serving.app:create_app`.
 
 The app is `mlflow.pyfunc.scoring_server`'s, unchanged: the same formats, /ping, /health,
 /version and /invocations. Two things are added in front of it, because the stock server
-echoes the request back in some errors (malformed JSON of 30 MB came back as a 30 MB
+echoes the request back in some errors (a malformed request came back whole in its
 error): a request over `POSTER_ML_MAX_REQUEST_BYTES` is answered 413, counted as its
 bytes arrive (so a chunked upload without a Content-Length is stopped at the limit too,
 and never held in memory), and every error answer is cut to MLflow's error code and one
@@ -14,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
-import os
 import re
 import sys
 
@@ -22,11 +22,18 @@ import mlflow
 from fastapi.responses import JSONResponse
 from mlflow.pyfunc import scoring_server
 
-MODEL_PATH_VARIABLE = "POSTER_ML_MODEL_PATH"  # Set by `poster-ml serve` to the downloaded model.
-# The scoring server's public entry point, on that model.
-app = scoring_server.init(mlflow.pyfunc.load_model(os.environ[MODEL_PATH_VARIABLE]))
-MAX_REQUEST_BYTES = int(os.environ.get("POSTER_ML_MAX_REQUEST_BYTES", 20 * 2**20))
+from poster_ml.config import environment
+
 MAX_MESSAGE = 300
+
+
+def create_app():
+    """The scoring server's app on the model `poster-ml serve` downloaded, behind the guards
+    (uvicorn calls it in each server process)."""
+    app = scoring_server.init(mlflow.pyfunc.load_model(environment.served_model_path()))
+    app.add_middleware(ShortErrors)
+    app.add_middleware(BodyLimit, limit=environment.max_request_bytes())
+    return app
 
 
 def short_message(body: bytes) -> dict:
@@ -47,11 +54,11 @@ def short_message(body: bytes) -> dict:
     return {"error_code": error.get("error_code", "BAD_REQUEST"), "message": reason[:MAX_MESSAGE]}
 
 
-def too_large(size: str) -> JSONResponse:
+def too_large(size: str, limit: int) -> JSONResponse:
     return JSONResponse(
         {
             "error_code": "REQUEST_TOO_LARGE",
-            "message": f"the request of {size} bytes is over the limit of {MAX_REQUEST_BYTES}",
+            "message": f"the request of {size} bytes is over the limit of {limit}",
         },
         status_code=413,
     )
@@ -62,23 +69,24 @@ class BodyLimit:
     Content-Length or, without one, by the bytes received so far. The rest of the body is
     read away unkept, so the client hears the answer rather than a reset."""
 
-    def __init__(self, app):
+    def __init__(self, app, limit: int):
         self.app = app
+        self.limit = limit
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+        if declared.isdigit() and int(declared) > self.limit:
             await drain(receive)
-            return await too_large(declared.decode())(scope, receive, send)
+            return await too_large(declared.decode(), self.limit)(scope, receive, send)
         state = {"received": 0, "over": False}
 
         async def counted_receive():
             message = await receive()
             if message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))
-                if state["received"] > MAX_REQUEST_BYTES:
+                if state["received"] > self.limit:
                     state["over"] = True
                     if message.get("more_body"):
                         await drain(receive)
@@ -100,7 +108,7 @@ class BodyLimit:
             if state["received"] >= LARGE_REQUEST_BYTES:
                 return_free_memory()
         if state["over"]:
-            await too_large(f"more than {MAX_REQUEST_BYTES}")(scope, receive, send)
+            await too_large(f"more than {self.limit}", self.limit)(scope, receive, send)
 
 
 LARGE_REQUEST_BYTES = 4 * 2**20
@@ -110,10 +118,10 @@ LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform == "linux" els
 def return_free_memory() -> None:
     """Hands the heap's free pages back to the system (glibc's malloc_trim).
 
-    A large request (a 32-poster one is 30 MB of JSON, and several copies of it while
-    parsed) leaves its memory free but kept by the allocator; after a crowd of them a
-    worker would stay tens of percent larger for good. Trimming after each large request
-    costs a few milliseconds against hundreds for the request itself.
+    A large request (base64 JSON, copied several times while parsed) leaves its memory
+    free but kept by the allocator; after a crowd of them a worker would stay larger for
+    good. Trimming costs little beside the request itself (benchmarks/RESULTS.md, serving
+    under load).
     """
     if LIBC is not None and hasattr(LIBC, "malloc_trim"):
         LIBC.malloc_trim(0)
@@ -128,8 +136,8 @@ class ShortErrors:
     """An ASGI middleware that rewrites every error answer (status 400 and up) to
     `short_message`; any other answer passes through untouched and unbuffered. (A plain
     ASGI class rather than Starlette's `@app.middleware("http")`, which copies every
-    request body through a stream of its own: about a fifth of a one-poster request's
-    time on two cores.)"""
+    request body through a stream of its own, a measurable share of a small request's
+    time: benchmarks/RESULTS.md.)"""
 
     def __init__(self, app):
         self.app = app
@@ -154,7 +162,3 @@ class ShortErrors:
                 await answer(scope, receive, send)
 
         await self.app(scope, receive, shortened_send)
-
-
-app.add_middleware(ShortErrors)
-app.add_middleware(BodyLimit)

@@ -2,6 +2,6 @@
 
 import mlflow
 
-from poster_ml.tracking.pyfunc_model import PosterClassifier
+from poster_ml.serving.model import PosterClassifier
 
 mlflow.models.set_model(PosterClassifier())

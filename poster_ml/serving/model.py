@@ -65,8 +65,8 @@ class PosterClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
         import keras
 
         import poster_ml.models.bases  # noqa: F401  Registers the custom preprocessing layer.
-        from poster_ml.models.batching import MicroBatcher
         from poster_ml.models.predict import predict_probabilities
+        from poster_ml.serving.batching import MicroBatcher
 
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         self.settings = json.loads(Path(context.artifacts["settings"]).read_text())
@@ -117,8 +117,8 @@ class PosterClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
             ) from None
 
     def explained(self, answer: pd.DataFrame, images: np.ndarray, files: list[bytes]):
-        """The answer with each poster's heatmap and cell shares (explain/overlay.py)."""
-        from poster_ml.explain.overlay import poster_explanations
+        """The answer with each poster's heatmap and cell shares (serving/overlay.py)."""
+        from poster_ml.serving.overlay import poster_explanations
 
         if self.cam_model is None:
             from poster_ml.explain.cam import poster_cam_model
