@@ -59,7 +59,7 @@ def main() -> None:
     from poster_ml.data.images import InputContract
     from poster_ml.models.predict import predict_probabilities
     from poster_ml.steps.predict import decode_file
-    from poster_ml.tracking.loading import load_poster_model
+    from poster_ml.tracking.logged_models import load_poster_model
 
     root = Path(tempfile.gettempdir()) / "poster-ml-bench-posters"
     files = real_size_posters(root, arguments.posters)

@@ -24,7 +24,7 @@ from poster_ml.evaluation.chance import ChanceVerdict
 from poster_ml.models.predict import predict_rows
 from poster_ml.models.variants import VARIANTS, build_model
 from poster_ml.serving.model import log_poster_model
-from poster_ml.tracking import loading
+from poster_ml.tracking import logged_models
 
 
 def runs_by_step(step: str) -> list:
@@ -81,7 +81,7 @@ def test_the_objective_and_best_val_auc_are_the_exact_auc_of_the_kept_weights(mo
     (variant,) = runs_by_step("train_variant")
     (trial,) = runs_by_step("trial")
     data = load_prepared("data/prepared")
-    model = loading.load_poster_model(variant.data.tags["model_uri"])[0]
+    model = logged_models.load_poster_model(variant.data.tags["model_uri"])[0]
     answers = predict_rows(model, data.reader("validation"))
     exact = roc_auc_score(data.labels("validation"), answers)
     assert answers.max() - answers.min() < 0.05  # Bunched, as the test needs.
@@ -128,7 +128,7 @@ def test_the_kept_epoch_is_the_one_every_figure_names(capsys):
     assert metrics["best_val_auc"] == pytest.approx(row["val_auc"], abs=1e-9)
     data = load_prepared("data/prepared")
     answers = predict_rows(
-        loading.load_poster_model(row["model_uri"])[0], data.reader("validation")
+        logged_models.load_poster_model(row["model_uri"])[0], data.reader("validation")
     )
     assert roc_auc_score(data.labels("validation"), answers) == pytest.approx(
         row["val_auc"], abs=1e-6

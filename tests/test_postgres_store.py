@@ -11,7 +11,7 @@ from helpers import POSTGRES
 from mlflow.tracking import MlflowClient
 
 from poster_ml.cli import main
-from poster_ml.tracking import artifacts
+from poster_ml.tracking import datasets
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_two_workers_logging_one_new_dataset_at_once_both_succeed(
         with mlflow.start_run(experiment_id=experiment_id):
             barrier.wait()
             try:
-                artifacts.dataset_input(synthetic_dataset, context="training")
+                datasets.dataset_input(synthetic_dataset, context="training")
             except Exception as error:  # noqa: BLE001 - collected, the assertion shows it.
                 errors.append(error)
 

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from poster_ml.cli import main
 from poster_ml.data.prepared import load_prepared
 from poster_ml.errors import DatasetError
-from poster_ml.tracking import prepared_runs
+from poster_ml.tracking import datasets
 
 PREPROCESS = ["preprocess", "--count", "60", "--size", "32", "--out", "prepared"]
 
@@ -57,12 +57,12 @@ def test_a_logged_dataset_is_downloaded_once_and_is_the_same_dataset(logged_data
     uri = run.data.tags["prepared_uri"]
     assert uri == f"runs:/{run.info.run_id}/prepared"
     downloads = count_downloads(monkeypatch)
-    copy = prepared_runs.open_data(uri)
+    copy = datasets.open_data(uri)
     assert copy.digest == original.digest and copy.uri == uri
-    assert copy.path == prepared_runs.cache_root() / original.digest
+    assert copy.path == datasets.cache_root() / original.digest
     for split in ("train", "test"):
         assert (copy.reader(split).read([0, 1]) == original.reader(split).read([0, 1])).all()
-    assert prepared_runs.open_data("latest").path == copy.path
+    assert datasets.open_data("latest").path == copy.path
     assert downloads == [uri]  # The second and third open found the cache.
 
 
@@ -79,9 +79,7 @@ def test_a_train_run_on_fetched_data_names_the_preprocess_run_as_its_source(logg
     assert train.data.tags["dataset_digest"] == original.digest
     dataset = train.inputs.dataset_inputs[0].dataset
     assert json.loads(dataset.source) == {"uri": uri}
-    assert mlflow.data.get_source(dataset).load() == str(
-        prepared_runs.cache_root() / original.digest
-    )
+    assert mlflow.data.get_source(dataset).load() == str(datasets.cache_root() / original.digest)
 
 
 def test_two_processes_on_one_machine_download_a_dataset_once(logged_dataset, monkeypatch):
@@ -90,7 +88,7 @@ def test_two_processes_on_one_machine_download_a_dataset_once(logged_dataset, mo
     paths = []
     threads = [
         threading.Thread(
-            target=lambda: paths.append(prepared_runs.open_data(run.data.tags["prepared_uri"]).path)
+            target=lambda: paths.append(datasets.open_data(run.data.tags["prepared_uri"]).path)
         )
         for _ in range(2)
     ]
@@ -106,9 +104,9 @@ def test_a_damaged_download_is_refused_and_leaves_nothing_in_the_cache(logged_da
     shard = artifact_file(run, "train.npy")
     shard.write_bytes(shard.read_bytes()[:-10] + bytes(10))
     with pytest.raises(DatasetError, match=r"damaged or incomplete \(train.npy"):
-        prepared_runs.open_data(run.data.tags["prepared_uri"])
-    assert list(prepared_runs.cache_root().iterdir()) == [
-        prepared_runs.cache_root() / f"{run.data.tags['dataset_digest']}.lock"
+        datasets.open_data(run.data.tags["prepared_uri"])
+    assert list(datasets.cache_root().iterdir()) == [
+        datasets.cache_root() / f"{run.data.tags['dataset_digest']}.lock"
     ]
 
 
@@ -127,7 +125,7 @@ def test_a_dataset_whose_digest_differs_from_its_run_is_refused(logged_dataset):
     checksums |= file_checksums([manifest])
     artifact_file(run, "checksums.json").write_text(json.dumps(checksums))
     with pytest.raises(DatasetError, match=r"digest is \w+, not the"):
-        prepared_runs.open_data(run.data.tags["prepared_uri"])
+        datasets.open_data(run.data.tags["prepared_uri"])
 
 
 def test_an_interrupted_download_is_never_trusted_and_the_next_run_completes_it(
@@ -144,14 +142,14 @@ def test_an_interrupted_download_is_never_trusted_and_the_next_run_completes_it(
 
     monkeypatch.setattr(mlflow.artifacts, "download_artifacts", killed_midway)
     with pytest.raises(KeyboardInterrupt):
-        prepared_runs.open_data(uri)
-    assert not (prepared_runs.cache_root() / original.digest).exists()
+        datasets.open_data(uri)
+    assert not (datasets.cache_root() / original.digest).exists()
     # A process killed outright leaves its partial folder behind: it is cleared, not read.
-    stale = prepared_runs.cache_root() / f".{original.digest}.partial-1"
+    stale = datasets.cache_root() / f".{original.digest}.partial-1"
     (stale / "prepared").mkdir(parents=True)
     (stale / "prepared" / "dataset.json").write_text("{}")
     monkeypatch.setattr(mlflow.artifacts, "download_artifacts", download)
-    assert prepared_runs.open_data(uri).digest == original.digest
+    assert datasets.open_data(uri).digest == original.digest
     assert not stale.exists()
 
 
@@ -166,7 +164,7 @@ def test_data_from_a_run_that_logged_none_is_a_one_line_error(tmp_path, capsys):
         "tags.`poster_ml.step` = 'preprocess'",
     )[0]
     assert (
-        prepared_runs.open_data(f"runs:/{run.info.run_id}/prepared").path.resolve()
+        datasets.open_data(f"runs:/{run.info.run_id}/prepared").path.resolve()
         == Path("prepared").resolve()
     ), "on the machine that prepared it, a run's data is the folder it wrote"
     Path("prepared").rename("prepared-elsewhere")  # As on another machine.

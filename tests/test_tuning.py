@@ -24,7 +24,8 @@ from poster_ml.data.prepared import load_prepared
 from poster_ml.models import studies, tuning
 from poster_ml.models.predict import predict_probabilities
 from poster_ml.models.variants import VARIANTS
-from poster_ml.tracking import loading, trials
+from poster_ml.tracking import logged_models
+from poster_ml.tracking.runs import trial_run
 
 TINY = [
     "--variants",
@@ -108,7 +109,7 @@ def test_pruned_and_failed_trials_end_their_runs_killed_and_failed():
     with mlflow.start_run(run_name="variant") as variant:
 
         def objective(trial):
-            with trials.trial_run(trial, variant.info.run_id, {"dropout": 0.1}):
+            with trial_run(trial, variant.info.run_id, {"dropout": 0.1}):
                 if trial.number == 0:
                     raise optuna.TrialPruned()
                 raise RuntimeError("the loss became NaN\nsecond line")
@@ -162,7 +163,7 @@ def test_train_with_trials_logs_each_trial_under_its_variant_run(tmp_path):
     )
     data = load_prepared("data/prepared")
     probabilities = predict_probabilities(
-        loading.load_poster_model(variant.data.tags["model_uri"])[0],
+        logged_models.load_poster_model(variant.data.tags["model_uri"])[0],
         data.reader("validation").read(np.arange(len(data.split("validation")))),
     )
     # The objective is the exact AUC (scikit-learn) of those answers, not Keras's estimate.
@@ -498,7 +499,7 @@ def test_a_trial_records_its_process_before_its_run(monkeypatch):
     monkeypatch.setattr(trial, "set_user_attr", lambda k, v: (written.append(k), original(k, v)))
     with mlflow.start_run():
         variant_run = mlflow.active_run().info.run_id
-        with trials.trial_run(trial, variant_run, {"dropout": 0.1}):
+        with trial_run(trial, variant_run, {"dropout": 0.1}):
             pass
     assert written[:3] == [tuning.HOST_ATTRIBUTE, tuning.PID_ATTRIBUTE, tuning.TRIAL_RUN_ATTRIBUTE]
 

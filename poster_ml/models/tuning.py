@@ -195,7 +195,7 @@ def finished_trials(study: optuna.Study) -> int:
 
 IDENTITY_GRACE_SECONDS = 60.0
 """A live worker records its host and process id on a trial within moments of starting it
-(trials.trial_run's first lines); a trial without them after this long lost its worker
+(runs.trial_run's first lines); a trial without them after this long lost its worker
 in between."""
 
 

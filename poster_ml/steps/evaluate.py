@@ -22,7 +22,7 @@ from poster_ml.tables import (
     markdown_table,
     results_table,
 )
-from poster_ml.tracking import artifacts, loading, prepared_runs, runs, store
+from poster_ml.tracking import artifacts, datasets, logged_models, runs, store
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def evaluate_step(config: EvaluateConfig):
     ) as step:
         train, targets = evaluation_targets(config)
         data = evaluation_data(config, train)
-        artifacts.dataset_input(data, context="evaluation")
+        datasets.dataset_input(data, context="evaluation")
         records = ranked(
             [
                 evaluated(step, target, data, config, with_activations=len(targets) == 1)
@@ -135,16 +135,16 @@ def report_inputs(train, records, table, roc_png: bytes, explanations) -> Report
 def evaluation_targets(config: EvaluateConfig):
     """The train run (None for one model by URI) and the models to evaluate."""
     if config.model_uri:
-        return None, [loading.EvaluationTarget(config.model_uri, config.model_uri, None, {})]
+        return None, [logged_models.EvaluationTarget(config.model_uri, config.model_uri, None, {})]
     train = store.find_train_run(config.train_run)
     mlflow.set_tag("train_run_id", train.info.run_id)
-    return train, loading.evaluation_targets(train)
+    return train, logged_models.evaluation_targets(train)
 
 
 def evaluation_data(config: EvaluateConfig, train) -> PreparedData:
     """The prepared data to evaluate on: the one the train run trained on, unless given."""
-    data = prepared_runs.open_data(
-        config.data or (prepared_runs.used_data(train) if train else "data/prepared")
+    data = datasets.open_data(
+        config.data or (datasets.used_data(train) if train else "data/prepared")
     )
     if train is not None and train.data.tags.get("dataset_digest") != data.digest:
         raise DatasetError(
@@ -165,16 +165,16 @@ def evaluated(step, target, data: PreparedData, config: EvaluateConfig, with_act
             step.continuation.record(target.name, finished.record)
         return finished.record
     log.debug(f"evaluating {target.name}")  # Its result line says the rest.
-    model = loading.load_poster_model(target.model_uri)[0]
+    model = logged_models.load_poster_model(target.model_uri)[0]
     result = evaluate_model(
         model,
         data,
         config,
         with_activations=with_activations or target.name == config.activations_variant,
     )
-    test_dataset = artifacts.split_dataset(data, "test")
+    test_dataset = datasets.split_dataset(data, "test")
     folder = artifacts.log_model_evaluation(
-        result, model.name, loading.model_id(target.model_uri), test_dataset
+        result, model.name, logged_models.model_id(target.model_uri), test_dataset
     )
     row = {"variant": target.name, **target.summary, **result.metrics}
     verdict = verdict_of(row)

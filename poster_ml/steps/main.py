@@ -18,9 +18,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils import mlflow_tags
 
 from poster_ml.config import DEFAULT_DATA, ENTRY_POINTS, WorkflowConfig
+from poster_ml.steps.project_runs import previous_run, run_entry_point
 from poster_ml.tracking import schema
-from poster_ml.tracking.prepared_runs import prepared_uri
-from poster_ml.tracking.project_runs import previous_run, run_entry_point
+from poster_ml.tracking.datasets import prepared_uri
 from poster_ml.tracking.store import configure_tracking
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from poster_ml import disk
 from poster_ml.config import PredictConfig
 from poster_ml.data.images import InputContract, PosterError
 from poster_ml.errors import DatasetError, first_line
-from poster_ml.tracking import artifacts, loading, prepared_runs, runs
+from poster_ml.tracking import artifacts, datasets, logged_models, runs
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def predict_step(config: PredictConfig) -> Path:
     from poster_ml.explain.cam import poster_cam_model
 
     with runs.step_run("predict", {"predict": config}, seed=0):
-        model, settings = loading.load_poster_model(config.model)
+        model, settings = logged_models.load_poster_model(config.model)
         contract = InputContract.from_settings(settings)
         contract.check_decoder()
         # The CAM model is built once, for every batch.
@@ -179,8 +179,8 @@ def predict_prepared(config: PredictConfig) -> Path:
     from poster_ml.models.predict import predict_test_split
 
     with runs.step_run("predict", {"predict": config}, seed=0):
-        data = prepared_runs.open_data(config.data)
-        model, settings = loading.load_poster_model(config.model)
+        data = datasets.open_data(config.data)
+        model, settings = logged_models.load_poster_model(config.model)
         probabilities = predict_test_split(model, data, chunk=config.batch_size)
         predictions = data.split("test")[["id", "source", "class"]].assign(
             probability_fresh=probabilities,
@@ -188,7 +188,7 @@ def predict_prepared(config: PredictConfig) -> Path:
         )
         with disk.writing(Path(config.out), cleanup=(Path(config.out),)):
             predictions.to_csv(config.out, index=False)
-        artifacts.dataset_input(data, context="prediction")
+        datasets.dataset_input(data, context="prediction")
         artifacts.log_files([Path(config.out)])
     log.info(
         f"scored the {len(predictions)} test posters of dataset {data.digest[:12]}: {config.out}"

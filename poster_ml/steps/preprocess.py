@@ -7,7 +7,7 @@ import logging
 from poster_ml.config import PreprocessConfig
 from poster_ml.data.prepare import prepare, summary_text
 from poster_ml.data.prepared import PreparedData
-from poster_ml.tracking import artifacts, prepared_runs, runs
+from poster_ml.tracking import artifacts, datasets, runs
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ def preprocess_step(config: PreprocessConfig) -> PreparedData:
     with runs.step_run("preprocess", {"preprocess": config}, seed=config.seed):
         dataset = prepare(config)
         log_data = config.log_data == "true" or (
-            config.log_data == "auto" and prepared_runs.tracking_is_remote()
+            config.log_data == "auto" and datasets.tracking_is_remote()
         )
         dataset = artifacts.log_preprocess(dataset, log_data)
     log.info(summary_text(dataset))

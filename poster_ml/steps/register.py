@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from poster_ml.config import RegisterConfig
 from poster_ml.data.prepared import PreparedData
 from poster_ml.errors import DatasetError
-from poster_ml.tracking import loading, prepared_runs, registry, runs, store, variant_models
+from poster_ml.tracking import datasets, logged_models, registry, runs, store
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def register_step(config: RegisterConfig):
     with runs.step_run("register", {"register": config}, seed=config.seed):
         train = store.find_train_run(config.train_run)
         model, run, note = registry.best_candidate(train, config.allow_cpu)
-        data = prepared_runs.open_data(config.data or prepared_runs.used_data(train))
+        data = datasets.open_data(config.data or datasets.used_data(train))
         trained_on = run.data.tags.get("dataset_digest", "")
         if trained_on != data.digest:
             raise DatasetError(
@@ -108,7 +108,7 @@ def gate(name: str, version, model, data: PreparedData, config: RegisterConfig) 
     from poster_ml.models.predict import predict_test_split
 
     labels = data.labels("test").astype(int)
-    new = predict_test_split(loading.load_poster_model(model.model_uri)[0], data)
+    new = predict_test_split(logged_models.load_poster_model(model.model_uri)[0], data)
     candidate = Candidate(
         name, version.version, f"version {version.version} ({model.name})", labels, new
     )
@@ -146,7 +146,7 @@ def challenge(candidate: Candidate, champion, data: PreparedData, config: Regist
         verdict = f"{candidate.label} stays @challenger: too few test posters {how} ({count}) to compare with @champion version {champion.version}"
         return candidate.decide("challenger", verdict)
     old = predict_test_split(
-        loading.load_poster_model(f"models:/{name}/{champion.version}")[0], data
+        logged_models.load_poster_model(f"models:/{name}/{champion.version}")[0], data
     )
     comparison = paired_auc_comparison(
         labels[shared],
@@ -198,7 +198,7 @@ def comparable_posters(data: PreparedData, champion) -> tuple[np.ndarray, str]:
     test = data.split("test")
     if champion.tags.get("dataset_digest") == data.digest:
         return np.ones(len(test), dtype=bool), "(both trained on this dataset)"
-    seen = variant_models.seen_posters(champion.tags.get("source_run", ""))
+    seen = logged_models.seen_posters(champion.tags.get("source_run", ""))
     if seen is None:
         return np.ones(
             len(test), dtype=bool

@@ -18,7 +18,7 @@ from pathlib import Path
 from poster_ml.config import ServeConfig, environment
 from poster_ml.data.images import InputContract
 from poster_ml.processes import run_in_foreground
-from poster_ml.tracking import loading, store
+from poster_ml.tracking import logged_models, store
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def serve_step(config: ServeConfig) -> int:
     """Downloads the model and runs uvicorn on the guarded scoring app until stopped."""
     store.configure_tracking()
     with tempfile.TemporaryDirectory() as folder:
-        local = loading.download_model(config.model, folder)
+        local = logged_models.download_model(config.model, folder)
         code = served_code(Path(local))
         variables = environment.child_environment(
             {

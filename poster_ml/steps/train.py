@@ -19,17 +19,9 @@ from mlflow.projects import ExecutionException
 from poster_ml.config import DEFAULT_DATA, AugmentConfig, TrainConfig, TrainStepConfig
 from poster_ml.data.prepared import PreparedData
 from poster_ml.errors import DatasetError
+from poster_ml.steps import project_runs
 from poster_ml.tables import leaderboard, markdown_table
-from poster_ml.tracking import (
-    artifacts,
-    prepared_runs,
-    project_runs,
-    resume,
-    runs,
-    store,
-    trials,
-    variant_models,
-)
+from poster_ml.tracking import artifacts, datasets, logged_models, resume, runs, store
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +74,7 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
     ) as parent:
         tags = device_info() | {"profile": step.profile}
         mlflow.set_tags(tags)
-        artifacts.dataset_input(data, context="training")
+        datasets.dataset_input(data, context="training")
         rows = []
         for variant in variants:
             variant, variant_config, variant_tags = with_resolved_weights(variant, config, weights)
@@ -127,8 +119,8 @@ def training_data(step: TrainStepConfig) -> PreparedData:
     there (what `main` would run), and train takes that run's dataset. Any other folder must
     hold a prepared dataset (a typo must not start a training on synthetic posters)."""
     folder = Path(step.data)
-    if prepared_runs.is_remote_spec(step.data) or (folder.is_dir() and any(folder.iterdir())):
-        return prepared_runs.open_data(step.data)
+    if datasets.is_remote_spec(step.data) or (folder.is_dir() and any(folder.iterdir())):
+        return datasets.open_data(step.data)
     if step.data != TrainStepConfig().data:
         raise DatasetError(
             f"{step.data} holds no prepared dataset; prepare your posters there first "
@@ -148,7 +140,7 @@ def training_data(step: TrainStepConfig) -> PreparedData:
         )
     except ExecutionException as error:
         raise DatasetError(f"the preprocess run that train started failed: {error}") from error
-    return prepared_runs.open_data(prepared_runs.prepared_uri(preprocess.info.run_id))
+    return datasets.open_data(datasets.prepared_uri(preprocess.info.run_id))
 
 
 def reuse_finished(job: VariantJob, finished: resume.Finished) -> dict:
@@ -162,11 +154,11 @@ def reuse_finished(job: VariantJob, finished: resume.Finished) -> dict:
     log.info(
         f"{job.name} finished in the interrupted run {finished.run_id}: its model is linked, not trained again"
     )
-    facts = variant_models.trial_facts(record["facts_run"])
+    facts = logged_models.trial_facts(record["facts_run"])
     tags = job.tags | {"reused_from": record["variant_run"]}
     with runs.variant_run(job.name, job.parent.run_id, tags) as run:
-        artifacts.dataset_input(job.data, context="training")
-        row = variant_models.link_variant_model(facts, record["row"]["model_uri"], job.data)
+        datasets.dataset_input(job.data, context="training")
+        row = logged_models.link_variant_model(facts, record["row"]["model_uri"], job.data)
         return record_finished(job, row, run.info.run_id, record["facts_run"])
 
 
@@ -189,7 +181,7 @@ def train_once(job: VariantJob, earlier) -> dict:
         job.name, job.parent.run_id, job.tags, run_id=own.info.run_id if own else None
     ) as run:
         if own is None:
-            artifacts.dataset_input(job.data, context="training")
+            datasets.dataset_input(job.data, context="training")
             if earlier is not None:
                 resume.adopt_variant_run(earlier.info.run_id, run.info.run_id)
         logged = resume.last_logged_epoch(run.info.run_id)
@@ -205,7 +197,7 @@ def train_once(job: VariantJob, earlier) -> dict:
             backup_dir=resume.checkpoint_dir(run.info.run_id),
         )
         log.info(progress.summary(trained))
-        row = variant_models.log_trained_variant(trained, job.data, job.configs())
+        row = logged_models.log_trained_variant(trained, job.data, job.configs())
         resume.discard_checkpoints(run.info.run_id)
         return record_finished(job, row, run.info.run_id, run.info.run_id)
 
@@ -227,7 +219,7 @@ def tune_variant(job: VariantJob, earlier) -> dict:
             run_id=own.info.run_id if own else None,
         ) as variant_run:
             if own is None:
-                artifacts.dataset_input(job.data, context="training")
+                datasets.dataset_input(job.data, context="training")
             objective = trial_objective(job, study, variant_run.info.run_id)
             tuning.run_trials(study, job.config.trials, objective)
             if not tuning.wait_for_other_workers(study, limit_seconds=10 * job.step.heartbeat):
@@ -235,11 +227,11 @@ def tune_variant(job: VariantJob, earlier) -> dict:
                     f"{job.name}: other workers' trials still run; linking the best trial finished so far"
                 )
             best = tuning.best_trial(study)
-            trials.log_study(study, best)
+            runs.log_study(study, best)
             trial_run = best.user_attrs[tuning.TRIAL_RUN_ATTRIBUTE]
             mlflow.set_tags({"best_trial_run": trial_run, "best_trial_number": str(best.number)})
-            facts = variant_models.trial_facts(trial_run)
-            row = variant_models.link_variant_model(
+            facts = logged_models.trial_facts(trial_run)
+            row = logged_models.link_variant_model(
                 facts, best.user_attrs[tuning.MODEL_ATTRIBUTE], job.data
             )
             if diverged := tuning.diverged_trials(study):
@@ -280,8 +272,8 @@ def trial_objective(job: VariantJob, study, variant_run_id: str):
 
     def objective(trial) -> float:
         values = tuning.search_space(trial, job.variant)
-        with trials.trial_run(trial, variant_run_id, values):
-            progress = EpochProgress(trials.trial_label(trial))
+        with runs.trial_run(trial, variant_run_id, values):
+            progress = EpochProgress(runs.trial_label(trial))
             callbacks = [
                 artifacts.epoch_logger(),
                 # Before the pruning callback, which ends a pruned trial's epoch by raising.
@@ -291,14 +283,14 @@ def trial_objective(job: VariantJob, study, variant_run_id: str):
             ]
             tuned = dataclasses.replace(job.config, **values)  # type: ignore[arg-type]  # Search-space names are TrainConfig fields.
             trained = train_variant(job.variant, job.data, tuned, job.augment, callbacks)
-            trials.prune_if_diverged(trial, trained.diverged)
+            runs.prune_if_diverged(trial, trained.diverged)
             log.info(progress.summary(trained))
             value = trained.validation_auc  # Exact (scikit-learn), of the weights kept.
             mlflow.log_metric("objective_val_auc", value)
             # Only a trial that beats every finished one can end up the best: it keeps its
             # model, so the variant's model is never a retraining.
             if tuning.beats_finished(study, value):
-                model_uri = variant_models.log_model(trained, job.data, job.configs())
+                model_uri = logged_models.log_model(trained, job.data, job.configs())
                 trial.set_user_attr(tuning.MODEL_ATTRIBUTE, model_uri)
             return value
 

@@ -3,73 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
-from collections.abc import Callable
 from typing import Any
 
 import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from poster_ml import plots
 from poster_ml.data.prepared import PreparedData, sample_posters
 from poster_ml.tables import markdown_table
-from poster_ml.tracking.prepared_runs import log_prepared, prepared_uri
-from poster_ml.tracking.prepared_source import PreparedRunSource
-
-
-def split_dataset(data: PreparedData, split: str | None = None):
-    """The prepared dataset (or one split of it) as an MLflow dataset, named by its digest."""
-    manifest, digest = data.manifest if split is None else data.split(split), data.info["digest"]
-    with warnings.catch_warnings():
-        # MLflow warns that a local path could be one of two equivalent source kinds, and
-        # that integer columns cannot hold missing values; neither applies to a manifest.
-        warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]  # Lazily exported by MLflow.
-            manifest,
-            # Data fetched from a preprocess run names that run, where any machine finds it.
-            source=PreparedRunSource(data.uri) if data.uri else str(data.path.resolve()),
-            targets="label",
-            name=f"posters-{digest[:12]}" + (f"-{split}" if split else ""),
-            # The store keeps at most 36 characters of a digest; the full one travels as a tag.
-            digest=(digest[:28] + (split or "")[:4]) if split else digest[:32],
-        )
-        _ = dataset.schema  # Inferred (and cached) here, where its warning is understood.
-        return dataset
-
-
-def dataset_input(data: PreparedData, context: str) -> None:
-    """Logs the prepared dataset as the run's MLflow dataset input, carrying our full digest."""
-    digest, dataset = data.info["digest"], split_dataset(data)
-
-    def log() -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # As in split_dataset.
-            mlflow.log_input(dataset, context=context, tags={"sha256": digest})
-
-    with_dataset_race_retried(log)
-    mlflow.set_tags(
-        {"dataset_digest": digest, "data_path": str(data.path.resolve())}
-        | ({"data_uri": data.uri} if data.uri else {})
-    )
-
-
-def with_dataset_race_retried(log: Callable[[], object], attempts: int = 3) -> None:
-    """Calls `log`, a call that records a dataset (an input, or metrics linked to one).
-
-    MLflow's SQL store looks for the dataset, then inserts it: two workers that log the same
-    new dataset at once both insert, and the slower one breaks the unique key. Its retry
-    finds the row the faster one wrote."""
-    for attempt in range(attempts):
-        try:
-            log()
-            return
-        except MlflowException as error:
-            if "unique constraint" not in str(error).lower() or attempt == attempts - 1:
-                raise
+from poster_ml.tracking.datasets import (
+    dataset_input,
+    log_prepared,
+    prepared_uri,
+    with_dataset_race_retried,
+)
 
 
 def log_figure(figure, path: str, run_id: str | None = None) -> None:

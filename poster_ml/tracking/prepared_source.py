@@ -26,7 +26,7 @@ class PreparedRunSource(DatasetSource):
         return "poster_ml_prepared_run"
 
     def load(self) -> str:
-        from poster_ml.tracking.prepared_runs import run_dataset
+        from poster_ml.tracking.datasets import run_dataset
 
         return str(run_dataset(self._uri).path)
 

@@ -25,7 +25,7 @@ def best_candidate(
     weights. A variant run's model is the one its `model_uri` tag names (a tuned variant's
     lives on its best trial's run). The test split never takes part in choosing.
     """
-    from poster_ml.tracking.loading import variant_runs
+    from poster_ml.tracking.logged_models import variant_runs
 
     children = variant_runs(train)
     eligible = [run for run in children if allow_cpu or run.data.tags.get("device") == "GPU"]

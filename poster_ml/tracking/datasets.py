@@ -1,12 +1,6 @@
-"""Prepared data that travels through the tracking server: a preprocess run logs its
-dataset as artifacts, and any machine that can reach the server takes it from there with
-`--data runs:/<preprocess run id>/prepared` (or `--data latest`).
-
-A download lands in a local cache keyed by the dataset's digest. It is checked against
-the run's checksums and digest before it is trusted, two processes on one machine download
-it once (the second waits on a lock, then finds it there), and it becomes visible by one
-rename, so an interrupted download leaves nothing that a later run would read.
-"""
+"""Datasets in MLflow: the prepared posters as a run's dataset input (and the source MLflow
+reads them back through), a preprocess run's logged copy, and finding that copy again by
+run URI or as the latest, downloaded once into a cache keyed by digest."""
 
 from __future__ import annotations
 
@@ -17,6 +11,8 @@ import os
 import shutil
 import tempfile
 import urllib.parse
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -34,6 +30,7 @@ from poster_ml.data.prepared import (
 from poster_ml.errors import DatasetError, TrackingStoreError
 from poster_ml.locks import exclusive
 from poster_ml.tracking import schema
+from poster_ml.tracking.prepared_source import PreparedRunSource
 from poster_ml.tracking.schema import PREPARED_URI_TAG
 from poster_ml.tracking.store import configure_tracking
 
@@ -151,3 +148,54 @@ def cached_copy(uri: str, run_id: str, digest: str) -> Path:
         finally:
             shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+def split_dataset(data: PreparedData, split: str | None = None):
+    """The prepared dataset (or one split of it) as an MLflow dataset, named by its digest."""
+    manifest, digest = data.manifest if split is None else data.split(split), data.info["digest"]
+    with warnings.catch_warnings():
+        # MLflow warns that a local path could be one of two equivalent source kinds, and
+        # that integer columns cannot hold missing values; neither applies to a manifest.
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]  # Lazily exported by MLflow.
+            manifest,
+            # Data fetched from a preprocess run names that run, where any machine finds it.
+            source=PreparedRunSource(data.uri) if data.uri else str(data.path.resolve()),
+            targets="label",
+            name=f"posters-{digest[:12]}" + (f"-{split}" if split else ""),
+            # The store keeps at most 36 characters of a digest; the full one travels as a tag.
+            digest=(digest[:28] + (split or "")[:4]) if split else digest[:32],
+        )
+        _ = dataset.schema  # Inferred (and cached) here, where its warning is understood.
+        return dataset
+
+
+def dataset_input(data: PreparedData, context: str) -> None:
+    """Logs the prepared dataset as the run's MLflow dataset input, carrying our full digest."""
+    digest, dataset = data.info["digest"], split_dataset(data)
+
+    def log() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # As in split_dataset.
+            mlflow.log_input(dataset, context=context, tags={"sha256": digest})
+
+    with_dataset_race_retried(log)
+    mlflow.set_tags(
+        {"dataset_digest": digest, "data_path": str(data.path.resolve())}
+        | ({"data_uri": data.uri} if data.uri else {})
+    )
+
+
+def with_dataset_race_retried(log: Callable[[], object], attempts: int = 3) -> None:
+    """Calls `log`, a call that records a dataset (an input, or metrics linked to one).
+
+    MLflow's SQL store looks for the dataset, then inserts it: two workers that log the same
+    new dataset at once both insert, and the slower one breaks the unique key. Its retry
+    finds the row the faster one wrote."""
+    for attempt in range(attempts):
+        try:
+            log()
+            return
+        except MlflowException as error:
+            if "unique constraint" not in str(error).lower() or attempt == attempts - 1:
+                raise

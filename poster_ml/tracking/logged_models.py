@@ -1,5 +1,6 @@
-"""A variant's model in MLflow: logged on the run that trained it (a variant run, or the
-best trial's run), and linked to each variant run whose model it is.
+"""Logged models: a variant's model logged on the run that trained it (a variant run, or
+the best trial's run) and linked to each variant run whose model it is, with its
+leaderboard row; and finding and loading them again, to evaluate, serve or compare.
 
 A variant run's model is the one its `model_uri` tag names. A tuned variant's model is
 its study's best trial's own model, logged on that trial's run, never a retraining: the
@@ -15,15 +16,17 @@ from typing import TYPE_CHECKING, Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from poster_ml import plots
 from poster_ml.data.images import InputContract, encode_jpeg
 from poster_ml.data.prepared import PreparedData
-from poster_ml.errors import TrackingStoreError
+from poster_ml.errors import DatasetError, TrackingStoreError, first_line
 from poster_ml.evaluation.chance import verdict_of
 from poster_ml.serving.model import log_poster_model
-from poster_ml.tracking import artifacts
-from poster_ml.tracking.artifacts import log_figure, split_dataset
+from poster_ml.tracking import schema
+from poster_ml.tracking.artifacts import log_figure
+from poster_ml.tracking.datasets import split_dataset, with_dataset_race_retried
 from poster_ml.tracking.store import load_run_dict
 
 if TYPE_CHECKING:
@@ -99,7 +102,7 @@ def link_variant_model(facts: dict[str, Any], model_uri: str, data: PreparedData
     # Logged once per variant run, to the run and to the model, linked to the validation split.
     model_id = model_uri.removeprefix("models:/")
     validation_split = split_dataset(data, "validation")
-    artifacts.with_dataset_race_retried(
+    with_dataset_race_retried(
         lambda: mlflow.log_metrics(
             {f"best_{key}": float(row[key]) for key in ("val_accuracy", "val_auc")},
             model_id=model_id,
@@ -174,3 +177,81 @@ def model_summary(model) -> str:
     lines: list[str] = []
     model.summary(print_fn=lambda line, **_: lines.append(line))
     return "\n".join(lines)
+
+
+def download_model(model_uri: str, folder: str) -> str:
+    """The logged model's files in a local folder, for a server to load."""
+    try:
+        return mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
+    except (MlflowException, OSError) as error:
+        raise DatasetError(f"cannot load model {model_uri}: {first_line(error)}") from error
+
+
+def load_poster_model(model_uri: str):
+    """The Keras model inside a logged poster pyfunc, and its settings (image size, threshold)."""
+    try:
+        wrapper = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    except (MlflowException, OSError) as error:
+        raise DatasetError(f"cannot load model {model_uri}: {first_line(error)}") from error
+    return wrapper.model, wrapper.settings
+
+
+def model_id(model_uri: str) -> str | None:
+    """The logged model's id behind any model URI (models:/m-..., models:/name@alias, runs:/...)."""
+    try:
+        return mlflow.models.get_model_info(model_uri).model_id
+    except (MlflowException, OSError):
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationTarget:
+    """One model to evaluate, and the variant run (if any) its results belong to."""
+
+    name: str
+    model_uri: str
+    run_id: str | None
+    summary: dict[str, Any]
+
+
+def variant_runs(train: mlflow.entities.Run) -> list[mlflow.entities.Run]:
+    """The variant runs under a train run that have a model, in training order; one line
+    of error when there are none."""
+    children = schema.child_runs(train)
+    with_model = [child for child in children if "model_uri" in child.data.tags]
+    if not with_model:
+        raise DatasetError(
+            f"train run {train.info.run_id} has no variant with a model (it trained nothing, or every variant failed); "
+            "train again, or pass --train-run with a run that has one"
+        )
+    return with_model
+
+
+def evaluation_targets(train: mlflow.entities.Run) -> list[EvaluationTarget]:
+    """The variants of a train run that have a model, in training order, to evaluate."""
+    children = variant_runs(train)
+    return [
+        EvaluationTarget(
+            child.data.tags["variant"],
+            child.data.tags["model_uri"],
+            child.info.run_id,
+            {
+                "train_accuracy": child.data.metrics.get("best_train_accuracy"),
+                "val_accuracy": child.data.metrics.get("best_val_accuracy"),
+                "val_auc": child.data.metrics.get("best_val_auc"),
+                "pretrained": child.data.tags.get("pretrained"),
+                "epochs": trained_epochs(child.info.run_id),
+                "seconds": child.data.metrics.get("train_seconds"),
+            },
+        )
+        for child in children
+    ]
+
+
+def trained_epochs(run_id: str) -> int:
+    """Epochs the variant's model trained, from its leaderboard row (a tuned variant's
+    epochs are its best trial's, not the variant run's own history)."""
+    row = load_run_dict(run_id, ROW_FILE)
+    if row is None:
+        raise DatasetError(f"variant run {run_id} has a model but no {ROW_FILE}")
+    return int(row["epochs"])
