@@ -58,7 +58,7 @@ def main() -> None:
 
     from poster_ml.data.images import InputContract
     from poster_ml.models.predict import predict_probabilities
-    from poster_ml.steps.predict import decode_file
+    from poster_ml.steps.predict import decoded_or_reject
     from poster_ml.tracking.logged_models import load_poster_model
 
     root = Path(tempfile.gettempdir()) / "poster-ml-bench-posters"
@@ -73,7 +73,7 @@ def main() -> None:
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
         contract = InputContract(arguments.size)
-        decoded = list(pool.map(decode_file, files, [contract] * len(files)))
+        decoded = list(pool.map(decoded_or_reject, files, [contract] * len(files)))
     decode_rate = len(files) / (time.perf_counter() - started)
 
     import mlflow

@@ -16,6 +16,7 @@ DECISION_THRESHOLD = 0.5
 grids and the served model share it; it travels with the model in its settings."""
 
 
-def predicted_fresh(probabilities):
-    """True where the probability of fresh reaches the decision threshold."""
-    return probabilities >= DECISION_THRESHOLD
+def predicted_fresh(probabilities, threshold: float = DECISION_THRESHOLD):
+    """True where the probability of fresh reaches the decision threshold: the one rule that
+    turns a probability into a label, for the metrics, the maps and the served answer."""
+    return probabilities >= threshold

@@ -13,6 +13,10 @@ class DatasetError(PosterMLError):
     """A fatal input problem: no such CSV, no label column, nothing accepted."""
 
 
+class ModelLoadError(PosterMLError):
+    """A logged model that cannot be found, downloaded or loaded."""
+
+
 class WeightsUnavailableError(PosterMLError):
     """Pretrained weights were asked for and cannot be had."""
 

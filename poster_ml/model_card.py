@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from poster_ml import DECISION_THRESHOLD
+
 REQUEST_FORMATS = {
     "dataframe_split": '{"dataframe_split": {"columns": ["image"], "data": [["$IMAGE"]]}}',
     "dataframe_records": '{"dataframe_records": [{"image": "$IMAGE"}]}',
@@ -49,7 +51,7 @@ def model_card(
         f"# {name}: fresh or rotten from a movie poster",
         "",
         "Predicts from a poster image the probability that the film is **fresh** on Rotten Tomatoes "
-        "(label `fresh` at probability 0.5 or more, else `rotten`).",
+        f"(label `fresh` at probability {DECISION_THRESHOLD:g} or more, else `rotten`).",
         "",
         *input_section(name),
         "",

@@ -7,15 +7,12 @@ from typing import Any
 import pandas as pd
 
 from poster_ml.evaluation.chance import verdict_of
+from poster_ml.evaluation.metrics import ranked_by_validation_auc
 
 
 def leaderboard(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """The variants ranked by validation AUC, best first, like the study's table."""
-    return (
-        pd.DataFrame(rows)
-        .sort_values("val_auc", ascending=False, kind="stable")
-        .reset_index(drop=True)
-    )
+    return pd.DataFrame(ranked_by_validation_auc(rows, lambda row: row.get("val_auc")))
 
 
 def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:

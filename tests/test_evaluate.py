@@ -25,8 +25,8 @@ from poster_ml.explain.cam import (
     class_gradients,
     classic_cam,
     feature_and_logit_model,
-    grad_cam,
-    layer_cam,
+    grad_cam_from,
+    layer_cam_from,
 )
 from poster_ml.explain.localisation import (
     localisation_metrics,
@@ -184,7 +184,7 @@ def test_grad_cam_reaches_into_a_nested_base():
     with pytest.raises(ValueError, match="not connected"):
         keras.Model(model.inputs, [base.get_layer("block5_conv3").output, model.outputs[0]])
     cam_model = feature_and_logit_model(model, "block5_conv3")
-    maps = grad_cam(cam_model, images)
+    maps = grad_cam_from(*class_gradients(cam_model, images))
     assert maps.shape == (3, 4, 4) and maps.min() >= 0 and maps.max() <= 1
     # The second output is the logit: its sigmoid is the model's probability.
     logits = keras.ops.convert_to_numpy(cam_model(images)[1])
@@ -202,7 +202,9 @@ def test_classic_cam_equals_grad_cam_for_a_linear_pooling_head_and_gradients_are
     images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     toward_fresh = np.array([True, True])
     np.testing.assert_allclose(
-        classic_cam(model, cam_model, images), grad_cam(cam_model, images, toward_fresh), atol=1e-4
+        classic_cam(model, cam_model, images),
+        grad_cam_from(*class_gradients(cam_model, images, toward_fresh)),
+        atol=1e-4,
     )
     _feature_maps, gradients = class_gradients(cam_model, images, toward_fresh)
     # For a linear pooling head the logit's gradient is the kernel over the map's area, at
@@ -214,7 +216,7 @@ def test_classic_cam_equals_grad_cam_for_a_linear_pooling_head_and_gradients_are
         rtol=1e-5,
         atol=1e-9,
     )
-    assert layer_cam(cam_model, images).shape == (2, 30, 30)
+    assert layer_cam_from(*class_gradients(cam_model, images)).shape == (2, 30, 30)
 
 
 def test_intermediate_activations_draw_conv_layers_and_their_relus():

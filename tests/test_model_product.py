@@ -164,7 +164,7 @@ def test_poster_ml_serve_runs_the_code_logged_in_the_model(tmp_path):
     text = logged_code.read_text()
     logged_code.write_text(
         text.replace(
-            "return np.where(probabilities >= cut, self.class_names[1], self.class_names[0])",
+            "return np.where(predicted_fresh(probabilities, cut), fresh, rotten)",
             'return np.full(len(probabilities), "model code")',
         )
     )

@@ -620,3 +620,19 @@ def test_tpe_models_after_a_third_of_the_budget_unless_told_otherwise():
     )
     # Optuna keeps it private; the sampler is the one the trials are drawn from.
     assert study.sampler._n_startup_trials == 6
+
+
+def test_the_reconnecting_storage_wraps_every_private_call_optuna_s_cache_makes(monkeypatch):
+    from optuna.storages import RDBStorage
+
+    storage_class = tuning.reconnecting_rdb_storage()
+    for name in (*tuning.CACHE_CALLS, "create_new_study", "get_all_trials"):
+        assert vars(storage_class)[name].__wrapped__ is vars(RDBStorage)[name], name
+    # A private call Optuna renamed is said, not silently left without retries.
+    monkeypatch.setattr(tuning, "CACHE_CALLS", (*tuning.CACHE_CALLS, "_a_renamed_call"))
+    tuning.reconnecting_rdb_storage.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="_a_renamed_call"):
+            tuning.reconnecting_rdb_storage()
+    finally:
+        tuning.reconnecting_rdb_storage.cache_clear()

@@ -10,7 +10,13 @@ import pytest
 
 from poster_ml.cli import main
 from poster_ml.errors import ConfigError, WeightsUnavailableError
-from poster_ml.models.variants import VARIANTS, build_model, get_variants
+from poster_ml.models.variants import (
+    VARIANTS,
+    build_model,
+    dense_head,
+    get_variants,
+    head_first_layer,
+)
 
 TINY = 75  # The smallest input the Inception bases accept.
 
@@ -136,3 +142,16 @@ def test_the_study_flaws_are_fixed():
     assert (
         vgg.layers[1].__class__.__name__ == "CaffePreprocessing"
     )  # ImageNet preprocessing, not /255.
+
+
+@pytest.mark.parametrize("flatten", ["flatten", "average"])
+def test_the_head_s_first_layer_is_found_for_either_kind_of_dense_head(flatten):
+    """A cached-features variant caches what goes into its head's first layer: Flatten or,
+    for an average-pooled head, global average pooling."""
+    features = keras.Input((3, 3, 8))
+    model = keras.Model(features, dense_head((4,), flatten=flatten)(features, dropout=0.0))
+    first = head_first_layer(model)
+    expected = keras.layers.Flatten if flatten == "flatten" else keras.layers.GlobalAveragePooling2D
+    assert isinstance(first, expected) and first.input.shape[1:] == (3, 3, 8)
+    with pytest.raises(ValueError, match="no dense head"):
+        head_first_layer(keras.Model(features, keras.layers.Conv2D(1, 3)(features)))

@@ -127,8 +127,8 @@ def host_threads() -> int:
 
 
 def warp_on_host(images: np.ndarray, transforms: np.ndarray) -> np.ndarray:
-    """The same warp on the CPU, in uint8 with OpenCV's fixed-point bilinear kernel (about
-    five times the float32 projective kernel per core), one image per core at a time.
+    """The same warp on the CPU, in uint8 with OpenCV's fixed-point bilinear kernel (faster
+    than its float32 projective kernel: benchmarks/bench_augment.py), one image per core.
     The rows map output pixels to input points, which OpenCV calls WARP_INVERSE_MAP."""
     import cv2
 

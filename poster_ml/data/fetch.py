@@ -34,10 +34,6 @@ class FetchLimits:
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 
 
-def is_url(text: str) -> bool:
-    return "://" in text
-
-
 def cache_folder() -> Path:
     """Where fetched posters are kept: beside the prepared-data cache."""
     return environment.cache_root() / "posters"

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from poster_ml import CLASS_NAMES, DECISION_THRESHOLD
+from poster_ml import CLASS_NAMES, DECISION_THRESHOLD, predicted_fresh
 from poster_ml.errors import PosterMLError
 
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
@@ -183,4 +183,5 @@ class InputContract:
     def labels(self, probabilities: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """Each probability of fresh as a class name, at the model's threshold (or another)."""
         cut = self.threshold if threshold is None else threshold
-        return np.where(probabilities >= cut, self.class_names[1], self.class_names[0])
+        rotten, fresh = self.class_names
+        return np.where(predicted_fresh(probabilities, cut), fresh, rotten)

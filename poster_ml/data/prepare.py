@@ -33,7 +33,7 @@ from poster_ml.data.splits import grouped_stratified_split
 from poster_ml.errors import DatasetError
 from poster_ml.locks import exclusive
 
-SERIAL_BELOW = 200  # Fewer posters than this decode faster in-process than in a pool.
+SERIAL_BELOW = 200  # Fewer posters decode faster in-process than in a pool (its start costs).
 
 
 @dataclasses.dataclass(frozen=True)

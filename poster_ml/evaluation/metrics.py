@@ -3,6 +3,10 @@ per-poster predictions."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
@@ -12,11 +16,27 @@ from poster_ml import CLASS_NAMES, DECISION_THRESHOLD, predicted_fresh
 from poster_ml.evaluation.chance import spread
 from poster_ml.evaluation.intervals import bootstrap_interval
 
+Ranked = TypeVar("Ranked")
+
+
+def ranked_by_validation_auc(
+    items: Iterable[Ranked], auc_of: Callable[[Ranked], float | None]
+) -> list[Ranked]:
+    """Best validation AUC first: the one order that chooses a model (the leaderboard,
+    evaluate's table and report, register's candidate). A missing AUC ranks last; ties
+    keep their order."""
+
+    def key(item: Ranked) -> float:
+        value = auc_of(item)
+        return -math.inf if value is None or math.isnan(value) else float(value)
+
+    return sorted(items, key=key, reverse=True)
+
 
 def accuracy(
     labels: np.ndarray, probabilities: np.ndarray, threshold: float = DECISION_THRESHOLD
 ) -> float:
-    return float(np.mean((probabilities >= threshold) == labels.astype(bool)))
+    return float(np.mean(predicted_fresh(probabilities, threshold) == labels.astype(bool)))
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:

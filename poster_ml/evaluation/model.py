@@ -14,6 +14,7 @@ from poster_ml import plots
 from poster_ml.config import EvaluateConfig
 from poster_ml.data.prepared import PreparedData
 from poster_ml.data.synthetic import PLANTED_COLUMN, REGION_COLUMNS
+from poster_ml.errors import DatasetError
 from poster_ml.evaluation.metrics import (
     classification_report,
     evaluate_probabilities,
@@ -42,7 +43,7 @@ def evaluate_model(
     split = data.split("test")
     labels = split["label"].to_numpy()
     if len(np.unique(labels)) < 2:
-        raise ValueError("the test split needs posters of both classes to evaluate")
+        raise DatasetError("the test split needs posters of both classes to evaluate")
     probabilities = predict_test_split(model, data)
     majority = int(np.bincount(data.labels("train").astype(int), minlength=2).argmax())
     results = evaluate_probabilities(

@@ -1,5 +1,6 @@
-"""Class activation maps: Grad-CAM and LayerCAM for every variant, classic CAM for a pooling
-head, and the localisation score against the planted regions of synthetic posters."""
+"""Class activation maps: Grad-CAM and LayerCAM for every variant, from the logit's
+gradients, and classic CAM for a pooling head (localisation.py scores the maps against
+known regions)."""
 
 from __future__ import annotations
 
@@ -199,18 +200,6 @@ def class_activation_maps(cam_model: keras.Model, images: np.ndarray) -> dict[st
         method: from_gradients(feature_maps, gradients)
         for method, from_gradients in CAM_METHODS.items()
     }
-
-
-def grad_cam(
-    cam_model: keras.Model, images: np.ndarray, toward_fresh: np.ndarray | None = None
-) -> np.ndarray:
-    return grad_cam_from(*class_gradients(cam_model, images, toward_fresh))
-
-
-def layer_cam(
-    cam_model: keras.Model, images: np.ndarray, toward_fresh: np.ndarray | None = None
-) -> np.ndarray:
-    return layer_cam_from(*class_gradients(cam_model, images, toward_fresh))
 
 
 def classic_cam(model: keras.Model, cam_model: keras.Model, images: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Whether a model uses what its maps show: deletion and insertion curves, and occlusion.
 
-A map ranks the poster's cells (a GRID x GRID partition). **Deletion** replaces the cells
+A map ranks the poster's cells (a CELLS_PER_SIDE x CELLS_PER_SIDE partition). **Deletion** replaces the cells
 with a reference in the map's order, most important first, and follows the probability
 of the class the model predicted on the untouched poster; a faithful map makes it fall
 fast (a small area under the curve). **Insertion** starts from the reference and reveals
@@ -44,7 +44,7 @@ from poster_ml.explain.cam import upsample
 from poster_ml.explain.localisation import finding_shares, named
 from poster_ml.models.predict import predict_probabilities
 
-GRID = 6  # Cells per side: a cell is a sixth of the poster (16 px at 96 px).
+CELLS_PER_SIDE = 6  # Cells per side: a cell is a sixth of the poster's side.
 STEPS = 4  # Points of a curve past its start: a quarter of the cells removed (or revealed) a step.
 BLUR = 0.1  # Standard deviation of the reference's blur, as a share of the poster's side.
 
@@ -58,7 +58,7 @@ def blurred(images: np.ndarray) -> np.ndarray:
     ).astype(images.dtype)
 
 
-def cell_masks(height: int, width: int, grid: int = GRID) -> np.ndarray:
+def cell_masks(height: int, width: int, grid: int = CELLS_PER_SIDE) -> np.ndarray:
     """(grid * grid, height, width) boolean masks of the cells, row by row."""
     rows = np.minimum(np.arange(height) * grid // height, grid - 1)
     columns = np.minimum(np.arange(width) * grid // width, grid - 1)
@@ -66,7 +66,7 @@ def cell_masks(height: int, width: int, grid: int = GRID) -> np.ndarray:
     return cell[None] == np.arange(grid * grid)[:, None, None]
 
 
-def cell_scores(maps: np.ndarray, grid: int = GRID) -> np.ndarray:
+def cell_scores(maps: np.ndarray, grid: int = CELLS_PER_SIDE) -> np.ndarray:
     """Each map's mean over each cell: (n, grid * grid)."""
     masks = cell_masks(maps.shape[1], maps.shape[2], grid)
     totals = np.einsum("nhw,chw->nc", maps.astype(np.float64), masks)
@@ -133,7 +133,7 @@ def occlusion_maps(
     images: np.ndarray,
     reference: np.ndarray,
     fresh: np.ndarray,
-    grid: int = GRID,
+    grid: int = CELLS_PER_SIDE,
     base: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each cell's importance: the drop of the explained class's probability when that cell
@@ -219,7 +219,9 @@ def poster_sized_maps(maps: dict, images: np.ndarray, occlusion: np.ndarray) -> 
         for method, values in maps.items()
         if values.shape[1] * values.shape[2] > 1
     }
-    sized["occlusion"] = upsample(np.maximum(occlusion, 0).reshape(-1, GRID, GRID), *size)
+    sized["occlusion"] = upsample(
+        np.maximum(occlusion, 0).reshape(-1, CELLS_PER_SIDE, CELLS_PER_SIDE), *size
+    )
     return sized
 
 

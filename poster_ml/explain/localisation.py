@@ -28,7 +28,7 @@ from poster_ml.data.synthetic import PEOPLE_COLUMNS, PLANTED_COLUMN, REGION_COLU
 from poster_ml.evaluation.intervals import mean_interval, ratio_interval
 from poster_ml.explain.cam import upsample
 
-GRID = 64  # Maps and masks are compared on a common 64 x 64 grid.
+COMPARISON_GRID = 64  # Maps and masks are compared on a common 64 x 64 grid.
 
 
 def region_masks(regions: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -42,8 +42,8 @@ def region_masks(regions: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def shares_inside(maps: np.ndarray, regions: np.ndarray) -> np.ndarray:
     """Per poster, the share of the map's mass inside the region (maps of any size)."""
-    masks = region_masks(regions, GRID, GRID)
-    resized = np.clip(upsample(maps.astype(np.float32), GRID, GRID), 0, None)
+    masks = region_masks(regions, COMPARISON_GRID, COMPARISON_GRID)
+    resized = np.clip(upsample(maps.astype(np.float32), COMPARISON_GRID, COMPARISON_GRID), 0, None)
     mass = resized.reshape(len(maps), -1).sum(axis=1)
     inside = (resized * masks).reshape(len(maps), -1).sum(axis=1)
     # An all-zero map says nothing; it scores as a uniform map would.
@@ -53,15 +53,19 @@ def shares_inside(maps: np.ndarray, regions: np.ndarray) -> np.ndarray:
 
 def localisation_score(maps: np.ndarray, regions: np.ndarray) -> tuple[float, float]:
     """(mean share of mass inside the regions, mean share of the area they cover: a uniform map's score)."""
-    area = region_masks(regions, GRID, GRID).reshape(len(regions), -1).mean(axis=1)
+    area = (
+        region_masks(regions, COMPARISON_GRID, COMPARISON_GRID)
+        .reshape(len(regions), -1)
+        .mean(axis=1)
+    )
     return float(shares_inside(maps, regions).mean()), float(area.mean())
 
 
 def location_priors(train_split: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Each planted class's mean region mask over the training split, as a (GRID, GRID) map."""
+    """Each planted class's mean region mask over the training split, as a (COMPARISON_GRID, COMPARISON_GRID) map."""
     regions, planted = region_table(train_split)
     return {
-        name: region_masks(regions[planted == name], GRID, GRID).mean(axis=0)
+        name: region_masks(regions[planted == name], COMPARISON_GRID, COMPARISON_GRID).mean(axis=0)
         for name in ("fresh", "rotten")
         if (planted == name).any()
     }

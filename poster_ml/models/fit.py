@@ -27,7 +27,7 @@ from poster_ml.models.placement import (
 )
 from poster_ml.models.predict import predict_rows
 from poster_ml.models.progress import DivergenceGuard
-from poster_ml.models.variants import Variant, build_model
+from poster_ml.models.variants import Variant, build_model, head_first_layer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,7 +312,7 @@ def fit_head_on_cached_features(fit: Fit) -> tuple[keras.callbacks.History, np.n
     The base runs once per poster instead of once per poster per epoch (feature_cache.py).
     """
     model, variant, data, config = fit.model, fit.variant, fit.data, fit.config
-    head_layer = model.get_layer("flatten")
+    head_layer = head_first_layer(model)
     extractor = keras.Model(model.input, head_layer.input, name=f"{variant.base}_features")
     cache = feature_cache_dir(
         data, extractor, variant.base, config.weights, config.seed, config.feature_cache

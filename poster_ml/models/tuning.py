@@ -1,7 +1,8 @@
 """Tuning with Optuna: the search space, the study and its storage, and running trials.
 
-The search space is one function. The objective is the best-epoch validation AUC; the
-test split never takes part. The study's own values are enqueued as the first trial, so
+The search space is `search_space` (`study_values` gives the study's own point in it).
+The objective is the exact validation AUC of the weights early stopping kept; the test
+split never takes part. The study's own values are enqueued as the first trial, so
 tuning can only match or beat them on validation. Storage is an SQLite file for one
 process, a journal file for several processes on one machine, or PostgreSQL for workers
 on many machines. PostgreSQL uses heartbeats so that a killed worker's trial is marked
@@ -100,35 +101,30 @@ def make_storage(url: str, heartbeat_seconds: int):
     # Workers started at once on a fresh studies database take turns creating its tables;
     # a missing role or database is one line that names the studies database. A connection
     # cut meanwhile (the server restarting) is tried again, twice.
-    for attempt in range(3):
+    for _ in range(2):
         try:
             with databases.schema_turn(url, "studies"):
                 return rdb_storage(url, heartbeat_seconds)
         except databases.CONNECTION_CUT:
-            if attempt == 2:
-                raise
             time.sleep(2.0)
-    raise AssertionError("unreachable")  # The loop returns or raises.
-
-
-class ReconnectingRDBStorage(RDBStorage):
-    """Optuna's database storage, each of whose calls is tried again (twice, after 0.5 and
-    1 s) when the server cut its connection midway, as a restart or failover does to a
-    query under way. A connection cut while idle is caught before use by pool_pre_ping."""
+    with databases.schema_turn(url, "studies"):  # The last try: its error is the answer.
+        return rdb_storage(url, heartbeat_seconds)
 
 
 def reconnecting(method: Callable) -> Callable:
+    """`method`, tried again (twice, after 0.5 and 1 s) when the server cut its connection
+    midway, as a restart or failover does to a query under way."""
+
     @functools.wraps(method)
     def call(self, *arguments, **options):
-        for attempt in range(3):
+        for attempt in range(2):
             try:
                 return method(self, *arguments, **options)
             except (optuna.exceptions.StorageInternalError, *databases.CONNECTION_CUT) as error:  # type: ignore[misc]  # A tuple built at import.
-                cut = databases.is_connection_cut(error)
-                if not cut or attempt == 2:
+                if not databases.is_connection_cut(error):
                     raise
                 time.sleep(0.5 * 2**attempt)
-        raise AssertionError("unreachable")  # The loop returns or raises.
+        return method(self, *arguments, **options)
 
     return call
 
@@ -142,16 +138,32 @@ CACHE_CALLS = (
     "_get_trials",
     "_set_trial_param",
 )
-for _name, _method in vars(RDBStorage).items():
-    if inspect.isfunction(_method) and (not _name.startswith("_") or _name in CACHE_CALLS):
-        setattr(ReconnectingRDBStorage, _name, reconnecting(_method))
+
+
+@functools.cache
+def reconnecting_rdb_storage() -> type[RDBStorage]:
+    """Optuna's database storage, each of whose calls is tried again when the server cut its
+    connection midway (a connection cut while idle is caught before use by pool_pre_ping).
+    Built on first use; a private call that Optuna renamed is an error that says so rather
+    than a call left without retries."""
+    missing = [name for name in CACHE_CALLS if not inspect.isfunction(vars(RDBStorage).get(name))]
+    if missing:
+        raise RuntimeError(
+            f"optuna {optuna.__version__}'s RDBStorage has no {', '.join(missing)}: update CACHE_CALLS in models/tuning.py"
+        )
+    methods = {
+        name: reconnecting(method)
+        for name, method in vars(RDBStorage).items()
+        if inspect.isfunction(method) and (not name.startswith("_") or name in CACHE_CALLS)
+    }
+    return type("ReconnectingRDBStorage", (RDBStorage,), methods)
 
 
 def rdb_storage(url: str, heartbeat_seconds: int) -> RDBStorage:
     """Optuna's database storage. A database server that restarts (or fails over) closes
     every pooled connection: each is tested before use (SQLAlchemy's pool_pre_ping) and
-    replaced, and a call it cut midway is tried again (ReconnectingRDBStorage)."""
-    kind = RDBStorage if url.startswith("sqlite") else ReconnectingRDBStorage
+    replaced, and a call it cut midway is tried again (reconnecting_rdb_storage)."""
+    kind = RDBStorage if url.startswith("sqlite") else reconnecting_rdb_storage()
     return kind(
         url,
         heartbeat_interval=heartbeat_seconds,

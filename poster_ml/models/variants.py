@@ -57,6 +57,19 @@ class Variant:
         return PRETRAINED_BASES[self.base].cam_layer if self.pretrained else f"conv{self.base[-1]}"
 
 
+HEAD_FIRST_LAYERS = ("flatten", "global_average_pooling")  # dense_head's first layer, by kind.
+
+
+def head_first_layer(model: keras.Model) -> keras.layers.Layer:
+    """The first layer of a model's dense head, Flatten or global average pooling: the base's
+    features go in there (what a cached-features variant caches)."""
+    names = {layer.name for layer in model.layers}
+    name = next((name for name in HEAD_FIRST_LAYERS if name in names), None)
+    if name is None:
+        raise ValueError(f"model {model.name} has no dense head ({' or '.join(HEAD_FIRST_LAYERS)})")
+    return model.get_layer(name)
+
+
 def dense_head(units: tuple[int, ...], flatten: str = "flatten") -> Callable:
     """Flatten (or global average pooling), Dense-ReLU layers each followed by dropout, one sigmoid unit."""
 

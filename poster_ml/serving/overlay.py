@@ -12,7 +12,7 @@ from PIL import Image
 
 from poster_ml.data.images import decode_poster, oriented_size
 from poster_ml.explain.cam import class_activation_maps, upsample
-from poster_ml.explain.faithfulness import GRID, cell_masks
+from poster_ml.explain.faithfulness import CELLS_PER_SIDE, cell_masks
 
 OVERLAY_OPACITY = 0.6  # At the map's peak; where the map is zero the poster shows as it is.
 MAX_SIDE = 384  # The overlay's longer side at most: an answer stays small for large posters.
@@ -46,7 +46,7 @@ def overlay_png(poster: np.ndarray, heat: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def cell_shares(maps: np.ndarray, grid: int = GRID) -> np.ndarray:
+def cell_shares(maps: np.ndarray, grid: int = CELLS_PER_SIDE) -> np.ndarray:
     """Each map's share of its mass on each cell, row by row: (n, grid * grid), summing to 1
     (a blank map gives every cell an equal share)."""
     masks = cell_masks(maps.shape[1], maps.shape[2], grid)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 
 import mlflow
 import numpy as np
@@ -12,8 +11,8 @@ import numpy as np
 from poster_ml import plots
 from poster_ml.config import EvaluateConfig
 from poster_ml.data.prepared import PreparedData
-from poster_ml.errors import DatasetError
 from poster_ml.evaluation.chance import verdict_of
+from poster_ml.evaluation.metrics import ranked_by_validation_auc
 from poster_ml.evaluation.report import GRIDS, ReportInputs, headline, report_html
 from poster_ml.tables import (
     faithfulness_table,
@@ -33,7 +32,7 @@ def evaluate_step(config: EvaluateConfig):
     with runs.step_run(
         "evaluate", {"evaluate": config}, seed=config.seed, resumable=True, restart=config.restart
     ) as step:
-        train, targets = evaluation_targets(config)
+        train, targets = models_to_evaluate(config)
         data = evaluation_data(config, train)
         datasets.dataset_input(data, context="evaluation")
         records = ranked(
@@ -92,12 +91,7 @@ def legend_name(row: dict) -> str:
 def ranked(records: list[dict]) -> list[dict]:
     """The records best on validation first: the order that selects, of the results table
     and of the report."""
-
-    def validation_auc(record: dict) -> float:
-        value = record["row"].get("val_auc")
-        return float("-inf") if value is None or math.isnan(value) else value
-
-    return sorted(records, key=validation_auc, reverse=True)
+    return ranked_by_validation_auc(records, lambda record: record["row"].get("val_auc"))
 
 
 def report_inputs(train, records, table, roc_png: bytes, explanations) -> ReportInputs:
@@ -132,7 +126,7 @@ def report_inputs(train, records, table, roc_png: bytes, explanations) -> Report
     )
 
 
-def evaluation_targets(config: EvaluateConfig):
+def models_to_evaluate(config: EvaluateConfig):
     """The train run (None for one model by URI) and the models to evaluate."""
     if config.model_uri:
         return None, [logged_models.EvaluationTarget(config.model_uri, config.model_uri, None, {})]
@@ -143,15 +137,11 @@ def evaluation_targets(config: EvaluateConfig):
 
 def evaluation_data(config: EvaluateConfig, train) -> PreparedData:
     """The prepared data to evaluate on: the one the train run trained on, unless given."""
-    data = datasets.open_data(
-        config.data or (datasets.used_data(train) if train else "data/prepared")
+    if train is None:
+        return datasets.open_data(config.data or "data/prepared")
+    return datasets.data_trained_on(
+        train, config.data or datasets.used_data(train), f"train run {train.info.run_id}"
     )
-    if train is not None and train.data.tags.get("dataset_digest") != data.digest:
-        raise DatasetError(
-            f"{data.path} holds dataset {data.digest[:12]}, but train run {train.info.run_id} trained on "
-            f"{train.data.tags.get('dataset_digest', '(unknown)')[:12]}; pass --data with the prepared data it trained on"
-        )
-    return data
 
 
 def evaluated(step, target, data: PreparedData, config: EvaluateConfig, with_activations: bool):

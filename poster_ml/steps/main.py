@@ -73,7 +73,7 @@ def run_workflow(config: WorkflowConfig) -> None:
     def same_dataset(run: mlflow.entities.Run) -> bool:
         """A finished step counts only if the prepared data on disk is still what it used."""
         try:
-            return load_prepared(config.data).digest == run.data.tags.get("dataset_digest")
+            return load_prepared(config.data).digest == schema.dataset_digest(run)
         except PosterMLError:
             return False
 

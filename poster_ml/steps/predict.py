@@ -47,7 +47,7 @@ def list_files(paths: list[str]) -> list[Path]:
     return files
 
 
-def decode_file(path: Path, contract: InputContract) -> np.ndarray | dict:
+def decoded_or_reject(path: Path, contract: InputContract) -> np.ndarray | dict:
     """A poster decoded as the model's training data was, or its reject row."""
     try:
         return contract.decode(path.read_bytes())
@@ -73,7 +73,7 @@ def decoded_batches(
         pending = iter(files)
         while True:
             while len(ahead) < 3 * batch_size and (path := next(pending, None)) is not None:
-                ahead.append((path, pool.submit(decode_file, path, contract)))
+                ahead.append((path, pool.submit(decoded_or_reject, path, contract)))
             if not ahead:
                 return
             paths, images, rejects = [], [], []

@@ -21,7 +21,6 @@ from mlflow.tracking import MlflowClient
 
 from poster_ml.config import RegisterConfig
 from poster_ml.data.prepared import PreparedData
-from poster_ml.errors import DatasetError
 from poster_ml.tracking import datasets, logged_models, registry, runs, store
 
 log = logging.getLogger(__name__)
@@ -31,13 +30,11 @@ def register_step(config: RegisterConfig):
     with runs.step_run("register", {"register": config}, seed=config.seed):
         train = store.find_train_run(config.train_run)
         model, run, note = registry.best_candidate(train, config.allow_cpu)
-        data = datasets.open_data(config.data or datasets.used_data(train))
-        trained_on = run.data.tags.get("dataset_digest", "")
-        if trained_on != data.digest:
-            raise DatasetError(
-                f"{model.name} of train run {train.info.run_id} trained on dataset {trained_on[:12] or '(unknown)'}, "
-                f"but {data.path} holds {data.digest[:12]}; pass --data with the prepared data it trained on"
-            )
+        data = datasets.data_trained_on(
+            run,
+            config.data or datasets.used_data(train),
+            f"{model.name} of train run {train.info.run_id}",
+        )
         name = config.model_name
         version = registry.existing_version(name, model.model_id)
         if version is not None and registry.GATE in version.tags:
@@ -80,7 +77,7 @@ def register_step(config: RegisterConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class Candidate:
+class GateCandidate:
     """The new version at the gate, and its test predictions."""
 
     name: str
@@ -109,7 +106,7 @@ def gate(name: str, version, model, data: PreparedData, config: RegisterConfig) 
 
     labels = data.labels("test").astype(int)
     new = predict_test_split(logged_models.load_poster_model(model.model_uri)[0], data)
-    candidate = Candidate(
+    candidate = GateCandidate(
         name, version.version, f"version {version.version} ({model.name})", labels, new
     )
     majority = int(np.bincount(data.labels("train").astype(int), minlength=2).argmax())
@@ -134,7 +131,9 @@ def gate(name: str, version, model, data: PreparedData, config: RegisterConfig) 
     return challenge(candidate, champion, data, config)
 
 
-def challenge(candidate: Candidate, champion, data: PreparedData, config: RegisterConfig) -> str:
+def challenge(
+    candidate: GateCandidate, champion, data: PreparedData, config: RegisterConfig
+) -> str:
     """The new version against the champion, on the test posters neither saw in training."""
     from poster_ml.evaluation.comparison import paired_auc_comparison
     from poster_ml.models.predict import predict_test_split

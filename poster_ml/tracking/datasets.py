@@ -79,6 +79,20 @@ def is_remote_spec(spec: str) -> bool:
     return spec == "latest" or spec.startswith("runs:/")
 
 
+def data_trained_on(run: mlflow.entities.Run, spec: str, what: str) -> PreparedData:
+    """The prepared data `spec` names (a folder, runs:/<id>/prepared or 'latest'), which must
+    be the dataset `run` trained on: the one check of evaluate and register, a line of
+    error (naming `what` trained) when it is another."""
+    data = open_data(spec)
+    trained_on = schema.dataset_digest(run)
+    if trained_on != data.digest:
+        raise DatasetError(
+            f"{what} trained on dataset {trained_on[:12] or '(unknown)'}, but {data.path} holds "
+            f"{data.digest[:12]}; pass --data with the prepared data it trained on"
+        )
+    return data
+
+
 def used_data(run) -> str:
     """Where a train run's data can be found again: its run URI, else its local folder."""
     return run.data.tags.get("data_uri") or run.data.tags.get("data_path", "data/prepared")
@@ -113,7 +127,7 @@ def run_dataset(uri: str) -> PreparedData:
     this machine and still holds the same dataset (a step that `main` hands the run to),
     else the copy it logged, downloaded into the cache if not there yet. Loaded once."""
     run = preprocess_run(uri)
-    digest = run.data.tags.get("dataset_digest", "")
+    digest = schema.dataset_digest(run)
     folder = Path(run.data.tags.get("data_path", ""))
     if digest and (folder / "dataset.json").is_file():
         with contextlib.suppress(DatasetError):
@@ -181,7 +195,7 @@ def dataset_input(data: PreparedData, context: str) -> None:
 
     with_dataset_race_retried(log)
     mlflow.set_tags(
-        {"dataset_digest": digest, "data_path": str(data.path.resolve())}
+        {schema.DIGEST_TAG: digest, "data_path": str(data.path.resolve())}
         | ({"data_uri": data.uri} if data.uri else {})
     )
 

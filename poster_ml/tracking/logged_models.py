@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from poster_ml import plots
 from poster_ml.data.images import InputContract, encode_jpeg
 from poster_ml.data.prepared import PreparedData
-from poster_ml.errors import DatasetError, TrackingStoreError, first_line
+from poster_ml.errors import DatasetError, ModelLoadError, TrackingStoreError, first_line
 from poster_ml.evaluation.chance import verdict_of
 from poster_ml.serving.model import log_poster_model
 from poster_ml.tracking import schema
@@ -184,7 +184,7 @@ def download_model(model_uri: str, folder: str) -> str:
     try:
         return mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=folder)
     except (MlflowException, OSError) as error:
-        raise DatasetError(f"cannot load model {model_uri}: {first_line(error)}") from error
+        raise ModelLoadError(f"cannot load model {model_uri}: {first_line(error)}") from error
 
 
 def load_poster_model(model_uri: str):
@@ -192,7 +192,7 @@ def load_poster_model(model_uri: str):
     try:
         wrapper = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
     except (MlflowException, OSError) as error:
-        raise DatasetError(f"cannot load model {model_uri}: {first_line(error)}") from error
+        raise ModelLoadError(f"cannot load model {model_uri}: {first_line(error)}") from error
     return wrapper.model, wrapper.settings
 
 

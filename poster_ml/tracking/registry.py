@@ -12,6 +12,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from poster_ml.errors import DatasetError
+from poster_ml.evaluation.metrics import ranked_by_validation_auc
+from poster_ml.tracking import schema
 
 RANKED_BY = "best_val_auc"
 GATE = "gate"  # The version tag the gate sets last: champion or challenger.
@@ -33,9 +35,7 @@ def best_candidate(
         raise DatasetError(
             f"train run {train.info.run_id} has no GPU-trained variant to register; train on a GPU, or pass --allow-cpu true"
         )
-    ranked = sorted(
-        eligible, key=lambda run: run.data.metrics.get(RANKED_BY, float("-inf")), reverse=True
-    )
+    ranked = ranked_by_validation_auc(eligible, lambda run: run.data.metrics.get(RANKED_BY))
     best, note = ranked[0], ""
     pretrained = [run for run in ranked if run.data.tags.get("pretrained") == "true"]
     if best.data.tags.get("pretrained") != "true" and pretrained:
@@ -53,8 +53,15 @@ def existing_version(name: str, model_id: str):
         versions = MlflowClient().search_model_versions(f"name = '{name}'")
     except MlflowException:
         return None
+    # MLflow's own fields say which logged model a version came from: `model_id`, which its
+    # SQL store leaves empty (MLflow 3.17), and `source`, the models:/ URI it was made from.
     return next(
-        (version for version in versions if version.tags.get("source_model_id") == model_id), None
+        (
+            version
+            for version in versions
+            if model_id in (version.model_id, (version.source or "").removeprefix("models:/"))
+        ),
+        None,
     )
 
 
@@ -63,13 +70,12 @@ def register(
 ) -> mlflow.entities.model_registry.ModelVersion:
     tags = {
         "variant": model.name,
-        "source_model_id": model.model_id,
         "source_run": run.info.run_id,
         "ranked_by": RANKED_BY,
         "val_auc": f"{run.data.metrics.get(RANKED_BY, float('nan')):.4f}",
         "device": run.data.tags.get("device", ""),
         "pretrained": str(model.params.get("pretrained") == "True").lower(),
-        "dataset_digest": run.data.tags.get("dataset_digest", ""),
+        schema.DIGEST_TAG: schema.dataset_digest(run),
         "commit": run.data.tags.get("mlflow.source.git.commit", "unknown"),
     }
     return mlflow.register_model(model.model_uri, name, tags=tags)

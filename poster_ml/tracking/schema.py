@@ -17,6 +17,7 @@ STEP_TAG = "poster_ml.step"
 PARENT_TAG = mlflow_tags.MLFLOW_PARENT_RUN_ID
 FAILURE_TAG = "poster_ml.failure"  # Why a run was marked FAILED by a later start.
 PREPARED_URI_TAG = "prepared_uri"  # Where a preprocess run logged its prepared dataset.
+DIGEST_TAG = "dataset_digest"  # The prepared dataset a run used, by its digest.
 NEWEST_FIRST = ["attributes.start_time DESC"]
 
 
@@ -26,6 +27,10 @@ def step_tag(step: str) -> dict[str, str]:
 
 def step_of(run: mlflow.entities.Run) -> str | None:
     return run.data.tags.get(STEP_TAG)
+
+
+def dataset_digest(run: mlflow.entities.Run) -> str:
+    return run.data.tags.get(DIGEST_TAG, "")
 
 
 def all_experiment_ids(client: MlflowClient) -> list[str]:
