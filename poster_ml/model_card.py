@@ -76,6 +76,11 @@ def model_card(
     return "\n".join(lines)
 
 
+def limits_in_brief(limits: list[str]) -> str:
+    """The known limits in one line, each by its first clause (the served page shows it)."""
+    return "; ".join(limit.split(":")[0] for limit in limits)
+
+
 def known_limits(version: dict[str, Any], dataset: dict[str, Any]) -> list[str]:
     tags = version["tags"]
     limits = []

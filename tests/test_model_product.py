@@ -251,3 +251,17 @@ def test_the_model_serves_from_its_own_locked_requirements_with_uv(tmp_path):
     from importlib.metadata import version
 
     assert tensorflow.name.startswith(f"tensorflow-{version('tensorflow')}.")
+
+
+def test_a_model_logged_before_serving_became_a_package_still_loads_in_this_process():
+    """A champion registered by an earlier version of the package names its pyfunc by the
+    old module; the register gate and evaluate load it in a process that has imported this
+    package, so that name must still lead to the pyfunc."""
+    uri = logged(constant_model(32, 0.6), InputContract(32))
+    code = model_folder(uri) / "served_model.py"
+    old = code.read_text().replace("poster_ml.serving.model", "poster_ml.tracking.pyfunc_model")
+    assert "poster_ml.tracking.pyfunc_model import PosterClassifier" in old
+    code.write_text(old)
+    image = encode(Image.new("RGB", (206, 305)), "JPEG")
+    answer = mlflow.pyfunc.load_model(uri).predict(pd.DataFrame({"image": [image]}))
+    assert answer["probability_fresh"].tolist() == pytest.approx([0.6])

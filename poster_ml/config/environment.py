@@ -27,6 +27,7 @@ VARIABLES = {
     "POSTER_ML_ADMIN_PASSWORD": "the team server's admin password (no default: the server does not start without it)",
     "POSTER_ML_MODEL_PATH": "set by `poster-ml serve` for its server processes: the downloaded model",
     "POSTER_ML_MAX_REQUEST_BYTES": "set by `poster-ml serve` from `--max-request-mb`: the largest request body",
+    "POSTER_ML_PAGE_FACTS": "set by `poster-ml serve`: a JSON file of what the page at / says of the model (which version, its test AUC, its limits)",
 }
 
 
@@ -105,6 +106,10 @@ def served_model_path() -> str:
     if not path:
         raise KeyError("POSTER_ML_MODEL_PATH is not set: start the server with `poster-ml serve`")
     return path
+
+
+def page_facts_path() -> str:
+    return read("POSTER_ML_PAGE_FACTS")
 
 
 def max_request_bytes() -> int:

@@ -2,7 +2,8 @@
 as `uvicorn --factory poster_ml.serving.app:create_app`.
 
 The app is `mlflow.pyfunc.scoring_server`'s, unchanged: the same formats, /ping, /health,
-/version and /invocations. Two things are added in front of it, because the stock server
+/version and /invocations. At / it adds a page (page.html) on which a person drops
+posters and sees each answer explained, side by side. Two things are added in front of it, because the stock server
 echoes the request back in some errors (a malformed request came back whole in its
 error): a request over `POSTER_ML_MAX_REQUEST_BYTES` is answered 413, counted as its
 bytes arrive (so a chunked upload without a Content-Length is stopped at the limit too,
@@ -17,9 +18,10 @@ import ctypes.util
 import json
 import re
 import sys
+from pathlib import Path
 
 import mlflow
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from mlflow.pyfunc import scoring_server
 
 from poster_ml.config import environment
@@ -27,13 +29,51 @@ from poster_ml.config import environment
 MAX_MESSAGE = 300
 
 
+# The page may fetch this server's own answers and show images it makes itself, and
+# nothing else: it works offline and behind a firewall, and no one else's code runs in it.
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "img-src data: blob:; connect-src 'self'; base-uri 'none'; form-action 'none'"
+)
+FACTS_PLACEHOLDER = '{"facts": null}'
+
+
 def create_app():
-    """The scoring server's app on the model `poster-ml serve` downloaded, behind the guards
-    (uvicorn calls it in each server process)."""
-    app = scoring_server.init(mlflow.pyfunc.load_model(environment.served_model_path()))
+    """The scoring server's app on the model `poster-ml serve` downloaded, behind the guards,
+    with the page at / (uvicorn calls it in each server process)."""
+    model = mlflow.pyfunc.load_model(environment.served_model_path())
+    app = scoring_server.init(model)
+    limit = environment.max_request_bytes()
+    page = page_html(page_facts(model, limit))
+
+    @app.get("/", include_in_schema=False)
+    def home() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_POLICY})
+
     app.add_middleware(ShortErrors)
-    app.add_middleware(BodyLimit, limit=environment.max_request_bytes())
+    app.add_middleware(BodyLimit, limit=limit)
     return app
+
+
+def page_facts(model, limit: int) -> dict:
+    """What the page says of the model: the facts `poster-ml serve` found in the registry,
+    the model's threshold, and the request-size limit."""
+    path = environment.page_facts_path()
+    facts = json.loads(Path(path).read_text()) if path else {}
+    contract = model.unwrap_python_model().contract
+    return {
+        "model": "the model",
+        "threshold": contract.threshold,
+        "max_request_bytes": limit,
+        "max_request_mb": round(limit / 2**20, 1),
+    } | facts
+
+
+def page_html(facts: dict) -> str:
+    """The page, with the model's facts written in as JSON (with "<" escaped, so that no text
+    in them can end the script element that holds them)."""
+    text = json.dumps(facts).replace("<", "\\u003c")
+    return Path(__file__).with_name("page.html").read_text().replace(FACTS_PLACEHOLDER, text, 1)
 
 
 def short_message(body: bytes) -> dict:

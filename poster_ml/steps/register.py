@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from poster_ml.config import RegisterConfig
 from poster_ml.data.prepared import PreparedData
+from poster_ml.model_card import known_limits, limits_in_brief
 from poster_ml.tracking import datasets, logged_models, registry, runs, store
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,14 @@ def register_step(config: RegisterConfig):
             )
         verdict = gate(name, version, model, data, config)
         report = store.evaluation_report(train.info.run_id)
+        limits = known_limits({"tags": version.tags}, data.info)
         registry.describe(
             name,
             version.version,
             "; ".join([verdict, *([note] if note else [])])
             + (f". The evaluate run's report: {report}" if report else ""),
-            {"evaluation_report": report} if report else {},
+            {"known_limits": limits_in_brief(limits)}
+            | ({"evaluation_report": report} if report else {}),
         )
         if note:
             log.info(note)

@@ -18,7 +18,7 @@ from pathlib import Path
 from poster_ml.config import ServeConfig, environment
 from poster_ml.data.images import InputContract
 from poster_ml.processes import run_in_foreground
-from poster_ml.tracking import logged_models, store
+from poster_ml.tracking import logged_models, registry, store
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,14 @@ def serve_step(config: ServeConfig) -> int:
     with tempfile.TemporaryDirectory() as folder:
         local = logged_models.download_model(config.model, folder)
         code = served_code(Path(local))
+        facts = Path(folder) / "page-facts.json"
+        facts.write_text(
+            json.dumps({"model": config.model} | registry.served_version_facts(config.model))
+        )
         variables = environment.child_environment(
             {
                 "POSTER_ML_MODEL_PATH": local,
+                "POSTER_ML_PAGE_FACTS": str(facts),
                 "POSTER_ML_MAX_REQUEST_BYTES": str(config.max_request_mb * 2**20),
                 # The model's own code first: its decoder, pyfunc and guard.
                 "PYTHONPATH": environment.python_path_with(code),
@@ -49,7 +54,10 @@ def serve_step(config: ServeConfig) -> int:
             str(config.workers),
             *served_app(Path(code)),
         ]
-        log.info(f"serving {config.model} at http://{config.host}:{config.port}/invocations")
+        log.info(
+            f"serving {config.model} at http://{config.host}:{config.port}/invocations; "
+            f"drop posters on its page: http://{config.host}:{config.port}/"
+        )
         log.info(f"running: {shlex.join(command)}")
         # Run from the download folder: `python -m` puts the working directory first on the
         # path, and a checkout there would shadow the model's code.

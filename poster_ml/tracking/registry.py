@@ -81,6 +81,30 @@ def register(
     return mlflow.register_model(model.model_uri, name, tags=tags)
 
 
+def served_version_facts(model_uri: str) -> dict[str, str]:
+    """What the served page says of a registered version named by models:/<name>@<alias> or
+    models:/<name>/<version>: which one, its test AUC with interval and its known limits in
+    one line. Nothing for any other kind of URI (a logged model, a run, a folder)."""
+    reference = model_uri.removeprefix("models:/") if model_uri.startswith("models:/") else ""
+    name, alias = reference.split("@", 1) if "@" in reference else (reference, "")
+    name, _, number = name.partition("/")
+    client = MlflowClient()
+    try:
+        if alias:
+            version = client.get_model_version_by_alias(name, alias)
+        elif number:
+            version = client.get_model_version(name, number)
+        else:
+            return {}
+    except MlflowException:
+        return {}
+    tags = version.tags
+    keys = ("variant", "test_auc", "test_auc_low", "test_auc_high", "test_posters", "known_limits")
+    return {"name": name, "version": str(version.version)} | {
+        ("limits" if key == "known_limits" else key): tags[key] for key in keys if key in tags
+    }
+
+
 def version_by_alias(name: str, alias: str):
     try:
         return MlflowClient().get_model_version_by_alias(name, alias)
