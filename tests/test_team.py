@@ -192,7 +192,7 @@ def test_workers_that_share_nothing_but_the_server_tune_one_study_from_the_logge
     ]
     for name in ("worker-1", "worker-2"):  # Each fetched the data into its own cache.
         digest = preprocess_run.data.tags["dataset_digest"]
-        assert (tmp_path / name / "cache" / digest / "dataset.json").is_file()
+        assert (tmp_path / name / "cache" / "prepared" / digest / "dataset.json").is_file()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
         patch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)

@@ -110,7 +110,7 @@ def variant_row(job: VariantJob) -> dict:
     )
     # Each variant's traced graphs are released once it is logged (see models/session.py).
     train = releasing_memory(tune_variant if job.config.trials else train_once)
-    return train(job, job.parent.continuation.unit_run(job.name))
+    return train(job, job.parent.continuation.unit_to_take_up(job.name))
 
 
 def training_data(step: TrainStepConfig) -> PreparedData:
@@ -169,21 +169,18 @@ def record_finished(job: VariantJob, row: dict, variant_run: str, facts_run: str
     return row
 
 
-def train_once(job: VariantJob, earlier) -> dict:
+def train_once(job: VariantJob, earlier: resume.UnitResumption) -> dict:
     """The study's values, one training, in one variant run. An interrupted variant
     continues from its last finished epoch: in its own run when this train run resumes it,
     in a new run (with the epochs so far) when this train run continues another."""
     from poster_ml.models.fit import train_variant
     from poster_ml.models.progress import EpochProgress
 
-    own = earlier if earlier is not None and job.parent.continuation.owns(earlier) else None
-    with runs.variant_run(
-        job.name, job.parent.run_id, job.tags, run_id=own.info.run_id if own else None
-    ) as run:
-        if own is None:
+    with runs.variant_run(job.name, job.parent.run_id, job.tags, run_id=earlier.reopen) as run:
+        if earlier.reopen is None:
             datasets.dataset_input(job.data, context="training")
-            if earlier is not None:
-                resume.adopt_variant_run(earlier.info.run_id, run.info.run_id)
+        if earlier.adopt is not None:
+            resume.adopt_variant_run(earlier.adopt, run.info.run_id)
         logged = resume.last_logged_epoch(run.info.run_id)
         if logged >= 0:
             log.info(f"{job.name}: resuming after epoch {logged + 1}")
@@ -202,7 +199,7 @@ def train_once(job: VariantJob, earlier) -> dict:
         return record_finished(job, row, run.info.run_id, run.info.run_id)
 
 
-def tune_variant(job: VariantJob, earlier) -> dict:
+def tune_variant(job: VariantJob, earlier: resume.UnitResumption) -> dict:
     """Optuna trials, each a nested run under this train run's variant run; the variant's
     model is the study's best trial's own model (the study may span runs and workers)."""
     from poster_ml.models import tuning
@@ -210,15 +207,14 @@ def tune_variant(job: VariantJob, earlier) -> dict:
     url = job.step.storage or tuning.default_storage()
     with tuning.single_worker_lock(url):
         study, settings_hash = open_variant_study(job, url)
-        own = earlier if earlier is not None and job.parent.continuation.owns(earlier) else None
         study_tags = {"optuna_study": study.study_name, "study_settings_hash": settings_hash}
         with runs.variant_run(
             job.name,
             job.parent.run_id,
             job.tags | study_tags,
-            run_id=own.info.run_id if own else None,
+            run_id=earlier.reopen,
         ) as variant_run:
-            if own is None:
+            if earlier.reopen is None:
                 datasets.dataset_input(job.data, context="training")
             objective = trial_objective(job, study, variant_run.info.run_id)
             tuning.run_trials(study, job.config.trials, objective)

@@ -21,6 +21,7 @@ import mlflow
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
+from poster_ml.config import environment
 from poster_ml.databases import store_folder
 from poster_ml.errors import TrackingStoreError
 from poster_ml.processes import HOST, process_alive
@@ -47,8 +48,8 @@ class Continuation:
     the interrupted run of the same step and settings that it continues: this very run
     when `poster-ml` reopened it, another when `mlflow run` had made a new one, or None.
 
-    A step asks, for each unit, whether it finished (`finished`) and, if not, which run of
-    it to go on from (`unit_run`); it records each unit it finishes (`record`)."""
+    A step asks, for each unit, whether it finished (`finished`) and, if not,
+    how to go on with it (`unit_to_take_up`); it records each unit it finishes (`record`)."""
 
     run_id: str
     earlier: str | None = None
@@ -75,6 +76,57 @@ class Continuation:
     def owns(self, unit_run: mlflow.entities.Run) -> bool:
         """Whether a unit's run belongs to this step run (one this process takes up again)."""
         return unit_run.data.tags.get(schema.PARENT_TAG) == self.run_id
+
+    def unit_to_take_up(self, unit: str) -> UnitResumption:
+        """How an unfinished unit goes on: in its own run again when this step run reopened
+        the interrupted one (`reopen`), or in a new run that adopts the interrupted unit
+        run's epochs when this step run continues another (`adopt`); neither when the unit
+        never started."""
+        earlier = self.unit_run(unit)
+        if earlier is None:
+            return UnitResumption()
+        if self.owns(earlier):
+            return UnitResumption(reopen=earlier.info.run_id)
+        return UnitResumption(adopt=earlier.info.run_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitResumption:
+    """The run of an interrupted unit to reopen, or the one whose epochs a new run adopts."""
+
+    reopen: str | None = None
+    adopt: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StepResumption:
+    """How a step run starts: `earlier` is the interrupted run of the same step and settings
+    it takes up (None: it starts afresh); `reopen` is that run when `poster-ml` reopens it,
+    None when `mlflow run` has made a new run already, which then continues it."""
+
+    earlier: str | None
+    reopen: str | None
+
+    @property
+    def continues_in_new_run(self) -> bool:
+        return self.earlier is not None and self.reopen is None
+
+
+def step_resumption(
+    experiment_id: str, step: str, key: str, resumable: bool, restart: bool
+) -> StepResumption:
+    """The one decision of how a step run starts, for every step and both ways of starting
+    it. Runs left RUNNING by other dead processes of this host, nested ones included, are
+    marked FAILED on the way."""
+    current = environment.project_run_id()
+    previous = (
+        interrupted_run(experiment_id, step, key, exclude=current)
+        if resumable and not restart
+        else None
+    )
+    earlier = previous.info.run_id if previous else None
+    fail_dead_runs(experiment_id, keep=current or earlier)
+    return StepResumption(earlier, earlier if current is None else None)
 
 
 def owner_tags() -> dict[str, str]:

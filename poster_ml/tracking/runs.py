@@ -91,28 +91,21 @@ def step_run(
     """
     experiment_id = configure_tracking()
     key = resume.config_key(step, configs)
-    current = environment.project_run_id()
-    previous = (
-        resume.interrupted_run(experiment_id, step, key, exclude=current)
-        if resumable and not restart
-        else None
-    )
-    earlier = previous.info.run_id if previous else None
-    resume.fail_dead_runs(experiment_id, keep=current or earlier)
+    plan = resume.step_resumption(experiment_id, step, key, resumable, restart)
+    earlier = plan.earlier
     if earlier is not None:
         log.info(
-            f"resuming the interrupted {step} run {earlier} (--restart starts afresh)"
-            if current is None
-            else f"continuing the interrupted {step} run {earlier} in this run (restart=true starts afresh)"
+            f"continuing the interrupted {step} run {earlier} in this run (restart=true starts afresh)"
+            if plan.continues_in_new_run
+            else f"resuming the interrupted {step} run {earlier} (--restart starts afresh)"
         )
-    reopened = earlier if current is None else None
-    with mlflow.start_run(run_id=reopened, log_system_metrics=system_metrics(step)) as run:
+    with mlflow.start_run(run_id=plan.reopen, log_system_metrics=system_metrics(step)) as run:
         # Runs are named after their step, so the runs table says which is which.
         mlflow.set_tags(step_tags(step, seed) | resume.process_tags(key))
-        if earlier is not None and current is not None:
+        if earlier is not None and plan.continues_in_new_run:
             mlflow.set_tag(resume.CONTINUES, earlier)
             MlflowClient().set_tag(earlier, "poster_ml.continued_in", run.info.run_id)
-        if reopened is None:
+        if plan.reopen is None:
             logged = MlflowClient().get_run(run.info.run_id).data.params
             mlflow.log_params(config_params(configs, step, logged))
             mlflow.log_dict(dataclasses_as_dicts(configs), "config.json")
