@@ -3,9 +3,9 @@ as `uvicorn --factory poster_ml.serving.app:create_app`.
 
 The app is `mlflow.pyfunc.scoring_server`'s, unchanged: the same formats, /ping, /health,
 /version and /invocations. At / it adds a page (page.html) on which a person drops
-posters and sees each answer explained, side by side. Two things are added in front of it, because the stock server
-echoes the request back in some errors (a malformed request came back whole in its
-error): a request over `POSTER_ML_MAX_REQUEST_BYTES` is answered 413, counted as its
+posters and sees each answer explained, side by side. Two things are added in front of
+it, because the stock server echoes the request back in some errors (a malformed request
+came back whole in its error): a request over `POSTER_ML_MAX_REQUEST_BYTES` is answered 413, counted as its
 bytes arrive (so a chunked upload without a Content-Length is stopped at the limit too,
 and never held in memory), and every error answer is cut to MLflow's error code and one
 short line, at most 1 KB.

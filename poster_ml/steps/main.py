@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
 from mlflow.utils import mlflow_tags
 
 from poster_ml.config import DEFAULT_DATA, ENTRY_POINTS, WorkflowConfig
-from poster_ml.steps.project_runs import previous_run, run_entry_point
+from poster_ml.steps.project_runs import preprocess_parameters, previous_run, run_entry_point
 from poster_ml.tracking import schema
 from poster_ml.tracking.datasets import prepared_uri
 from poster_ml.tracking.store import configure_tracking
@@ -83,8 +82,7 @@ def run_workflow(config: WorkflowConfig) -> None:
         mlflow.set_tags(schema.step_tag("main"))
         preprocess = run_step(
             "preprocess",
-            # MLflow runs each entry point in the project's folder: paths must be absolute.
-            step_parameters(config, "preprocess", size=size, out=Path(config.data).resolve()),
+            preprocess_parameters(step_parameters(config, "preprocess", size=size), config.data),
             config.force,
             same_dataset,
         )

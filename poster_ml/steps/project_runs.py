@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import mlflow
@@ -35,6 +36,13 @@ def previous_run(
             continue
         return run
     return None
+
+
+def preprocess_parameters(given: Mapping[str, object], out: str | Path) -> dict[str, str]:
+    """The parameters of a preprocess run that a step starts (`main`, or train on its empty
+    default folder), as the strings MLflow passes: MLflow runs the entry point in the
+    project's folder, so the output folder is made absolute."""
+    return {name: str(value) for name, value in given.items()} | {"out": str(Path(out).resolve())}
 
 
 def run_entry_point(

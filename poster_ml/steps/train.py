@@ -126,16 +126,15 @@ def training_data(step: TrainStepConfig) -> PreparedData:
             f"{step.data} holds no prepared dataset; prepare your posters there first "
             f"(poster-ml preprocess --source POSTERS --out {step.data}), or leave out --data to train on the synthetic default"
         )
-    parameters = {name: str(value) for name, value in DEFAULT_DATA[step.profile].items()}
+    parameters = DEFAULT_DATA[step.profile]
     log.info(
         f"no prepared dataset in {step.data} (the default location): a preprocess run prepares "
         f"{parameters['count']} synthetic posters at {parameters['size']} pixels there first"
     )
     try:
         preprocess = project_runs.run_entry_point(
-            # MLflow runs the entry point in the project's folder: the path must be absolute.
             "preprocess",
-            parameters | {"out": str(folder.resolve())},
+            project_runs.preprocess_parameters(parameters, folder),
             store.configure_tracking(),
         )
     except ExecutionException as error:
