@@ -1,6 +1,6 @@
-"""Datasets in MLflow: the prepared posters as a run's dataset input (and the source MLflow
-reads them back through), a preprocess run's logged copy, and finding that copy again by
-run URI or as the latest, downloaded once into a cache keyed by digest."""
+"""Datasets in MLflow: the prepared posters as a run's dataset input (its source, as MLflow
+reads it back, is prepared_source.py), a preprocess run's logged copy, and finding that
+copy again by run URI or as the latest, downloaded once into a cache keyed by digest."""
 
 from __future__ import annotations
 

@@ -25,10 +25,6 @@ def step_tag(step: str) -> dict[str, str]:
     return {STEP_TAG: step}
 
 
-def step_of(run: mlflow.entities.Run) -> str | None:
-    return run.data.tags.get(STEP_TAG)
-
-
 def dataset_digest(run: mlflow.entities.Run) -> str:
     return run.data.tags.get(DIGEST_TAG, "")
 
