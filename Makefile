@@ -12,18 +12,20 @@ export MLFLOW_EXPERIMENT_NAME ?= poster-ml
 # MLflow runs each entry point with `python`: the environment's own must come first.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-# Installs the tested versions from requirements.lock, then the project itself.
+# Installs the tested versions from requirements.lock, then the project itself. The lock is
+# complete, so nothing else is resolved (--no-deps): rapidocr asks for opencv-python, whose
+# cv2 would overwrite opencv-python-headless's, and the lock leaves it out on purpose.
 $(BIN)/poster-ml: pyproject.toml requirements.lock
 	@test "$(INSTALLER)" != uv || test -x "$(UV)" || { $(PYTHON) -m venv $(BOOTSTRAP) && $(BOOTSTRAP)/bin/pip install --quiet uv; } || true
 	@if test "$(INSTALLER)" = uv && test -x "$(UV)"; then \
 		echo "installing with uv"; \
 		"$(UV)" venv --quiet --seed --allow-existing --python $(PYTHON) $(VENV) && \
-		"$(UV)" pip install --quiet --python $(BIN)/python -r requirements.lock && \
+		"$(UV)" pip install --quiet --python $(BIN)/python --no-deps -r requirements.lock && \
 		"$(UV)" pip install --quiet --python $(BIN)/python --no-deps -e .; \
 	else \
 		echo "installing with pip"; \
 		$(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet --upgrade pip && \
-		$(BIN)/pip install --quiet -r requirements.lock && \
+		$(BIN)/pip install --quiet --no-deps -r requirements.lock && \
 		$(BIN)/pip install --quiet --no-deps -e .; \
 	fi
 	touch $@
@@ -33,7 +35,7 @@ install: $(BIN)/poster-ml
 # Refresh the lock after changing a dependency in pyproject.toml (needs PyPI), then run the tests.
 lock:
 	"$(UV)" pip compile pyproject.toml --extra test --extra server --extra benchmark --extra docs --python-version 3.11 \
-		--python-platform x86_64-manylinux_2_28 --upgrade -o requirements.lock
+		--python-platform x86_64-manylinux_2_28 --no-emit-package opencv-python --upgrade -o requirements.lock
 
 # The demo tunes the study's three CNNs trained from scratch (benchmarks/RESULTS.md has its
 # time on two cores). The pretrained variants are left out: offline they start from random

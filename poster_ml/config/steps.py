@@ -62,7 +62,15 @@ class PreprocessConfig(Checked):
     reduced_decode: bool = setting(
         True, "let JPEG decode at reduced size when the target is much smaller"
     )
-    workers: int = setting(0, "decoding processes; 0 uses every core", between(0, 256))
+    workers: int = setting(
+        0, "decoding and annotating processes; 0 uses every core", between(0, 256)
+    )
+    annotate: bool = setting(
+        True, "detect each poster's text and faces and measure its design attributes"
+    )
+    annotation_timeout: float = setting(
+        10.0, "seconds one poster's detectors may take; 0 sets no limit", between(0, 3600)
+    )
     log_data: str = setting(
         "auto",
         "log the prepared dataset with the run, for --data runs:/<run id>/prepared elsewhere; "

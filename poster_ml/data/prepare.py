@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from poster_ml import CLASS_NAMES, disk
 from poster_ml.config import PreprocessConfig
+from poster_ml.data.annotations import annotate_shard
 from poster_ml.data.dedup import difference_hash, duplicate_groups, thumbnail
 from poster_ml.data.images import PosterError, decode_poster
 from poster_ml.data.prepared import (
@@ -24,6 +25,7 @@ from poster_ml.data.prepared import (
     create_shard,
     dataset_info,
     pixel_settings,
+    write_annotation_failures,
     write_prepared,
     write_rejects,
     write_shards,
@@ -70,7 +72,7 @@ def decode_all(
         for index, candidate in enumerate(candidates)
     ]
     decode = functools.partial(_decode_into_staging, staging_path=staging_path, config=config)
-    workers = config.workers or os.cpu_count() or 1
+    workers = workers_of(config)
     progress = functools.partial(
         tqdm, total=len(tasks), desc="decoding posters", unit="poster", disable=None
     )
@@ -80,6 +82,10 @@ def decode_all(
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
         return list(progress(pool.map(decode, tasks, chunksize=32)))
+
+
+def workers_of(config: PreprocessConfig) -> int:
+    return config.workers or os.cpu_count() or 1
 
 
 _open_staging: dict[Path, Shard] = {}
@@ -147,6 +153,16 @@ def _prepare(config: PreprocessConfig, out_dir: Path) -> PreparedData:
             [position[group_of[i]] for i in accepted],
             config,
         )
+        if config.annotate:
+            found = annotate_shard(
+                str(staging_path),
+                accepted,
+                config.annotation_timeout,
+                workers_of(config),
+                SERIAL_BELOW,
+            )
+            manifest = pd.concat([manifest, found], axis=1)
+        write_annotation_failures(manifest, out_dir)
         write_shards(manifest, staging, accepted, out_dir)
     finally:
         _open_staging.pop(staging_path, None)
@@ -234,6 +250,12 @@ def summary_text(dataset: PreparedData) -> str:
     for split, counts in info["counts"].items():
         lines.append(
             f"  {split:<10} {sum(counts.values()):>6}  (fresh {counts['fresh']}, rotten {counts['rotten']})"
+        )
+    if "annotation" in info:
+        annotated = info["annotation"]
+        lines.append(
+            f"  annotated  {annotated['annotated']:>6}  (a title found on {annotated['with_title']}, "
+            f"faces on {annotated['with_faces']}; {annotated['failed']} failed, listed in annotation_failures.csv)"
         )
     lines.append(f"  accepted   {info['accepted']:>6}")
     lines.append(f"  rejected   {info['rejected']:>6}")

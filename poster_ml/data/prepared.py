@@ -25,6 +25,7 @@ import pandas as pd
 
 from poster_ml import CLASS_NAMES
 from poster_ml.config import PreprocessConfig
+from poster_ml.data.annotations import STATUS_COLUMN, annotation_version
 from poster_ml.data.images import DECODE_VERSION
 from poster_ml.data.sources import Reject
 from poster_ml.data.splits import SPLITS
@@ -132,7 +133,7 @@ def load_prepared(path: str | Path, uri: str = "") -> PreparedData:
     return PreparedData(path, manifest, info, uri)
 
 
-DATASET_FILES = ("dataset.json", "manifest.csv", "rejects.csv")
+DATASET_FILES = ("dataset.json", "manifest.csv", "rejects.csv", "annotation_failures.csv")
 
 
 def dataset_files(dataset: PreparedData) -> list[Path]:
@@ -221,6 +222,8 @@ def pixel_settings(config: PreprocessConfig) -> dict:
         "reduced_decode": config.reduced_decode,
         "max_pixels": config.max_pixels,
         "decode_version": DECODE_VERSION,
+        # The detectors' versions: their boxes and attributes are part of the dataset.
+        "annotation": annotation_version() if config.annotate else None,
     }
 
 
@@ -266,6 +269,8 @@ def dataset_info(
         "fresh_share": round(fresh_share, 4),
         "majority_baseline": round(max(fresh_share, 1 - fresh_share), 4),
     }
+    if STATUS_COLUMN in manifest.columns:
+        info["annotation"] = annotation_summary(manifest)
     if config.source == "synthetic":
         info["synthetic_signal"] = signal_facts(config.label_noise)
     return info
@@ -278,3 +283,28 @@ def write_rejects(rejects: list[Reject], out_dir: Path) -> pd.DataFrame:
     table = table.sort_values(["source", "reason"], kind="stable").reset_index(drop=True)
     table.to_csv(out_dir / "rejects.csv", index=False, lineterminator="\n")
     return table
+
+
+def annotation_summary(manifest: pd.DataFrame) -> dict[str, int]:
+    """How many posters were annotated, on how many a title and faces were found, how many failed."""
+    ok = manifest[STATUS_COLUMN] == "ok"
+    return {
+        "annotated": int(ok.sum()),
+        "with_title": int((ok & (manifest["title_area"] > 0)).sum()),
+        "with_faces": int((ok & (manifest["faces"] > 0)).sum()),
+        "failed": int((~ok).sum()),
+    }
+
+
+def write_annotation_failures(manifest: pd.DataFrame, out_dir: Path) -> None:
+    """The posters whose detectors failed or timed out, with the reason (kept in the
+    dataset all the same: only their detected regions are missing)."""
+    columns = ["id", "source", "reason"]
+    failed = (
+        manifest.loc[manifest[STATUS_COLUMN] != "ok", ["id", "source", STATUS_COLUMN]]
+        if STATUS_COLUMN in manifest.columns
+        else pd.DataFrame(columns=columns)
+    )
+    failed.set_axis(columns, axis=1).to_csv(
+        out_dir / "annotation_failures.csv", index=False, lineterminator="\n"
+    )

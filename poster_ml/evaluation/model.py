@@ -15,6 +15,7 @@ from poster_ml.config import EvaluateConfig
 from poster_ml.data.prepared import PreparedData
 from poster_ml.data.synthetic import PLANTED_COLUMN, REGION_COLUMNS
 from poster_ml.errors import DatasetError
+from poster_ml.evaluation.design import annotated, attribute_rows, design_baseline
 from poster_ml.evaluation.metrics import (
     classification_report,
     evaluate_probabilities,
@@ -23,7 +24,11 @@ from poster_ml.evaluation.metrics import (
 from poster_ml.explain.activations import intermediate_activations
 from poster_ml.explain.cam import float32_copy
 from poster_ml.explain.explanation import ExplanationInputs, explain
-from poster_ml.explain.localisation import location_priors
+from poster_ml.explain.localisation import (
+    detected_priors,
+    detected_title_agreement,
+    location_priors,
+)
 from poster_ml.models.predict import predict_test_split
 
 
@@ -56,6 +61,7 @@ def evaluate_model(
     explanation = explain(explanation_inputs(explained, data, probabilities, config))
     figures.update(explanation.figures)
     results.update(explanation.metrics)
+    results.update(design_measures(data, probabilities, config))
     if with_activations:
         first = data.reader("test").read(np.array([0]))[0].astype(np.float32)
         figures.update(intermediate_activations(explained, first))
@@ -80,12 +86,29 @@ def explanation_inputs(
         data.reader("test").read,
         split,
         probabilities,
-        location_priors(data.split("train")) if planted else {},
+        location_priors(data.split("train")) if planted else detected_priors(data.split("train")),
         config.cam_posters,
         config.faithfulness_posters,
         config.bootstrap_samples,
         config.seed,
     )
+
+
+def design_measures(
+    data: PreparedData, probabilities: np.ndarray, config: EvaluateConfig
+) -> dict[str, float]:
+    """On annotated posters: each design attribute against the label, the attribute-only
+    baseline beside this model, and (on synthetic posters) the detectors' agreement with
+    the planted titles. Nothing where the posters were not annotated."""
+    splits = {name: data.split(name) for name in ("train", "validation", "test")}
+    if not all(annotated(split) for split in splits.values()):
+        return {}
+    baseline = design_baseline(splits, probabilities, config.bootstrap_samples, config.seed)
+    metrics = baseline.metrics() | detected_title_agreement(data.manifest)
+    for row in attribute_rows(splits["train"], splits["test"]).to_dict("records"):
+        name = row.pop("attribute")
+        metrics |= {f"design_{name}_{key}": float(value) for key, value in row.items()}
+    return metrics
 
 
 def report_texts(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, str]:

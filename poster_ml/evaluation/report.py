@@ -25,10 +25,27 @@ GRIDS = {
     "layer_cam_mistakes.png": "Its most confident mistakes",
 }
 CANNOT_BE_MEASURED = (
-    "The finding cannot be measured on these posters: where the title and the people are "
-    "is known only for the synthetic posters, whose regions were planted. The class "
-    "activation maps above show where the model looks; read them with that in mind."
+    "The finding cannot be measured on these posters: they were prepared without detecting "
+    "their text and faces (preprocess --annotate false), and no regions were planted in them. "
+    "The class activation maps above show where the model looks; read them with that in mind."
 )
+# The finding's regions in words: planted on synthetic posters, detected on any.
+REGION_WORDS = {
+    "title": "the planted title",
+    "people": "the planted people",
+    "text": "the detected text",
+    "faces": "the detected faces",
+}
+ATTRIBUTE_WORDS = {
+    "title_height": "title height (share of the poster's height)",
+    "title_area": "title area (share of the poster)",
+    "text_area": "area covered by text",
+    "faces": "number of faces",
+    "face_area": "area covered by faces",
+    "brightness": "brightness (0 to 1)",
+    "saturation": "saturation (0 to 1)",
+    "colourfulness": "colourfulness (Hasler-Suesstrunk)",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,22 +120,76 @@ def finding_sentences(row: dict[str, Any], method: str = "layer_cam") -> list[st
     group_size = int(row.get("faithfulness_posters", 0)) // 2
     sentences = []
     for group, words in GROUP_NAMES.items():
-        name = f"finding_{group}_{method}"
-        if f"{name}_title_share" not in row:
-            continue
-        prior = f"finding_{group}_prior"
-        where = (
-            f", where position alone would put {percent(row[prior + '_title_share'])} "
-            f"and {percent(row[prior + '_people_share'])}"
-            if f"{prior}_title_share" in row
-            else ""
-        )
-        sentences.append(
-            f"For its {group_size} {words} posters, {METHOD_NAMES[method]} puts "
-            f"{share(row, name + '_title_share')} of its mass on the title and "
-            f"{share(row, name + '_people_share')} on the people{where}."
-        )
+        for first, second in (("title", "people"), ("text", "faces")):
+            name = f"finding_{group}_{method}"
+            if f"{name}_{first}_share" not in row:
+                continue
+            prior = f"finding_{group}_prior"
+            where = (
+                f", where position alone would put {percent(row[f'{prior}_{first}_share'])} "
+                f"and {percent(row[f'{prior}_{second}_share'])}"
+                if f"{prior}_{first}_share" in row
+                else ""
+            )
+            sentences.append(
+                f"For its {group_size} {words} posters, {METHOD_NAMES[method]} puts "
+                f"{share(row, f'{name}_{first}_share')} of its mass on {REGION_WORDS[first]} and "
+                f"{share(row, f'{name}_{second}_share')} on {REGION_WORDS[second]}{where}."
+            )
     return sentences or [CANNOT_BE_MEASURED]
+
+
+def design_sentences(row: dict[str, Any]) -> list[str]:
+    """The design baseline beside the CNN, and the detectors' agreement with planted titles."""
+    if "design_baseline_roc_auc" not in row:
+        return []
+    low, high = row["cnn_minus_design_auc_ci_low"], row["cnn_minus_design_auc_ci_high"]
+    said = (
+        "so the CNN sees more than these attributes"
+        if low > 0
+        else "so the attributes alone do better"
+        if high < 0
+        else "so the CNN is not shown to see more than these attributes"
+    )
+    sentences = [
+        f"A logistic regression on the eight design attributes alone (title size, text, faces "
+        f"and colour; chosen on validation) scores test AUC {row['design_baseline_roc_auc']:.3f} "
+        f"(95 % interval {row['design_baseline_roc_auc_ci_low']:.3f} to "
+        f"{row['design_baseline_roc_auc_ci_high']:.3f}) against {row['variant']}'s "
+        f"{row['roc_auc']:.3f}: the CNN minus the attributes is {row['cnn_minus_design_auc']:+.3f} "
+        f"(paired 95 % interval {low:+.3f} to {high:+.3f}), {said}."
+    ]
+    if "detected_title_recall" in row:
+        sentences.append(
+            f"On these synthetic posters the detected title is the planted one (IoU 0.5 or more) "
+            f"for {share(row, 'detected_title_recall')} of {int(row['detector_posters'])} posters; "
+            f"of the titles detected, {share(row, 'detected_title_precision')} are the planted one."
+        )
+    return sentences
+
+
+def attribute_table(row: dict[str, Any]) -> pd.DataFrame | None:
+    """Each attribute's fresh share above and at-or-below its training median, in words."""
+    if "design_faces_fresh_share_above" not in row:
+        return None
+
+    def cell(name: str, side: str) -> str:
+        key = f"design_{name}_fresh_share_{side}"
+        if row[key] != row[key]:  # NaN: no poster on that side.
+            return "no posters"
+        return f"{share(row, key)} of {int(row[f'design_{name}_posters_{side}'])}"
+
+    return pd.DataFrame(
+        [
+            {
+                "attribute": words,
+                "training median": f"{row[f'design_{name}_training_median']:.3g}",
+                "fresh share above the median": cell(name, "above"),
+                "fresh share at or below": cell(name, "below"),
+            }
+            for name, words in ATTRIBUTE_WORDS.items()
+        ]
+    )
 
 
 def faithfulness_verdict(row: dict[str, Any], method: str = "layer_cam") -> str:
@@ -141,6 +212,18 @@ def faithfulness_verdict(row: dict[str, Any], method: str = "layer_cam") -> str:
         + " and ".join(parts)
         + ": below zero, the map finds what the model uses faster."
     )
+
+
+def design_section(row: dict[str, Any]) -> list[str]:
+    """The design attributes against the label and the attribute-only baseline, as HTML."""
+    table = attribute_table(row)
+    if table is None:
+        return []
+    return [
+        "<h3>What goes with fresh: the posters' design attributes on the test split</h3>",
+        f'<div class="scroll">{table.to_html(index=False, border=0)}</div>',
+        *(f"<p>{html.escape(sentence)}</p>" for sentence in design_sentences(row)),
+    ]
 
 
 def image_tag(png: bytes, alternative: str) -> str:
@@ -189,6 +272,7 @@ def report_html(inputs: ReportInputs) -> str:
         *(grids or ["<p>No class activation maps were drawn.</p>"]),
         "<h2>The finding</h2>",
         *(f"<p>{escape(sentence)}</p>" for sentence in finding_sentences(best)),
+        *design_section(best),
         "<h2>Does the map show what the model uses?</h2>",
         f"<p>{escape(faithfulness_verdict(best))}</p>",
         "<h2>Details (artifacts of this run)</h2>",

@@ -24,7 +24,16 @@ import numpy as np
 import pandas as pd
 
 from poster_ml import predicted_fresh
+from poster_ml.data.annotations import (
+    DETECTED_TITLE_COLUMNS,
+    FACES_COLUMN,
+    STATUS_COLUMN,
+    TEXT_COLUMN,
+    box_masks,
+    boxes_of,
+)
 from poster_ml.data.synthetic import PEOPLE_COLUMNS, PLANTED_COLUMN, REGION_COLUMNS, TITLE_COLUMNS
+from poster_ml.evaluation.design import wilson_interval
 from poster_ml.evaluation.intervals import mean_interval, ratio_interval
 from poster_ml.explain.cam import upsample
 
@@ -42,7 +51,11 @@ def region_masks(regions: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def shares_inside(maps: np.ndarray, regions: np.ndarray) -> np.ndarray:
     """Per poster, the share of the map's mass inside the region (maps of any size)."""
-    masks = region_masks(regions, COMPARISON_GRID, COMPARISON_GRID)
+    return shares_on_masks(maps, region_masks(regions, COMPARISON_GRID, COMPARISON_GRID))
+
+
+def shares_on_masks(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per poster, the share of the map's mass on its (COMPARISON_GRID square) mask."""
     resized = np.clip(upsample(maps.astype(np.float32), COMPARISON_GRID, COMPARISON_GRID), 0, None)
     mass = resized.reshape(len(maps), -1).sum(axis=1)
     inside = (resized * masks).reshape(len(maps), -1).sum(axis=1)
@@ -165,6 +178,60 @@ def localisation_metrics(
 
 
 REGIONS = {"title": TITLE_COLUMNS, "people": PEOPLE_COLUMNS}
+# What the detectors found on any poster (data/annotations.py), by the name the finding uses.
+DETECTED = {"text": TEXT_COLUMN, "faces": FACES_COLUMN}
+
+
+def detected_masks(split: pd.DataFrame, column: str) -> np.ndarray:
+    """Each poster's detected boxes of one kind as a (COMPARISON_GRID square) mask."""
+    return np.stack([box_masks(boxes_of(cell), COMPARISON_GRID) for cell in split[column]]).reshape(
+        len(split), COMPARISON_GRID, COMPARISON_GRID
+    )
+
+
+def detected_priors(train_split: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Position alone, on any posters: each label's mean mask of detected text and faces over
+    the training split's annotated posters, as a (COMPARISON_GRID square) map."""
+    if STATUS_COLUMN not in train_split.columns:
+        return {}
+    annotated = train_split[train_split[STATUS_COLUMN] == "ok"]
+    masks = detected_masks(annotated, TEXT_COLUMN) | detected_masks(annotated, FACES_COLUMN)
+    labels = annotated["label"].to_numpy().astype(bool)
+    return {
+        name: masks[labels == fresh].mean(axis=0).astype(np.float64)
+        for name, fresh in (("fresh", True), ("rotten", False))
+        if (labels == fresh).any() and masks[labels == fresh].any()
+    }
+
+
+def detected_title_agreement(manifest: pd.DataFrame) -> dict[str, float]:
+    """On synthetic posters: how often the detected title (the largest text block) is the
+    planted title at IoU 0.5 or more, as recall (of planted titles) and precision (of
+    detected ones), each with a Wilson 95 % interval."""
+    if not {*TITLE_COLUMNS, *DETECTED_TITLE_COLUMNS} <= set(manifest.columns):
+        return {}
+    planted = region_boxes(manifest, TITLE_COLUMNS)
+    detected = region_boxes(manifest, DETECTED_TITLE_COLUMNS)
+    found = ~np.isnan(detected).any(axis=1)
+    matched = int((box_iou(planted, detected) >= 0.5).sum())
+    metrics: dict[str, float] = {"detector_posters": float(len(manifest))}
+    for name, trials in (("recall", len(manifest)), ("precision", int(found.sum()))):
+        low, high = wilson_interval(matched, trials)
+        metrics |= named(f"detected_title_{name}", (matched / max(trials, 1), low, high))
+    return metrics
+
+
+def box_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Row by row intersection over union of two (n, 4) box arrays; 0 where either is NaN."""
+    low = np.maximum(first[:, :2], second[:, :2])
+    high = np.minimum(first[:, 2:], second[:, 2:])
+    intersection = np.clip(high - low, 0, None).prod(axis=1)
+
+    def area(boxes: np.ndarray) -> np.ndarray:
+        return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+    union = area(first) + area(second) - intersection
+    return np.nan_to_num(intersection / np.where(union > 0, union, np.nan), nan=0.0)
 
 
 def finding_shares(
@@ -172,24 +239,42 @@ def finding_shares(
 ) -> dict[str, float]:
     """The study's finding measured: each map's mean share of mass on the title and on the
     people, per group of posters (`rows` is the groups' rows in order, `maps` their maps);
-    nothing where the posters' regions are not known, as for a user's own posters."""
-    if not {*TITLE_COLUMNS, *PEOPLE_COLUMNS} <= set(split.columns):
-        return {}
-    # A poster without figures has no people region: every map puts 0 % there.
-    boxes = {region: region_boxes(split, columns)[rows] for region, columns in REGIONS.items()}
+    the detected text and faces on any annotated posters; nothing where neither is known."""
+    masks = region_masks_of(split.iloc[rows])
     metrics: dict[str, float] = {}
     start = 0
     for group, members in groups.items():
         chosen = slice(start, start + len(members))
         start += len(members)
-        for region in REGIONS:
+        for region, (region_mask, measured) in masks.items():
             for method, values in maps.items():
-                shares = shares_inside(values[chosen], boxes[region][chosen])
+                shares = shares_on_masks(values[chosen], region_mask[chosen])
+                # A poster whose detectors failed has no regions to score: left out.
+                shares = np.where(measured[chosen], shares, np.nan)
                 metrics |= named(
                     f"finding_{group}_{method}_{region}_share",
                     mean_interval(shares, samples, seed),
                 )
     return metrics
+
+
+def region_masks_of(posters: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The finding's regions of these posters: region -> (masks, whether measured), the
+    planted title and people on synthetic posters, the detected text and faces on annotated
+    ones. A poster without figures or faces has an empty region: every map puts 0 % there."""
+    masks = {}
+    if {*TITLE_COLUMNS, *PEOPLE_COLUMNS} <= set(posters.columns):
+        for region, columns in REGIONS.items():
+            boxes = np.nan_to_num(region_boxes(posters, columns), nan=0.0)
+            masks[region] = (
+                region_masks(boxes, COMPARISON_GRID, COMPARISON_GRID),
+                np.ones(len(posters), dtype=bool),
+            )
+    if STATUS_COLUMN in posters.columns:
+        measured = (posters[STATUS_COLUMN] == "ok").to_numpy()
+        for region, column in DETECTED.items():
+            masks[region] = (detected_masks(posters, column), measured)
+    return masks
 
 
 def named(name: str, value: tuple[float, float, float]) -> dict[str, float]:

@@ -36,6 +36,10 @@ OUTPUTS = Schema(
         # mass on each cell of the 6 x 6 grid, row by row.
         ColSpec("string", "heatmap_png", required=False),
         ColSpec("string", "cell_shares", required=False),
+        # With explain=true: the detected regions (JSON: kind, box as shares of the poster's
+        # width and height, the map's share of mass inside) and the design attributes (JSON).
+        ColSpec("string", "regions", required=False),
+        ColSpec("string", "design", required=False),
     ]
 )
 
@@ -117,17 +121,21 @@ class PosterClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
             ) from None
 
     def explained(self, answer: pd.DataFrame, images: np.ndarray, files: list[bytes]):
-        """The answer with each poster's heatmap and cell shares (serving/overlay.py)."""
+        """The answer with each poster's heatmap, cell shares, regions and design (serving/overlay.py)."""
         from poster_ml.serving.overlay import poster_explanations
 
         if self.cam_model is None:
             from poster_ml.explain.cam import poster_cam_model
 
             self.cam_model = poster_cam_model(self.model)
-        pngs, shares = poster_explanations(self.cam_model, images, files)
+        explained = poster_explanations(self.cam_model, images, files)
         return answer.assign(
-            heatmap_png=[base64.b64encode(png).decode("ascii") for png in pngs],
-            cell_shares=[json.dumps([round(float(v), 6) for v in row]) for row in shares],
+            heatmap_png=[base64.b64encode(png).decode("ascii") for png in explained.pngs],
+            cell_shares=[
+                json.dumps([round(float(v), 6) for v in row]) for row in explained.cell_shares
+            ],
+            regions=[json.dumps(found) for found in explained.regions],
+            design=[json.dumps(design) for design in explained.designs],
         )
 
 
@@ -168,7 +176,10 @@ def requirements() -> list[str]:
 
     return [
         f"{name}=={version(name)}"
-        for name in ("tensorflow", "keras", "mlflow", "numpy", "pandas", "pillow")
+        for name in (
+            *("tensorflow", "keras", "mlflow", "numpy", "pandas", "pillow"),
+            *("rapidocr-onnxruntime", "dlib-bin"),
+        )
     ]
 
 

@@ -1,18 +1,22 @@
 """One poster's explanation as an answer carries it: the LayerCAM heatmap laid over the
 poster at the poster's own aspect (a PNG), and the map's share of mass on each cell of
-the grid that the faithfulness measures use. `poster-ml predict --cam` writes the same PNG
-that a served answer holds."""
+the grid that the faithfulness measures use, and the poster's detected title, text and
+faces (data/annotations.py) with the map's share on each and its design attributes.
+`poster-ml predict --cam` writes the same PNG and regions that a served answer holds."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
+from poster_ml.data.annotations import Detectors, annotate, box_masks
 from poster_ml.data.images import decode_poster, oriented_size
 from poster_ml.explain.cam import class_activation_maps, upsample
 from poster_ml.explain.faithfulness import CELLS_PER_SIDE, cell_masks
+from poster_ml.explain.localisation import COMPARISON_GRID, shares_on_masks
 
 OVERLAY_OPACITY = 0.6  # At the map's peak; where the map is zero the poster shows as it is.
 MAX_SIDE = 384  # The overlay's longer side at most: an answer stays small for large posters.
@@ -33,17 +37,58 @@ def overlay_size(data: bytes) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def overlay_png(poster: np.ndarray, heat: np.ndarray) -> bytes:
+def overlay_png(poster: np.ndarray, heat: np.ndarray, regions: list[dict] = ()) -> bytes:  # type: ignore[assignment]
     """The poster (uint8, at the overlay's size) with its map (values in [0, 1], any size)
-    resized onto it and laid over it, as PNG bytes."""
+    resized onto it and laid over it, and each detected region outlined in its kind's
+    colour, as PNG bytes."""
     height, width = poster.shape[:2]
     map_image = Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8))
     values = np.asarray(map_image.resize((width, height), Image.Resampling.BILINEAR), float) / 255
     opacity = OVERLAY_OPACITY * values[..., None]
     blended = poster.astype(float) * (1 - opacity) + hot_colours(values) * opacity
+    image = Image.fromarray(blended.round().astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    line = max(1, round(max(width, height) / 150))
+    for region in regions:
+        x0, y0, x1, y1 = region["box"]
+        draw.rectangle(
+            (x0 * width, y0 * height, x1 * width, y1 * height),
+            outline=REGION_COLOURS[region["kind"]],
+            width=line,
+        )
     buffer = io.BytesIO()
-    Image.fromarray(blended.round().astype(np.uint8)).save(buffer, format="PNG")
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+# Outlines on the overlay: the title cyan, other text blue, faces green (the page's legend).
+REGION_COLOURS = {"title": (0, 229, 255), "text": (80, 120, 255), "face": (60, 220, 60)}
+ANNOTATION_TIMEOUT = 10.0  # Seconds a served poster's detectors may take.
+_detectors = Detectors()  # Loaded on the first explained request, once per process.
+
+
+def poster_regions(image: np.ndarray, heat: np.ndarray) -> tuple[list[dict], dict]:
+    """One poster's detected regions, each with its kind, box and the map's share of mass
+    inside it, and its design attributes with the detectors' status."""
+    annotation = annotate(image, _detectors, ANNOTATION_TIMEOUT)
+    kinds = [("title" if i == 0 else "text", box) for i, box in enumerate(annotation.text)]
+    kinds += [("face", box) for box in annotation.faces]
+    regions = [
+        {
+            "kind": kind,
+            "box": [round(float(value), 3) for value in box],
+            "map_share": round(
+                float(shares_on_masks(heat[None], box_masks(box[None], COMPARISON_GRID)[None])[0]),
+                4,
+            ),
+        }
+        for kind, box in kinds
+    ]
+    design = {"annotation": annotation.status} | {
+        name: None if value != value else round(value, 4)  # NaN travels as null in JSON.
+        for name, value in annotation.attributes.items()
+    }
+    return regions, design
 
 
 def cell_shares(maps: np.ndarray, grid: int = CELLS_PER_SIDE) -> np.ndarray:
@@ -55,15 +100,26 @@ def cell_shares(maps: np.ndarray, grid: int = CELLS_PER_SIDE) -> np.ndarray:
     return np.where(mass > 0, totals / np.where(mass > 0, mass, 1), 1 / (grid * grid))
 
 
-def poster_explanations(
-    cam_model, images: np.ndarray, files: list[bytes]
-) -> tuple[list[bytes], np.ndarray]:
+@dataclasses.dataclass(frozen=True)
+class Explanations:
+    """Per poster: the overlay PNG, the map's cell shares, its regions and design attributes."""
+
+    pngs: list[bytes]
+    cell_shares: np.ndarray
+    regions: list[list[dict]]
+    designs: list[dict]
+
+
+def poster_explanations(cam_model, images: np.ndarray, files: list[bytes]) -> Explanations:
     """For each poster (its pixels as the model saw them, and its encoded file), the
-    LayerCAM overlay as PNG bytes on the poster decoded sharp at its own aspect, and the
-    map's cell shares."""
+    LayerCAM overlay with the detected regions outlined, as PNG bytes on the poster decoded
+    sharp at its own aspect, the map's cell shares, and the regions and attributes."""
     maps = upsample(class_activation_maps(cam_model, images)["layer_cam"], *images.shape[1:3])
-    pngs = []
-    for data, heat in zip(files, maps, strict=True):
+    pngs, regions, designs = [], [], []
+    for data, image, heat in zip(files, images, maps, strict=True):
+        found, design = poster_regions(image, heat)
         width, height = overlay_size(data)
-        pngs.append(overlay_png(decode_poster(data, (height, width)), heat))
-    return pngs, cell_shares(maps)
+        pngs.append(overlay_png(decode_poster(data, (height, width)), heat, found))
+        regions.append(found)
+        designs.append(design)
+    return Explanations(pngs, cell_shares(maps), regions, designs)

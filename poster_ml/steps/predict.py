@@ -8,6 +8,7 @@ import collections
 import concurrent.futures
 import csv
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Iterator
@@ -199,12 +200,17 @@ def predict_prepared(config: PredictConfig) -> Path:
 def write_overlays(
     scorer: Scorer, images: np.ndarray, paths: list[Path], probabilities: np.ndarray
 ) -> None:
-    """A LayerCAM overlay per poster, explaining the class the model predicts: the same
-    PNG that a served answer with explain=true holds (serving/overlay.py)."""
+    """A LayerCAM overlay per poster, explaining the class the model predicts, and its
+    detected regions and design attributes beside it (<poster>.regions.json): the same PNG
+    and JSON that a served answer with explain=true holds (serving/overlay.py)."""
     from poster_ml.serving.overlay import poster_explanations
 
     scorer.cam_folder.mkdir(parents=True, exist_ok=True)
     files = [path.read_bytes() for path in paths]
-    pngs, _ = poster_explanations(scorer.cam_model, images, files)
-    for path, png in zip(paths, pngs, strict=True):
+    explained = poster_explanations(scorer.cam_model, images, files)
+    for path, png, regions, design in zip(
+        paths, explained.pngs, explained.regions, explained.designs, strict=True
+    ):
         (scorer.cam_folder / f"{path.stem}.cam.png").write_bytes(png)
+        found = {"regions": regions, "design": design}
+        (scorer.cam_folder / f"{path.stem}.regions.json").write_text(json.dumps(found, indent=2))
