@@ -130,6 +130,10 @@ def test_an_answer_explains_itself_with_the_heatmap_predict_cam_writes(tmp_path)
     ]
     assert main([*arguments, "--out", str(tmp_path / "predictions.csv")]) == 0
     assert (tmp_path / "cam" / "title.cam.png").read_bytes() == png
+    # Beside it, the same regions and design attributes the answer holds.
+    written = json.loads((tmp_path / "cam" / "title.regions.json").read_text())
+    assert written["regions"] == json.loads(answer["regions"][0])
+    assert written["design"] == json.loads(answer["design"][0])
 
 
 def test_the_keras_model_inside_can_be_trained_further(tmp_path):

@@ -227,18 +227,16 @@ def test_same_seed_gives_byte_identical_manifest(tmp_path):
 
 
 def test_every_setting_that_changes_pixels_changes_the_digest(tmp_path):
-    """The manifest is the same at any size; the dataset's identity must not be."""
+    """Without annotations (measured on the pixels, they differ by size), the manifest is
+    the same at any size; the dataset's identity must not be."""
     out = str(tmp_path / "same-folder")
-    small = prepare(PreprocessConfig(count=40, size=24, out=out, seed=5))
+    plain = {"count": 40, "out": out, "seed": 5, "annotate": False}
+    small = prepare(PreprocessConfig(size=24, **plain))
     manifest = (tmp_path / "same-folder" / "manifest.csv").read_bytes()
-    large = prepare(PreprocessConfig(count=40, size=32, out=out, seed=5))
+    large = prepare(PreprocessConfig(size=32, **plain))
     assert (tmp_path / "same-folder" / "manifest.csv").read_bytes() == manifest
-    full_decode = prepare(
-        PreprocessConfig(count=40, size=32, out=out, seed=5, reduced_decode=False)
-    )
-    lower_limit = prepare(
-        PreprocessConfig(count=40, size=32, out=out, seed=5, max_pixels=10_000_000)
-    )
+    full_decode = prepare(PreprocessConfig(size=32, reduced_decode=False, **plain))
+    lower_limit = prepare(PreprocessConfig(size=32, max_pixels=10_000_000, **plain))
     digests = {small.digest, large.digest, full_decode.digest, lower_limit.digest}
     assert len(digests) == 4
     assert load_prepared(out).info["pixels"] == {
@@ -246,6 +244,7 @@ def test_every_setting_that_changes_pixels_changes_the_digest(tmp_path):
         "reduced_decode": True,
         "max_pixels": 10_000_000,
         "decode_version": 1,
+        "annotation": None,
     }
 
 

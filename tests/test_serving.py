@@ -20,6 +20,8 @@ from helpers import encode, png_header_only
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from poster_ml.data.annotations import ATTRIBUTES
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -158,6 +160,13 @@ def test_explain_true_adds_each_poster_s_heatmap_in_every_format(server):
         heatmap = Image.open(io.BytesIO(base64.b64decode(answer["heatmap_png"])))
         assert heatmap.format == "PNG" and heatmap.size == (206, 305), name
         assert len(json.loads(answer["cell_shares"])) == 36, name
+        # The detected regions, each with the map's share inside, and the design attributes.
+        for region in json.loads(answer["regions"]):
+            assert region["kind"] in ("title", "text", "face"), name
+            assert len(region["box"]) == 4 and all(0 <= v <= 1 for v in region["box"]), name
+            assert 0 <= region["map_share"] <= 1, name
+        design = json.loads(answer["design"])
+        assert design["annotation"] == "ok" and set(ATTRIBUTES) <= set(design), name
 
 
 def test_a_batch_of_posters_in_one_request(server):

@@ -153,15 +153,7 @@ def _prepare(config: PreprocessConfig, out_dir: Path) -> PreparedData:
             [position[group_of[i]] for i in accepted],
             config,
         )
-        if config.annotate:
-            found = annotate_shard(
-                str(staging_path),
-                accepted,
-                config.annotation_timeout,
-                workers_of(config),
-                SERIAL_BELOW,
-            )
-            manifest = pd.concat([manifest, found], axis=1)
+        manifest = with_annotations(manifest, staging_path, accepted, config)
         write_annotation_failures(manifest, out_dir)
         write_shards(manifest, staging, accepted, out_dir)
     finally:
@@ -173,6 +165,19 @@ def _prepare(config: PreprocessConfig, out_dir: Path) -> PreparedData:
         pixel_settings(config),
         lambda digest: dataset_info(manifest, rejects, listing.inputs, config, digest),
     )
+
+
+def with_annotations(
+    manifest: pd.DataFrame, staging_path: Path, accepted: list[int], config: PreprocessConfig
+) -> pd.DataFrame:
+    """The manifest with each poster's detected regions and design attributes beside it
+    (data/annotations.py), read from the staging shard; as it is without --annotate."""
+    if not config.annotate:
+        return manifest
+    found = annotate_shard(
+        str(staging_path), accepted, config.annotation_timeout, workers_of(config), SERIAL_BELOW
+    )
+    return pd.concat([manifest, found], axis=1)
 
 
 def duplicate_group_of(decoded: list[Decoded], config: PreprocessConfig) -> dict[int, int]:

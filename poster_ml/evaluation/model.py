@@ -13,7 +13,6 @@ from sklearn import metrics as sklearn_metrics
 from poster_ml import plots
 from poster_ml.config import EvaluateConfig
 from poster_ml.data.prepared import PreparedData
-from poster_ml.data.synthetic import PLANTED_COLUMN, REGION_COLUMNS
 from poster_ml.errors import DatasetError
 from poster_ml.evaluation.design import annotated, attribute_rows, design_baseline
 from poster_ml.evaluation.metrics import (
@@ -28,6 +27,7 @@ from poster_ml.explain.localisation import (
     detected_priors,
     detected_title_agreement,
     location_priors,
+    planted_regions,
 )
 from poster_ml.models.predict import predict_test_split
 
@@ -80,13 +80,14 @@ def explanation_inputs(
     model: keras.Model, data: PreparedData, probabilities: np.ndarray, config: EvaluateConfig
 ) -> ExplanationInputs:
     split = data.split("test")
-    planted = {PLANTED_COLUMN, *REGION_COLUMNS} <= set(split.columns)
     return ExplanationInputs(
         model,
         data.reader("test").read,
         split,
         probabilities,
-        location_priors(data.split("train")) if planted else detected_priors(data.split("train")),
+        location_priors(data.split("train"))
+        if planted_regions(split)
+        else detected_priors(data.split("train")),
         config.cam_posters,
         config.faithfulness_posters,
         config.bootstrap_samples,

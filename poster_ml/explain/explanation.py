@@ -21,7 +21,7 @@ from poster_ml.explain.cam import (
     upsample,
 )
 from poster_ml.explain.faithfulness import FaithfulnessPosters, faithfulness_measures
-from poster_ml.explain.localisation import localisation_metrics, scorable_rows
+from poster_ml.explain.localisation import localisation_metrics, planted_regions, scorable_rows
 
 CAM_TITLES = {
     "grad_cam": "Grad-CAM",
@@ -40,7 +40,8 @@ GRID_TITLES = {
 class ExplanationInputs:
     """What one model's explanation is computed from. `model` computes in float32;
     `images_of(rows)` returns the uint8 test posters of those rows; `priors` are the
-    training split's location priors (empty where no regions were planted)."""
+    training split's location priors: of the planted regions on synthetic posters, of the
+    detected text and faces on others (empty where neither is known)."""
 
     model: keras.Model
     images_of: Callable[[np.ndarray], np.ndarray]
@@ -90,7 +91,9 @@ def chosen_posters(inputs: ExplanationInputs) -> dict[str, np.ndarray]:
         "mistakes": wrong[np.argsort(-confidence, kind="stable")][: inputs.grid_posters],
         "most_fresh": order[::-1][:half],
         "most_rotten": order[:half],
-        "scorable": scorable_rows(inputs.split, probabilities) if inputs.priors else order[:0],
+        "scorable": scorable_rows(inputs.split, probabilities)
+        if planted_regions(inputs.split) and inputs.priors
+        else order[:0],
     }
 
 

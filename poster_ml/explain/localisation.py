@@ -84,6 +84,11 @@ def location_priors(train_split: pd.DataFrame) -> dict[str, np.ndarray]:
     }
 
 
+def planted_regions(split: pd.DataFrame) -> bool:
+    """Whether the posters carry the regions the synthetic generator planted."""
+    return {PLANTED_COLUMN, *REGION_COLUMNS} <= set(split.columns)
+
+
 def region_boxes(split: pd.DataFrame, columns) -> np.ndarray:
     """Boxes (x0, y0, x1, y1) from the split's columns; NaN where a poster has none."""
     return split[list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy()
@@ -154,7 +159,7 @@ def localisation_metrics(
 ) -> dict[str, float]:
     """Every CAM method's localisation on the test posters, against both baselines.
     `maps_of(rows)` gives each method's maps of those test rows."""
-    if not {PLANTED_COLUMN, *REGION_COLUMNS} <= set(split.columns) or not priors:
+    if not planted_regions(split) or not priors:
         return {}
     rows = scorable_rows(split, probabilities)
     if len(rows) < 2:
