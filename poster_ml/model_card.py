@@ -32,6 +32,16 @@ def input_section(name: str) -> list[str]:
         'Add `"params": {"explain": true}` to any of them for each poster\'s LayerCAM heatmap '
         "(`heatmap_png`, base64) and the map's share on each cell of a 6 x 6 grid (`cell_shares`); "
         '`"threshold"` moves the label\'s cut.',
+        "",
+        "How to read an explained answer: `regions` lists what the detectors found on the poster, "
+        "each with its `kind` (`title`, the largest text block, outlined cyan on the heatmap; other "
+        "`text`, blue; `face`, green), its `box` (left, top, right, bottom as shares of the poster's "
+        "width and height) and `map_share`, the share of the map's mass inside it: a title with a "
+        "large share is what the model looked at. `design` gives the poster's attributes: title "
+        "height and area, text and face area (shares of the poster), the number of faces, "
+        "brightness and saturation (0 to 1) and colourfulness; `annotation` says `ok`, or why the "
+        "detectors gave no answer. The evaluate run's report sets these attributes against the "
+        "label and a model of them alone beside this one.",
     ]
 
 

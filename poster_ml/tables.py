@@ -131,26 +131,30 @@ def faithfulness_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+# The finding's regions: planted on synthetic posters, detected on any annotated ones.
+FINDING_REGIONS = ("title", "people", "text", "faces")
+
+
 def finding_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The study's finding on the synthetic posters: per variant, group of posters and
-    map, its share of mass on the title and on the people (the prior's row beside)."""
+    """The study's finding: per variant, group of posters and map, its share of mass on the
+    planted title and people (synthetic posters) and on the detected text and faces
+    (annotated posters), the prior's row beside; "not measurable" where neither is known."""
     records = []
     for row in rows:
         if "faithfulness_posters" not in row:
             continue
         measured = any(key.startswith("finding_") for key in row)
+        regions = [r for r in FINDING_REGIONS if any(k.endswith(f"_{r}_share") for k in row)]
         for group, title in FINDING_GROUPS.items():
             for order in ORDERS:
                 name = f"finding_{group}_{order}"
-                if measured and f"{name}_title_share" not in row:
+                if measured and not any(f"{name}_{region}_share" in row for region in regions):
                     continue
                 records.append(
-                    {
-                        "variant": row["variant"],
-                        "posters": title,
-                        "map": order if measured else "-",
-                        "title_share": optional_interval(row, f"{name}_title_share"),
-                        "people_share": optional_interval(row, f"{name}_people_share"),
+                    {"variant": row["variant"], "posters": title, "map": order if measured else "-"}
+                    | {
+                        f"{region}_share": optional_interval(row, f"{name}_{region}_share")
+                        for region in regions or ("title", "people")
                     }
                 )
                 if not measured:

@@ -74,8 +74,10 @@ def test_colour_attributes_of_grey_and_of_pure_red():
     assert red["colourfulness"] == pytest.approx(0.3 * np.hypot(255, 127.5))
 
 
-def test_detection_unstretches_the_square_to_the_poster_shape():
-    assert detection_image(np.zeros((64, 64, 3), np.uint8)).shape == (320, 216, 3)
+def test_detection_unstretches_the_square_to_the_poster_shape_at_twice_its_side():
+    assert detection_image(np.zeros((224, 224, 3), np.uint8)).shape == (320, 213, 3)
+    assert detection_image(np.zeros((75, 75, 3), np.uint8)).shape == (150, 100, 3)
+    assert detection_image(np.zeros((32, 32, 3), np.uint8)).shape == (128, 85, 3)
 
 
 def test_a_failing_and_a_slow_detector_leave_every_other_poster_annotated(

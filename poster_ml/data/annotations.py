@@ -9,9 +9,11 @@ characters") can be measured on anyone's posters, not only on the ones this proj
   of the poster, the share covered by any text, the number of faces and the share they
   cover, and brightness, saturation and colourfulness (Hasler and Suesstrunk, 2003).
 
-The detectors read the prepared poster at DETECTION_HEIGHT x DETECTION_WIDTH: a prepared
-poster is a stretched square, and movie posters are 2:3, so the square is unstretched back
-before a face detector trained on upright faces sees it. Boxes are (x0, y0, x1, y1) as
+The detectors read the prepared poster at twice its side, between MIN_DETECTION_HEIGHT and
+MAX_DETECTION_HEIGHT pixels high and two thirds as wide: a prepared poster is a stretched
+square, and movie posters are 2:3, so the square is unstretched back before a face detector
+trained on upright faces sees it; a small poster enlarged further holds no more detail,
+only more pixels to search. Boxes are (x0, y0, x1, y1) as
 shares of the poster's width and height, as the synthetic generator's planted boxes are.
 
 A poster on which a detector fails, or which takes longer than the time limit, keeps its
@@ -35,7 +37,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-DETECTION_HEIGHT, DETECTION_WIDTH = 320, 216
+MIN_DETECTION_HEIGHT, MAX_DETECTION_HEIGHT = 128, 320
 # dlib's HOG window is 80 x 80 pixels; one upsampling finds faces down to about 40 pixels,
 # an eighth of the detection image's height.
 FACE_UPSAMPLING = 1
@@ -73,7 +75,10 @@ def annotation_version() -> str:
         f"{package} {importlib.metadata.version(package)}"
         for package in ("rapidocr-onnxruntime", "dlib-bin", "onnxruntime")
     )
-    return f"{versions}; {DETECTION_HEIGHT}x{DETECTION_WIDTH}; code {ANNOTATION_CODE_VERSION}"
+    return (
+        f"{versions}; detection {MIN_DETECTION_HEIGHT}-{MAX_DETECTION_HEIGHT} px high; "
+        f"code {ANNOTATION_CODE_VERSION}"
+    )
 
 
 class Detectors:
@@ -89,8 +94,10 @@ class Detectors:
             from rapidocr_onnxruntime import RapidOCR
 
             # One thread: preprocess runs several posters at once in processes instead.
+            # "max" with a limit above any detection image: the detector reads the image
+            # at the size detection_image chose (rounded to a multiple of 32), not enlarged.
             self._text = RapidOCR(
-                det_limit_side_len=DETECTION_WIDTH, det_limit_type="min", intra_op_num_threads=1
+                det_limit_side_len=960, det_limit_type="max", intra_op_num_threads=1
             ).text_det
         polygons, _ = self._text(np.ascontiguousarray(image[:, :, ::-1]))  # It reads BGR.
         if polygons is None or len(polygons) == 0:
@@ -118,8 +125,9 @@ def normalised(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def detection_image(poster: np.ndarray) -> np.ndarray:
     """The prepared (square) poster at the detectors' 2:3 size."""
-    resized = Image.fromarray(poster).resize((DETECTION_WIDTH, DETECTION_HEIGHT), Image.BILINEAR)
-    return np.asarray(resized)
+    height = int(np.clip(2 * poster.shape[0], MIN_DETECTION_HEIGHT, MAX_DETECTION_HEIGHT))
+    width = round(height * 2 / 3)
+    return np.asarray(Image.fromarray(poster).resize((width, height), Image.BILINEAR))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,6 +36,9 @@ from poster_ml.errors import DatasetError
 from poster_ml.locks import exclusive
 
 SERIAL_BELOW = 200  # Fewer posters decode faster in-process than in a pool (its start costs).
+# Fewer posters are annotated about as fast in-process: each worker first loads both detectors.
+ANNOTATE_SERIAL_BELOW = 500
+# Fewer posters are annotated faster in-process: a worker first imports both detectors.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +178,11 @@ def with_annotations(
     if not config.annotate:
         return manifest
     found = annotate_shard(
-        str(staging_path), accepted, config.annotation_timeout, workers_of(config), SERIAL_BELOW
+        str(staging_path),
+        accepted,
+        config.annotation_timeout,
+        workers_of(config),
+        ANNOTATE_SERIAL_BELOW,
     )
     return pd.concat([manifest, found], axis=1)
 
