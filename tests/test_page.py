@@ -119,6 +119,7 @@ def test_two_posters_and_a_text_file_dropped_on_the_page_give_two_answers_and_on
         overlays = [card.locator("img.overlay") for card in answers]
         shown = [overlay.evaluate("image => image.naturalWidth") for overlay in overlays]
         sources = [overlay.get_attribute("src") or "" for overlay in overlays]
+        sees = [card.locator(".sees").inner_text() for card in answers]
         errors = [
             card.locator(".error").inner_text()
             for card in cards.all()
@@ -142,4 +143,11 @@ def test_two_posters_and_a_text_file_dropped_on_the_page_give_two_answers_and_on
     assert len(errors) == 1 and "not an image" in errors[0]
     assert [row["file"] for row in rows][-1] == "notes.txt" and rows[-1]["error"]
     assert {row["label"] for row in rows[:2]} <= {"fresh", "rotten"}
+    # What the detectors found, in words, and the attributes in the CSV.
+    assert all(
+        re.search(r"(title \(cyan\): \d+ % of the height, \d+ % of the map|no title found); ", line)
+        for line in sees
+    ), sees
+    assert all("text covers" in line for line in sees), sees
+    assert all(rows[index]["text_area"] != "" for index in range(2))
     assert console == []

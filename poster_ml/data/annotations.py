@@ -31,6 +31,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -127,7 +128,7 @@ def detection_image(poster: np.ndarray) -> np.ndarray:
     """The prepared (square) poster at the detectors' 2:3 size."""
     height = int(np.clip(2 * poster.shape[0], MIN_DETECTION_HEIGHT, MAX_DETECTION_HEIGHT))
     width = round(height * 2 / 3)
-    return np.asarray(Image.fromarray(poster).resize((width, height), Image.BILINEAR))
+    return np.asarray(Image.fromarray(poster).resize((width, height), Image.Resampling.BILINEAR))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,10 +254,11 @@ _detectors = Detectors()  # One per process: each loads its detectors once.
 
 def annotate_rows(task: tuple[str, list[int], float]) -> list[dict]:
     """Manifest columns of the posters at `rows` of the shard at `path` (a pool's task)."""
+    # Here, not at the top: prepared.py imports this module for its columns and version.
     from poster_ml.data.prepared import Shard
 
     path, rows, timeout = task
-    posters = Shard(path).read(np.asarray(rows))
+    posters = Shard(Path(path)).read(np.asarray(rows))
     return [annotate(poster, _detectors, timeout).row() for poster in posters]
 
 
