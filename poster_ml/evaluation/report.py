@@ -236,6 +236,7 @@ body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 70em; 
 p.headline { font-size: 1.25em; line-height: 1.4; background: #f3f6fa; padding: 0.8em; }
 table { border-collapse: collapse; font-size: 0.85em; }
 td, th { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: right; }
+td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; }
 div.scroll { overflow-x: auto; }
 figure { margin: 1em 0; }

@@ -67,10 +67,18 @@ ANNOTATION_TIMEOUT = 10.0  # Seconds a served poster's detectors may take.
 _detectors = Detectors()  # Loaded on the first explained request, once per process.
 
 
-def poster_regions(image: np.ndarray, heat: np.ndarray) -> tuple[list[dict], dict]:
+# A served poster is annotated at least this sharp, whatever the model's input size: a model
+# trained at 75 px still gets its title and faces found (at 224 px the detectors find 93 %
+# of synthetic titles, at 75 px about half; benchmarks/RESULTS.md).
+ANNOTATION_SIDE = 224
+
+
+def poster_regions(data: bytes, model_side: int, heat: np.ndarray) -> tuple[list[dict], dict]:
     """One poster's detected regions, each with its kind, box and the map's share of mass
-    inside it, and its design attributes with the detectors' status."""
-    annotation = annotate(image, _detectors, ANNOTATION_TIMEOUT)
+    inside it, and its design attributes with the detectors' status. The poster is decoded
+    by preprocessing's function, as a square, at the model's side or ANNOTATION_SIDE."""
+    square = decode_poster(data, max(model_side, ANNOTATION_SIDE))
+    annotation = annotate(square, _detectors, ANNOTATION_TIMEOUT)
     kinds = [("title" if i == 0 else "text", box) for i, box in enumerate(annotation.text)]
     kinds += [("face", box) for box in annotation.faces]
     regions = [
@@ -116,8 +124,8 @@ def poster_explanations(cam_model, images: np.ndarray, files: list[bytes]) -> Ex
     sharp at its own aspect, the map's cell shares, and the regions and attributes."""
     maps = upsample(class_activation_maps(cam_model, images)["layer_cam"], *images.shape[1:3])
     pngs, regions, designs = [], [], []
-    for data, image, heat in zip(files, images, maps, strict=True):
-        found, design = poster_regions(image, heat)
+    for data, heat in zip(files, maps, strict=True):
+        found, design = poster_regions(data, images.shape[1], heat)
         width, height = overlay_size(data)
         pngs.append(overlay_png(decode_poster(data, (height, width)), heat, found))
         regions.append(found)
