@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import time
 
@@ -192,3 +193,17 @@ def test_detected_title_agreement_counts_matches_at_iou_one_half():
     assert (
         metrics["detected_title_recall_ci_low"] < 1 / 3 < metrics["detected_title_recall_ci_high"]
     )
+
+
+def test_one_set_of_detectors_shared_by_threads_gives_each_poster_its_own_faces():
+    """The served model answers each request in a thread of its own and shares its
+    detectors: a poster with a face and one without, annotated at once, keep their own."""
+    photograph = Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg"))
+    poster = Image.new("RGB", (400, 600), (20, 20, 40))
+    poster.paste(photograph.resize((400, 469)), (0, 131))
+    with_face, plain = square(poster), np.full((224, 224, 3), 200, np.uint8)
+    shared = Detectors()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(annotate, image, shared, 0) for image in [with_face, plain] * 40]
+        found = [len(future.result().faces) for future in futures]
+    assert found == [1, 0] * 40

@@ -83,11 +83,16 @@ def annotation_version() -> str:
 
 
 class Detectors:
-    """The text and face detectors, loaded on first use (once per process)."""
+    """The text and face detectors, loaded on first use (once per process).
+
+    One call at a time: dlib's detector keeps its image pyramid in the object, so two
+    threads (the scoring server answers each request in one) would read each other's
+    poster. Annotating a poster takes tens of milliseconds; the lock costs nothing beside."""
 
     def __init__(self):
         self._text = None
         self._faces = None
+        self.lock = threading.Lock()
 
     def text_boxes(self, image: np.ndarray) -> np.ndarray:
         """Text blocks of a detection-sized RGB image, as normalised boxes."""
@@ -191,7 +196,7 @@ def annotate(poster: np.ndarray, detectors: Detectors, timeout: float) -> Annota
     colours = colour_attributes(poster)
     image = detection_image(poster)
     try:
-        with time_limit(timeout):
+        with detectors.lock, time_limit(timeout):
             text = largest_first(detectors.text_boxes(image))
             faces = largest_first(detectors.face_boxes(image))
     except AnnotationTimeout as error:

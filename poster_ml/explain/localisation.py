@@ -1,5 +1,6 @@
 """How well class activation maps find the planted regions of synthetic posters, measured
-against baselines that never look at the poster.
+against baselines that never look at the poster; and the study's finding, the maps' share
+on the title and people (planted) or on the text and faces the detectors found (any poster).
 
 A map's score on a poster is the share of its mass inside that poster's planted region.
 Titles sit in fixed bands and crowds in the middle, so a fixed map per class already

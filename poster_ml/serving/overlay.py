@@ -67,9 +67,9 @@ ANNOTATION_TIMEOUT = 10.0  # Seconds a served poster's detectors may take.
 _detectors = Detectors()  # Loaded on the first explained request, once per process.
 
 
-# A served poster is annotated at least this sharp, whatever the model's input size: a model
-# trained at 75 px still gets its title and faces found (at 224 px the detectors find 93 %
-# of synthetic titles, at 75 px about half; benchmarks/RESULTS.md).
+# A served poster is annotated at least this sharp, whatever the model's input size: the
+# detectors find far fewer titles and faces on a small poster (benchmarks/RESULTS.md), and
+# a person reading the answer wants them found.
 ANNOTATION_SIDE = 224
 
 
