@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 MIN_DETECTION_HEIGHT, MAX_DETECTION_HEIGHT = 128, 320
 # dlib's HOG window is 80 x 80 pixels; one upsampling finds faces down to about 40 pixels,
-# an eighth of the detection image's height.
+# an eighth of the largest detection image's height (smaller posters show only larger faces).
 FACE_UPSAMPLING = 1
 ANNOTATION_CODE_VERSION = 1  # Raised whenever what is measured here changes.
 ATTRIBUTES = (
@@ -87,7 +87,7 @@ class Detectors:
 
     One call at a time: dlib's detector keeps its image pyramid in the object, so two
     threads (the scoring server answers each request in one) would read each other's
-    poster. Annotating a poster takes tens of milliseconds; the lock costs nothing beside."""
+    poster. The lock holds only while the two detectors run on one poster."""
 
     def __init__(self):
         self._text = None
