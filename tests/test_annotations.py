@@ -207,3 +207,16 @@ def test_one_set_of_detectors_shared_by_threads_gives_each_poster_its_own_faces(
         futures = [pool.submit(annotate, image, shared, 0) for image in [with_face, plain] * 40]
         found = [len(future.result().faces) for future in futures]
     assert found == [1, 0] * 40
+
+
+def test_a_dataset_prepared_before_annotations_still_lists_its_files(tmp_path):
+    from poster_ml.data.prepared import dataset_files
+
+    dataset = prepare(PreprocessConfig(count=20, size=32, out=str(tmp_path), annotate=False))
+    assert (tmp_path / "annotation_failures.csv").read_text().strip() == "id,source,reason"
+    (tmp_path / "annotation_failures.csv").unlink()  # As a folder prepared before it was written.
+    names = [path.name for path in dataset_files(dataset)]
+    assert "annotation_failures.csv" not in names and "manifest.csv" in names
+    # A missing shard is still listed: logging it then fails loudly, not silently short.
+    (tmp_path / "test.npy").unlink()
+    assert "test.npy" in [path.name for path in dataset_files(dataset)]

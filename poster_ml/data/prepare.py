@@ -38,7 +38,6 @@ from poster_ml.locks import exclusive
 SERIAL_BELOW = 200  # Fewer posters decode faster in-process than in a pool (its start costs).
 # Fewer posters are annotated about as fast in-process: each worker first loads both detectors.
 ANNOTATE_SERIAL_BELOW = 500
-# Fewer posters are annotated faster in-process: a worker first imports both detectors.
 
 
 @dataclasses.dataclass(frozen=True)

@@ -133,13 +133,19 @@ def load_prepared(path: str | Path, uri: str = "") -> PreparedData:
     return PreparedData(path, manifest, info, uri)
 
 
-DATASET_FILES = ("dataset.json", "manifest.csv", "rejects.csv", "annotation_failures.csv")
+ANNOTATION_FAILURES = "annotation_failures.csv"
+DATASET_FILES = ("dataset.json", "manifest.csv", "rejects.csv", ANNOTATION_FAILURES)
 
 
 def dataset_files(dataset: PreparedData) -> list[Path]:
-    """The files that make the dataset, shards included, as they travel to another machine."""
+    """The files that make the dataset, shards included, as they travel to another machine
+    (a dataset prepared before annotations has no annotation_failures.csv)."""
     names = [*DATASET_FILES, *dataset.info["shards"].values()]
-    return [dataset.path / name for name in names]
+    return [
+        dataset.path / name
+        for name in names
+        if name != ANNOTATION_FAILURES or (dataset.path / name).is_file()
+    ]
 
 
 def file_checksums(files: list[Path]) -> dict[str, str]:
@@ -306,5 +312,5 @@ def write_annotation_failures(manifest: pd.DataFrame, out_dir: Path) -> None:
         else pd.DataFrame(columns=columns)
     )
     failed.set_axis(columns, axis=1).to_csv(
-        out_dir / "annotation_failures.csv", index=False, lineterminator="\n"
+        out_dir / ANNOTATION_FAILURES, index=False, lineterminator="\n"
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -37,7 +38,7 @@ def overlay_size(data: bytes) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def overlay_png(poster: np.ndarray, heat: np.ndarray, regions: list[dict] = ()) -> bytes:  # type: ignore[assignment]
+def overlay_png(poster: np.ndarray, heat: np.ndarray, regions: Sequence[dict] = ()) -> bytes:
     """The poster (uint8, at the overlay's size) with its map (values in [0, 1], any size)
     resized onto it and laid over it, and each detected region outlined in its kind's
     colour, as PNG bytes."""
