@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from poster_ml.cli import main
 from poster_ml.evaluation.report import (
     CANNOT_BE_MEASURED,
+    NOT_MEASURED_WITHOUT_FAITHFULNESS,
     faithfulness_verdict,
     finding_sentences,
     headline,
@@ -68,6 +69,9 @@ def test_the_finding_is_said_with_intervals_beside_position_alone_or_said_unmeas
         "and 18 %."
     ]
     assert finding_sentences(ROW) == [CANNOT_BE_MEASURED]
+    # Annotated posters evaluated without scoring any map: said so, not "cannot be measured".
+    annotated = ROW | {"design_baseline_roc_auc": 0.7}
+    assert finding_sentences(annotated) == [NOT_MEASURED_WITHOUT_FAITHFULNESS]
 
 
 def test_the_faithfulness_verdict_follows_the_interval_of_the_difference():

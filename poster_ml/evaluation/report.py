@@ -29,6 +29,10 @@ CANNOT_BE_MEASURED = (
     "their text and faces (preprocess --annotate false), and no regions were planted in them. "
     "The class activation maps above show where the model looks; read them with that in mind."
 )
+NOT_MEASURED_WITHOUT_FAITHFULNESS = (
+    "Where the maps lie on the detected text and faces was not measured: evaluate with "
+    "--faithfulness-posters above 0. The design attributes below were."
+)
 # The finding's regions in words: planted on synthetic posters, detected on any.
 REGION_WORDS = {
     "title": "the planted title",
@@ -136,6 +140,8 @@ def finding_sentences(row: dict[str, Any], method: str = "layer_cam") -> list[st
                 f"{share(row, f'{name}_{first}_share')} of its mass on {REGION_WORDS[first]} and "
                 f"{share(row, f'{name}_{second}_share')} on {REGION_WORDS[second]}{where}."
             )
+    if not sentences and "design_baseline_roc_auc" in row:
+        return [NOT_MEASURED_WITHOUT_FAITHFULNESS]  # Annotated posters; no maps were scored.
     return sentences or [CANNOT_BE_MEASURED]
 
 
