@@ -216,15 +216,19 @@ def largest_first(boxes: np.ndarray) -> np.ndarray:
     return boxes[np.argsort(-areas, kind="stable")]
 
 
+def region_masks(regions: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Boolean (n, height, width) masks of boxes (x0, y0, x1, y1) normalised to [0, 1]: a
+    cell is inside where its centre is."""
+    rows = (np.arange(height) + 0.5) / height
+    columns = (np.arange(width) + 0.5) / width
+    inside_y = (rows[None, :] >= regions[:, 1:2]) & (rows[None, :] <= regions[:, 3:4])
+    inside_x = (columns[None, :] >= regions[:, 0:1]) & (columns[None, :] <= regions[:, 2:3])
+    return inside_y[:, :, None] & inside_x[:, None, :]
+
+
 def box_masks(boxes: np.ndarray, side: int = AREA_GRID) -> np.ndarray:
     """The union of the boxes as a boolean side x side mask."""
-    centres = (np.arange(side) + 0.5) / side
-    mask = np.zeros((side, side), dtype=bool)
-    for x0, y0, x1, y1 in boxes:
-        rows = (centres >= y0) & (centres <= y1)
-        columns = (centres >= x0) & (centres <= x1)
-        mask |= rows[:, None] & columns[None, :]
-    return mask
+    return np.any(region_masks(boxes.reshape(-1, 4), side, side), axis=0)
 
 
 def region_attributes(text: np.ndarray, faces: np.ndarray) -> dict[str, float]:

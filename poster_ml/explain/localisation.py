@@ -32,6 +32,7 @@ from poster_ml.data.annotations import (
     TEXT_COLUMN,
     box_masks,
     boxes_of,
+    region_masks,
 )
 from poster_ml.data.synthetic import PEOPLE_COLUMNS, PLANTED_COLUMN, REGION_COLUMNS, TITLE_COLUMNS
 from poster_ml.evaluation.design import wilson_interval
@@ -39,15 +40,6 @@ from poster_ml.evaluation.intervals import mean_interval, ratio_interval
 from poster_ml.explain.cam import upsample
 
 COMPARISON_GRID = 64  # Maps and masks are compared on a common 64 x 64 grid.
-
-
-def region_masks(regions: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Boolean (n, height, width) masks of boxes (x0, y0, x1, y1) normalised to [0, 1]."""
-    rows = (np.arange(height) + 0.5) / height
-    columns = (np.arange(width) + 0.5) / width
-    inside_y = (rows[None, :] >= regions[:, 1:2]) & (rows[None, :] <= regions[:, 3:4])
-    inside_x = (columns[None, :] >= regions[:, 0:1]) & (columns[None, :] <= regions[:, 2:3])
-    return inside_y[:, :, None] & inside_x[:, None, :]
 
 
 def shares_inside(maps: np.ndarray, regions: np.ndarray) -> np.ndarray:
