@@ -15,12 +15,16 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # Installs the tested versions from requirements.lock, then the project itself. The lock is
 # complete, so nothing else is resolved (--no-deps): rapidocr asks for opencv-python, whose
 # cv2 would overwrite opencv-python-headless's, and the lock leaves it out on purpose.
+# The packages are compiled to bytecode as they install (pip always does; uv is told to):
+# where Python runs with PYTHONDONTWRITEBYTECODE set, as on CI's machines, nothing else
+# writes it, and every process that imports TensorFlow compiled its modules again
+# (benchmarks/RESULTS.md has the seconds each `poster-ml` command saves).
 $(BIN)/poster-ml: pyproject.toml requirements.lock
 	@test "$(INSTALLER)" != uv || test -x "$(UV)" || { $(PYTHON) -m venv $(BOOTSTRAP) && $(BOOTSTRAP)/bin/pip install --quiet uv; } || true
 	@if test "$(INSTALLER)" = uv && test -x "$(UV)"; then \
 		echo "installing with uv"; \
 		"$(UV)" venv --quiet --seed --allow-existing --python $(PYTHON) $(VENV) && \
-		"$(UV)" pip install --quiet --python $(BIN)/python --no-deps -r requirements.lock && \
+		"$(UV)" pip install --quiet --python $(BIN)/python --no-deps --compile-bytecode -r requirements.lock && \
 		"$(UV)" pip install --quiet --python $(BIN)/python --no-deps -e .; \
 	else \
 		echo "installing with pip"; \
