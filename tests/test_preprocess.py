@@ -403,3 +403,34 @@ def test_a_preprocess_into_a_folder_being_written_stops_and_says_why(tmp_path, c
             == 1
         )
     assert "another preprocess is writing" in capsys.readouterr().err
+
+
+WITHOUT_TENSORFLOW = """
+import sys
+
+
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras"):
+            raise ImportError(f"preprocess imported {name}")
+
+
+sys.meta_path.insert(0, Refuse())
+from poster_ml.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_preprocess_runs_without_importing_tensorflow(tmp_path):
+    """TensorFlow takes seconds to import and preprocess has no use for it: a process that
+    refuses to import it still prepares the posters."""
+    command = [sys.executable, "-c", WITHOUT_TENSORFLOW, "preprocess", "--count", "16"]
+    finished = subprocess.run(
+        [*command, "--size", "32", "--out", str(tmp_path / "prepared")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert (tmp_path / "prepared" / "dataset.json").is_file()

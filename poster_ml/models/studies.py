@@ -15,14 +15,16 @@ import datetime
 import hashlib
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from poster_ml.config import AugmentConfig, TrainConfig
 from poster_ml.errors import ConfigError
 from poster_ml.models.tuning import finished_trials, make_pruner, search_space, study_values
-from poster_ml.models.variants import Variant
+
+if TYPE_CHECKING:
+    from poster_ml.models.variants import Variant
 
 SETTINGS_ATTRIBUTE, HASH_ATTRIBUTE, VARIANT_ATTRIBUTE = "settings", "settings_hash", "variant"
 

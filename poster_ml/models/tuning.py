@@ -22,6 +22,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -33,10 +34,10 @@ from poster_ml import databases
 from poster_ml.config import environment
 from poster_ml.errors import ConfigError
 from poster_ml.locks import exclusive
-from poster_ml.models.bases import PRETRAINED_BASES
-from poster_ml.models.session import releasing_memory
-from poster_ml.models.variants import Variant
 from poster_ml.processes import HOST, process_alive
+
+if TYPE_CHECKING:
+    from poster_ml.models.variants import Variant
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ def search_space(trial: optuna.Trial, variant: Variant) -> dict[str, float | int
         ),
     }
     if tunes_unfreezing(variant):
+        # Imported here, as Keras is: the step runs name this module's trial attributes,
+        # and preprocess's process has no use for TensorFlow.
+        from poster_ml.models.bases import PRETRAINED_BASES
+
         values["unfreeze_blocks"] = trial.suggest_int(
             "unfreeze_blocks", 0, PRETRAINED_BASES[variant.base].max_unfreeze
         )
@@ -294,6 +299,8 @@ def run_trials(study: optuna.Study, total: int, objective: Callable[[optuna.Tria
     reach `total`: counting the other workers' trials under way keeps them from starting
     one too many between them.
     """
+    from poster_ml.models.session import releasing_memory
+
     remaining = total - finished_trials(study)
     if remaining > 0:
         cap = MaxTrialsCallback(total, states=(*FINISHED, TrialState.RUNNING, TrialState.WAITING))
