@@ -39,6 +39,26 @@ def test_the_server_refuses_to_start_without_an_admin_password(monkeypatch, caps
     assert "no admin password" in capsys.readouterr().err
 
 
+def test_the_server_s_auth_settings_are_read_by_mlflow_with_the_credential_cache(
+    tmp_path, monkeypatch
+):
+    """MLflow reads the settings file the server writes: the users database, the default
+    permission and how long a verified password is trusted."""
+    from mlflow.server.auth.config import read_auth_config
+
+    from poster_ml.config.serving import ServerConfig
+    from poster_ml.steps.server import auth_settings
+
+    config = ServerConfig(
+        auth_database_uri=f"{POSTGRES}/users", default_permission="READ", auth_cache_seconds=5
+    )
+    (tmp_path / "basic_auth.ini").write_text(auth_settings(config))
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(tmp_path / "basic_auth.ini"))
+    read = read_auth_config()
+    assert read.database_uri == f"{POSTGRES}/users" and read.default_permission == "READ"
+    assert read.auth_cache_ttl_seconds == 5
+
+
 @pytest.fixture
 def team_server(postgres_database, tmp_path):
     runs_db, users_db = postgres_database("mlflow"), postgres_database("auth")

@@ -45,6 +45,11 @@ class ServerConfig(Checked):
         one_of("NO_PERMISSIONS", "READ", "EDIT", "MANAGE"),
     )
     workers: int = setting(2, "server processes", between(1, 64))
+    auth_cache_seconds: int = setting(
+        60,
+        "seconds each server process trusts a password it verified (0 verifies every request)",
+        between(0, 3600),
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,12 +45,17 @@ def check_databases(config: ServerConfig, timeout_seconds: int = 5) -> None:
 
 
 def auth_settings(config: ServerConfig) -> str:
+    """MLflow's basic-auth settings. A password is checked by a deliberately slow hash, and
+    without MLflow's credential cache every request a training makes pays it again (one
+    metric, one artifact): the cache trusts a verified password for `auth_cache_seconds`,
+    so a changed or revoked password may still work that long on another server process."""
     return (
         "[mlflow]\n"
         f"default_permission = {config.default_permission}\n"
         f"database_uri = {config.auth_database_uri}\n"
         "admin_username = admin\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        f"auth_cache_ttl_seconds = {config.auth_cache_seconds}\n"
     )
 
 
