@@ -59,8 +59,9 @@ def search_space(trial: optuna.Trial, variant: Variant) -> dict[str, float | int
         ),
     }
     if tunes_unfreezing(variant):
-        # Imported here, as Keras is: the step runs name this module's trial attributes,
-        # and preprocess's process has no use for TensorFlow.
+        # Imported here, not at the top, as is Keras's session below: tracking/runs.py,
+        # which every step opens, imports this module for its trial attributes, and a
+        # preprocess process should not spend seconds importing TensorFlow.
         from poster_ml.models.bases import PRETRAINED_BASES
 
         values["unfreeze_blocks"] = trial.suggest_int(

@@ -45,10 +45,11 @@ def check_databases(config: ServerConfig, timeout_seconds: int = 5) -> None:
 
 
 def auth_settings(config: ServerConfig) -> str:
-    """MLflow's basic-auth settings. A password is checked by a deliberately slow hash, and
-    without MLflow's credential cache every request a training makes pays it again (one
-    metric, one artifact): the cache trusts a verified password for `auth_cache_seconds`,
-    so a changed or revoked password may still work that long on another server process."""
+    """MLflow's basic-auth settings. A password is checked with a deliberately slow hash,
+    and without MLflow's credential cache every request pays for it again (a training sends
+    one for each batch of metrics and each artifact). The cache trusts a verified password
+    for `auth_cache_seconds`, so a changed or revoked one may still work that long on
+    another server process."""
     return (
         "[mlflow]\n"
         f"default_permission = {config.default_permission}\n"
