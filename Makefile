@@ -16,9 +16,9 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # complete, so nothing else is resolved (--no-deps): rapidocr asks for opencv-python, whose
 # cv2 would overwrite opencv-python-headless's, and the lock leaves it out on purpose.
 # The packages are compiled to bytecode as they install (pip always does; uv is told to):
-# where Python runs with PYTHONDONTWRITEBYTECODE set (this project's build machines set
-# it), nothing else writes it, and every process that imports TensorFlow compiled it again
-# (benchmarks/RESULTS.md has the seconds each `poster-ml` command saves).
+# where Python runs with PYTHONDONTWRITEBYTECODE set (as on this project's development
+# machines), nothing else writes it, and every process that imports TensorFlow compiled it
+# again (benchmarks/RESULTS.md has the seconds each `poster-ml` command saves).
 $(BIN)/poster-ml: pyproject.toml requirements.lock
 	@test "$(INSTALLER)" != uv || test -x "$(UV)" || { $(PYTHON) -m venv $(BOOTSTRAP) && $(BOOTSTRAP)/bin/pip install --quiet uv; } || true
 	@if test "$(INSTALLER)" = uv && test -x "$(UV)"; then \
