@@ -69,8 +69,8 @@ def main() -> None:
         }
         times: dict[str, list[float]] = {name: [] for name in cases}
         for repeat in range(repeats):
-            for name, (code, cache) in cases.items():
-                folder = root / f"{len(times[name])}-{abs(hash(name))}"
+            for index, (name, (code, cache)) in enumerate(cases.items()):
+                folder = root / f"round-{repeat}-case-{index}"
                 folder.mkdir()
                 times[name].append(seconds(code, folder, cache))
             print(f"round {repeat + 1} of {repeats} done", file=sys.stderr)
@@ -78,12 +78,25 @@ def main() -> None:
     for name, median in medians.items():
         runs = ", ".join(f"{value:.2f}" for value in times[name])
         print(f"{name:58s} median {median:6.2f} s  ({runs})")
-    names = list(medians)
-    print(
-        f"TensorFlow's import, no bytecode / compiled: {medians[names[0]] / medians[names[1]]:.2f}x"
+    ratios = (
+        (
+            "TensorFlow's import, no bytecode / compiled",
+            "import tensorflow, no bytecode",
+            "import tensorflow, compiled bytecode",
+        ),
+        (
+            "preprocess, no bytecode / compiled",
+            "preprocess 16 posters, no bytecode",
+            "preprocess 16 posters, compiled bytecode",
+        ),
+        (
+            "preprocess, with Keras / without",
+            "preprocess 16 posters, Keras imported first (compiled)",
+            "preprocess 16 posters, compiled bytecode",
+        ),
     )
-    print(f"preprocess, no bytecode / compiled: {medians[names[2]] / medians[names[3]]:.2f}x")
-    print(f"preprocess, with Keras / without: {medians[names[4]] / medians[names[3]]:.2f}x")
+    for label, slower, faster in ratios:
+        print(f"{label}: {medians[slower] / medians[faster]:.2f}x")
 
 
 if __name__ == "__main__":
