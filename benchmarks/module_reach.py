@@ -11,6 +11,7 @@ tiny synthetic posters, what a reader opens to follow one poster through that st
     python benchmarks/module_reach.py                 # the working tree
     python benchmarks/module_reach.py --rev 98ccbba   # a commit, read from git
     python benchmarks/module_reach.py --run           # also the modules each step runs
+    python benchmarks/module_reach.py --run --list    # ... and names them
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def modules_called(work) -> set[str]:
     }
 
 
-def run_counts(folder: Path) -> dict[str, int]:
+def run_counts(folder: Path) -> dict[str, set[str]]:
     """Preprocess, train, evaluate, register and predict on 120 posters of 40 pixels in a
     store of their own in `folder`; the modules each one ran."""
     import os
@@ -120,25 +121,23 @@ def run_counts(folder: Path) -> dict[str, int]:
         "evaluate": ["evaluate", "--bootstrap-samples", "20", "--cam-posters", "2"],
         "register": ["register", "--allow-cpu", "true"],
     }
-    counts = {step: len(modules_run(arguments)) for step, arguments in steps.items()}
+    counts = {step: modules_run(arguments) for step, arguments in steps.items()}
     Path(posters).mkdir()
     for image in sorted((folder / "data/prepared/synthetic/images").iterdir())[:4]:
         (Path(posters) / image.name).write_bytes(image.read_bytes())
-    counts["predict"] = len(
-        modules_run(
-            [
-                "predict",
-                posters,
-                "--model",
-                "models:/poster-ml/1",
-                "--cam",
-                str(folder / "cams"),
-                "--out",
-                str(folder / "p.csv"),
-            ]
-        )
+    counts["predict"] = modules_run(
+        [
+            "predict",
+            posters,
+            "--model",
+            "models:/poster-ml/1",
+            "--cam",
+            str(folder / "cams"),
+            "--out",
+            str(folder / "p.csv"),
+        ]
     )
-    counts["served request"] = len(served_request(sorted(Path(posters).iterdir())[0]))
+    counts["served request"] = served_request(sorted(Path(posters).iterdir())[0])
     return counts
 
 
@@ -159,6 +158,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", help="a commit to read instead of the working tree")
     parser.add_argument("--run", action="store_true", help="also count the modules each step runs")
+    parser.add_argument("--list", action="store_true", help="with --run, name those modules")
     arguments = parser.parse_args()
     modules = package_sources(arguments.rev)
     code = {name: source for name, source in modules.items() if source.strip()}
@@ -177,8 +177,10 @@ def main() -> None:
         import tempfile
 
         with tempfile.TemporaryDirectory() as folder:
-            for step, count in run_counts(Path(folder)).items():
-                print(f"{step}: {count} modules run")
+            for step, names in run_counts(Path(folder)).items():
+                print(f"{step}: {len(names)} modules run")
+                if arguments.list:
+                    print("   ", ", ".join(sorted(names)))
 
 
 if __name__ == "__main__":

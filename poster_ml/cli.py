@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         arguments.handler(arguments)
     except Exception as error:
         from poster_ml.disk import disk_full_error, is_disk_full
-        from poster_ml.tracking.store_errors import store_error  # Imports MLflow: only here.
+        from poster_ml.tracking.store import store_error  # Imports MLflow: only here.
 
         # A tracking-store failure is one line too (the store's own message stays the cause).
         user_error = (

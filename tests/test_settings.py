@@ -146,7 +146,7 @@ def test_refused_credentials_are_a_third_message_without_the_password(monkeypatc
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, UNAUTHENTICATED
 
-    from poster_ml.tracking.store_errors import store_error
+    from poster_ml.tracking.store import store_error
 
     monkeypatch.setattr(
         "mlflow.get_tracking_uri", lambda: "http://alice:hunter2@mlflow.example:5000"
@@ -177,7 +177,7 @@ def test_an_unreachable_studies_database_is_not_called_the_tracking_store(tmp_pa
     import optuna
     import sqlalchemy
 
-    from poster_ml.tracking.store_errors import store_error
+    from poster_ml.tracking.store import store_error
 
     (tmp_path / "a-file").write_text("")  # No database can be made under a file.
     with pytest.raises(Exception) as raised:  # What Optuna raises: SQLAlchemy's error.
@@ -226,7 +226,7 @@ def test_errors_are_told_by_their_type_not_by_words_in_their_message(monkeypatch
         and "tracking store" not in errors[0]
     )
     # A message that merely contains "401" or "timed out" is no store failure.
-    from poster_ml.tracking.store_errors import store_error
+    from poster_ml.tracking.store import store_error
 
     assert store_error(RuntimeError("layer 401 timed out")) is None
     # A missing images folder.

@@ -21,7 +21,7 @@ from poster_ml.tables import (
     markdown_table,
     results_table,
 )
-from poster_ml.tracking import artifacts, datasets, logged_models, runs, store
+from poster_ml.tracking import datasets, logged_models, runs, schema, store
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,13 @@ def evaluate_step(config: EvaluateConfig):
             "finding.md": finding_table(rows),
         }
         roc_figure = plots.roc_curves(
-            {legend_name(record["row"]): artifacts.evaluated_roc(record) for record in records},
+            {legend_name(record["row"]): logged_models.evaluated_roc(record) for record in records},
             "ROC curves on the test split",
         )
         report = report_inputs(train, records, table, plots.png_bytes(roc_figure), explanations)
         report = dataclasses.replace(report, answers=questions_answered(records, data, config))
         run_ids = [train.info.run_id] if train else []
-        artifacts.log_results_table(table, explanations, roc_figure, [*run_ids, step.run_id])
+        logged_models.log_results_table(table, explanations, roc_figure, [*run_ids, step.run_id])
         mlflow.log_text(report_html(report), REPORT)
         report_link = store.ui_link(step.run.info.experiment_id, step.run_id, REPORT)
     log.debug(markdown_table(table))
@@ -130,7 +130,7 @@ def models_to_evaluate(config: EvaluateConfig):
     """The train run (None for one model by URI) and the models to evaluate."""
     if config.model_uri:
         return None, [logged_models.EvaluationTarget(config.model_uri, config.model_uri, None, {})]
-    train = store.find_train_run(config.train_run)
+    train = schema.find_train_run(config.train_run)
     mlflow.set_tag("train_run_id", train.info.run_id)
     return train, logged_models.evaluation_targets(train)
 
@@ -163,14 +163,14 @@ def evaluated(step, target, data: PreparedData, config: EvaluateConfig, with_act
         with_activations=with_activations or target.name == config.activations_variant,
     )
     test_dataset = datasets.split_dataset(data, "test")
-    folder = artifacts.log_model_evaluation(
+    folder = logged_models.log_model_evaluation(
         result, model.name, logged_models.model_id(target.model_uri), test_dataset
     )
     row = {"variant": target.name, **target.summary, **result.metrics}
     verdict = verdict_of(row)
     row["verdict"] = verdict.column()
     answers = result.predictions["probability_fresh"].to_numpy()
-    record = artifacts.evaluated_record(row, result.roc, answers) | {
+    record = logged_models.evaluated_record(row, result.roc, answers) | {
         "run_id": step.run_id,
         "folder": folder,
     }

@@ -21,7 +21,7 @@ from poster_ml import disk
 from poster_ml.config import PredictConfig
 from poster_ml.data.images import InputContract, PosterError
 from poster_ml.errors import DatasetError, first_line
-from poster_ml.tracking import artifacts, datasets, logged_models, runs
+from poster_ml.tracking import datasets, logged_models, runs, store
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def predict_step(config: PredictConfig) -> Path:
             scored, rejected = write_predictions(batches, scorer, partial, len(files))
             os.replace(rejects_file(partial), rejects_file(out))
             os.replace(partial, out)
-        artifacts.log_files([out, rejects_file(out)])
+        store.log_files([out, rejects_file(out)])
     log.info(
         f"scored {scored}, rejected {rejected} of {len(files)} files: {out} (rejects in {rejects_file(out)})"
     )
@@ -190,7 +190,7 @@ def predict_prepared(config: PredictConfig) -> Path:
         with disk.writing(Path(config.out), cleanup=(Path(config.out),)):
             predictions.to_csv(config.out, index=False)
         datasets.dataset_input(data, context="prediction")
-        artifacts.log_files([Path(config.out)])
+        store.log_files([Path(config.out)])
     log.info(
         f"scored the {len(predictions)} test posters of dataset {data.digest[:12]}: {config.out}"
     )

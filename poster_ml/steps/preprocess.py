@@ -7,7 +7,7 @@ import logging
 from poster_ml.config import PreprocessConfig
 from poster_ml.data.prepare import prepare, summary_text
 from poster_ml.data.prepared import PreparedData
-from poster_ml.tracking import artifacts, datasets, runs
+from poster_ml.tracking import datasets, runs
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ def preprocess_step(config: PreprocessConfig) -> PreparedData:
         log_data = config.log_data == "true" or (
             config.log_data == "auto" and datasets.tracking_is_remote()
         )
-        dataset = artifacts.log_preprocess(dataset, log_data)
+        dataset = datasets.log_preprocess(dataset, log_data)
     log.info(summary_text(dataset))
     if log_data:
         log.info(f"logged with the run: other machines train on it with --data {dataset.uri}")

@@ -22,14 +22,14 @@ from mlflow.tracking import MlflowClient
 from poster_ml.config import RegisterConfig
 from poster_ml.data.prepared import PreparedData
 from poster_ml.model_card import known_limits, limits_in_brief
-from poster_ml.tracking import datasets, logged_models, registry, runs, store
+from poster_ml.tracking import datasets, logged_models, registry, runs, schema
 
 log = logging.getLogger(__name__)
 
 
 def register_step(config: RegisterConfig):
     with runs.step_run("register", {"register": config}, seed=config.seed):
-        train = store.find_train_run(config.train_run)
+        train = schema.find_train_run(config.train_run)
         model, run, note = registry.best_candidate(train, config.allow_cpu)
         data = datasets.data_trained_on(
             run,
@@ -50,7 +50,7 @@ def register_step(config: RegisterConfig):
                 f"version {version.version} was registered but not gated (an interrupted register): gating it now"
             )
         verdict = gate(name, version, model, data, config)
-        report = store.evaluation_report(train.info.run_id)
+        report = schema.evaluation_report(train.info.run_id)
         limits = known_limits({"tags": version.tags}, data.info)
         registry.describe(
             name,

@@ -21,7 +21,7 @@ from poster_ml.data.prepared import PreparedData
 from poster_ml.errors import DatasetError
 from poster_ml.steps import project_runs
 from poster_ml.tables import leaderboard, markdown_table
-from poster_ml.tracking import artifacts, datasets, logged_models, resume, runs, store
+from poster_ml.tracking import datasets, logged_models, resume, runs, store
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def train_step(config: TrainConfig, augment: AugmentConfig, step: TrainStepConfi
             log.info("no variant model was logged by this worker")
             return None
         board = leaderboard(rows)
-        artifacts.log_leaderboard(board)
+        logged_models.log_leaderboard(board)
     log.debug(markdown_table(board.drop(columns="model_uri")))
     best = board.iloc[0]
     log.info(
@@ -189,7 +189,7 @@ def train_once(job: VariantJob, earlier: resume.UnitResumption) -> dict:
             job.data,
             job.config,
             job.augment,
-            [artifacts.epoch_logger(skip_through=logged), progress],
+            [runs.epoch_logger(skip_through=logged), progress],
             backup_dir=resume.checkpoint_dir(run.info.run_id),
         )
         log.info(progress.summary(trained))
@@ -270,7 +270,7 @@ def trial_objective(job: VariantJob, study, variant_run_id: str):
         with runs.trial_run(trial, variant_run_id, values):
             progress = EpochProgress(runs.trial_label(trial))
             callbacks = [
-                artifacts.epoch_logger(),
+                runs.epoch_logger(),
                 # Before the pruning callback, which ends a pruned trial's epoch by raising.
                 progress,
                 # Epochs are pruned by Keras's approximate AUC; the objective is exact.

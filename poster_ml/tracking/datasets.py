@@ -1,10 +1,12 @@
-"""Datasets in MLflow: the prepared posters as a run's dataset input (its source, as MLflow
-reads it back, is prepared_source.py), a preprocess run's logged copy, and finding that
-copy again by run URI or as the latest, downloaded once into a cache keyed by digest."""
+"""Datasets in MLflow: what preprocess logs of the posters it prepared, the prepared posters
+as a run's dataset input (its source, as MLflow reads it back, is prepared_source.py), a
+preprocess run's logged copy, and finding that copy again by run URI or as the latest,
+downloaded once into a cache keyed by digest."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -19,12 +21,14 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from poster_ml import plots
 from poster_ml.config import environment
 from poster_ml.data.prepared import (
     PreparedData,
     dataset_files,
     file_checksums,
     load_prepared,
+    sample_posters,
     verify_copy,
 )
 from poster_ml.errors import DatasetError, TrackingStoreError
@@ -32,7 +36,7 @@ from poster_ml.locks import exclusive
 from poster_ml.tracking import schema
 from poster_ml.tracking.prepared_source import PreparedRunSource
 from poster_ml.tracking.schema import PREPARED_URI_TAG
-from poster_ml.tracking.store import configure_tracking
+from poster_ml.tracking.store import configure_tracking, log_figure
 
 log = logging.getLogger(__name__)
 
@@ -213,3 +217,22 @@ def with_dataset_race_retried(log: Callable[[], object], attempts: int = 3) -> N
         except MlflowException as error:
             if "unique constraint" not in str(error).lower() or attempt == attempts - 1:
                 raise
+
+
+def log_preprocess(dataset: PreparedData, log_data: bool) -> PreparedData:
+    """Logs what preprocess made, named by its run (runs:/<id>/prepared) wherever it is
+    used; with `log_data` the whole dataset too, for other machines."""
+    info = dataset.info
+    # The preprocess run is the dataset's source for every later run, logged or not: MLflow
+    # keeps one dataset per name and digest, and its first source is the one it shows.
+    uri = log_prepared(dataset) if log_data else prepared_uri(mlflow.active_run().info.run_id)  # type: ignore[union-attr]  # Inside the preprocess run.
+    dataset = dataclasses.replace(dataset, uri=uri)
+    dataset_input(dataset, context="preprocess")
+    mlflow.log_metrics(
+        {"inputs": info["inputs"], "accepted": info["accepted"], "rejected": info["rejected"]}
+    )
+    for name in ("manifest.csv", "rejects.csv", "dataset.json"):
+        mlflow.log_artifact(str(dataset.path / name))
+    log_figure(plots.class_balance_chart(info["counts"]), "class_balance.png")
+    log_figure(plots.sample_grid(sample_posters(dataset)), "sample_posters.png")
+    return dataset

@@ -1,6 +1,7 @@
 """Logged models: a variant's model logged on the run that trained it (a variant run, or
 the best trial's run) and linked to each variant run whose model it is, with its
-leaderboard row; and finding and loading them again, to evaluate, serve or compare.
+leaderboard row and, once evaluated, its test metrics, figures and the study's tables; and
+finding and loading them again, to evaluate, serve or compare.
 
 A variant run's model is the one its `model_uri` tag names. A tuned variant's model is
 its study's best trial's own model, logged on that trial's run, never a retraining: the
@@ -13,10 +14,12 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from poster_ml import plots
 from poster_ml.data.images import InputContract, encode_jpeg
@@ -24,10 +27,10 @@ from poster_ml.data.prepared import PreparedData
 from poster_ml.errors import DatasetError, ModelLoadError, TrackingStoreError, first_line
 from poster_ml.evaluation.chance import verdict_of
 from poster_ml.serving.model import log_poster_model
+from poster_ml.tables import markdown_table
 from poster_ml.tracking import schema
-from poster_ml.tracking.artifacts import log_figure
 from poster_ml.tracking.datasets import split_dataset, with_dataset_race_retried
-from poster_ml.tracking.store import load_run_dict
+from poster_ml.tracking.store import load_run_dict, log_figure
 
 if TYPE_CHECKING:
     from poster_ml.models.fit import TrainedVariant
@@ -255,3 +258,64 @@ def trained_epochs(run_id: str) -> int:
     if row is None:
         raise DatasetError(f"variant run {run_id} has a model but no {ROW_FILE}")
     return int(row["epochs"])
+
+
+def evaluated_record(row: dict[str, Any], roc: tuple, answers: np.ndarray) -> dict[str, Any]:
+    """One model's results row, ROC curve and test answers (in the split's order, for the
+    paired comparisons), as the evaluate run records it finished."""
+    false_positive, true_positive, auc = roc
+    return {
+        "row": row,
+        "roc": [list(map(float, false_positive)), list(map(float, true_positive)), float(auc)],
+        "answers": [float(value) for value in answers],
+    }
+
+
+def evaluated_roc(record: dict[str, Any]) -> tuple:
+    false_positive, true_positive, auc = record["roc"]
+    return np.array(false_positive), np.array(true_positive), auc
+
+
+def log_leaderboard(board: pd.DataFrame) -> None:
+    mlflow.log_table(board, "leaderboard.json")
+    mlflow.log_text(markdown_table(board.drop(columns="model_uri")), "leaderboard.md")
+    best = board.iloc[0]
+    mlflow.set_tags({"best_variant": best["variant"], "best_model_uri": best["model_uri"]})
+    mlflow.log_metric("best_val_auc", float(best["val_auc"]))
+
+
+def log_model_evaluation(result, name: str, model_id: str | None, test_dataset) -> str:
+    """Logs one model's evaluation from the evaluate run: its test metrics linked to the
+    logged model and the test dataset, its figures, reports and predictions under
+    evaluation/<name>/ (the training runs are left as they were); returns that folder."""
+    metrics = {f"test_{metric}": float(value) for metric, value in result.metrics.items()}
+    with_dataset_race_retried(
+        lambda: mlflow.log_metrics(metrics, model_id=model_id, dataset=test_dataset)
+    )
+    folder = f"evaluation/{name.replace('/', '_').replace(':', '_')}"
+    for file_name, figure in result.figures.items():
+        log_figure(figure, f"{folder}/{file_name}")
+    for file_name, text in result.texts.items():
+        mlflow.log_text(text, f"{folder}/{file_name}")
+    mlflow.log_text(result.predictions.to_csv(index=False), f"{folder}/predictions.csv")
+    return folder
+
+
+def log_results_table(
+    table: pd.DataFrame, explanations: dict[str, pd.DataFrame], roc_figure, run_ids: list[str]
+) -> None:
+    """The study's results table (Markdown and HTML), the explanation tables (by file
+    name: localisation, faithfulness, the finding) and every variant's ROC curve, on each run."""
+    client = MlflowClient()
+    for run_id in run_ids:
+        client.log_text(run_id, markdown_table(table), "results.md")
+        for file_name, explanation in explanations.items():
+            if len(explanation):
+                client.log_text(run_id, markdown_table(explanation), file_name)
+        client.log_text(
+            run_id,
+            table.to_html(index=False, float_format=lambda value: f"{value:.3f}", na_rep="-"),
+            "results.html",
+        )
+        client.log_figure(run_id, roc_figure, "roc_all_variants.png")
+    plt.close(roc_figure)

@@ -1,5 +1,5 @@
 """The runs of a step, of its variants and of their Optuna trials: started (or taken up
-again), tagged, their whole config logged.
+again), tagged, their whole config logged, and each epoch's metrics as a variant trains.
 
 Trials are nested MLflow runs opened by hand (not optuna-integration's deprecated
 MLflowCallback, which loses the parent run in workers). Each trial is a run `trial-<n>`
@@ -235,3 +235,28 @@ def log_study(study: optuna.Study, best: optuna.trial.FrozenTrial) -> None:
     for name, figure in plots.study_figures(study).items():
         mlflow.log_figure(figure, f"tuning/{name}")
         plt.close(figure)
+
+
+def epoch_logger(skip_through: int = -1):
+    """A Keras callback that logs each epoch's metrics: loss, accuracy, AUC, their val_
+    twins, learning rate, epoch seconds and images per second. Epochs up to
+    `skip_through` are already in a resumed run and are not logged twice.
+
+    The metrics are queued (MLflow's asynchronous logging) and sent, in order, by a thread
+    of their own: a tracking server away for a while does not stop the training, which
+    waits for the queue only when it ends. MLflow's HTTP retries (MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR) set how long a server may stay away."""
+    import keras
+
+    def log(epoch, logs):
+        if epoch > skip_through:
+            mlflow.log_metrics(
+                {name: float(value) for name, value in (logs or {}).items()},
+                step=epoch,
+                synchronous=False,
+            )
+
+    def delivered(logs) -> None:
+        mlflow.flush_async_logging()
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=log, on_train_end=delivered)

@@ -4,14 +4,19 @@ Each step's run carries `poster_ml.step` (preprocess, train, train_variant, tria
 evaluate, register, main); a variant run hangs under its train run, a trial run under its
 variant run (MLflow's parent tag). Every question the package asks the store about runs
 is answered here, so that a word such as "latest" means one thing: the latest finished run
-of that step in any experiment of the store.
+of that step in any experiment of the store. A run asked for that is not there is a one-line
+error naming what to run first.
 """
 
 from __future__ import annotations
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils import mlflow_tags
+
+from poster_ml.databases import redacted
+from poster_ml.errors import DatasetError, TrackingStoreError
 
 STEP_TAG = "poster_ml.step"
 PARENT_TAG = mlflow_tags.MLFLOW_PARENT_RUN_ID
@@ -106,3 +111,31 @@ def finished_entry_point_runs(experiment_id: str, entry_point: str) -> list[mlfl
         "and attributes.status = 'FINISHED'",
         order_by=NEWEST_FIRST,
     )
+
+
+def find_train_run(train_run: str) -> mlflow.entities.Run:
+    """The train step's parent run by id, or the latest finished one for 'latest'."""
+    client = MlflowClient()
+    if train_run != "latest":
+        try:
+            return client.get_run(train_run)
+        except MlflowException as error:
+            # Only a run that is not there is "no such run"; an unreachable store or
+            # refused credentials say so (store.store_error).
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            raise TrackingStoreError(
+                f"no such train run: {train_run} (in the tracking store {redacted(mlflow.get_tracking_uri())})"
+            ) from error
+    latest = latest_train_run()
+    if latest is None:
+        raise DatasetError(
+            "no finished train run in the tracking store; run `poster-ml train` first or pass --model-uri"
+        )
+    return latest
+
+
+def evaluation_report(train_run_id: str) -> str | None:
+    """The report of the latest finished evaluate run of a train run, as a runs:/ URI."""
+    evaluation = latest_evaluate_run(train_run_id)
+    return f"runs:/{evaluation.info.run_id}/report.html" if evaluation else None

@@ -1,5 +1,11 @@
-"""The tracking store: where runs go, whether it can be reached, links into its UI, and
-finding runs and their files again."""
+"""The tracking store: where runs go, whether it can be reached, what its failures mean,
+links into its UI, and a run's files written and read back.
+
+A failure is told in one line a user can act on, by the error's type and code, never by
+the words of its message: a run that is not there, a store that cannot be reached, a
+store that refuses the credentials, and a file the program could not read or write are
+different messages; each names the store's URI without its password, or the file.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +13,38 @@ import contextlib
 import json
 import logging
 import socket
+import sqlite3
 import tempfile
+import traceback
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import mlflow
+import requests
+import sqlalchemy.exc
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from poster_ml.config import environment
 from poster_ml.databases import redacted
-from poster_ml.errors import DatasetError, TrackingStoreError
+from poster_ml.errors import DatasetError, PosterMLError, TrackingStoreError, first_line
 from poster_ml.tracking import schema
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EXPERIMENT = environment.DEFAULT_EXPERIMENT
 EXPERIMENT_KIND = "mlflow.experimentKind"
+REFUSED_CODES = {"UNAUTHENTICATED", "PERMISSION_DENIED"}
+REFUSED_STATUS = {401, 403}
+# PostgreSQL's SQLSTATE class 28: invalid authorization (a wrong password, an unknown role).
+REFUSED_SQLSTATE_CLASS = "28"
+STUDIES_MESSAGES = {
+    "refused": "the studies database (train's --storage) refused the credentials (give them in its URL); --verbose shows the cause",
+    "unreachable": "cannot reach the studies database (train's --storage); is its server running? --verbose shows the cause",
+}
 
 
 def configure_tracking() -> str:
@@ -111,32 +131,118 @@ def experiment_name() -> str:
     return environment.experiment_name()
 
 
-def find_train_run(train_run: str) -> mlflow.entities.Run:
-    """The train step's parent run by id, or the latest finished one for 'latest'."""
-    client = MlflowClient()
-    if train_run != "latest":
-        try:
-            return client.get_run(train_run)
-        except MlflowException as error:
-            # Only a run that is not there is "no such run"; an unreachable store or
-            # refused credentials say so (store_errors.py).
-            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-            raise TrackingStoreError(
-                f"no such train run: {train_run} (in the tracking store {redacted(mlflow.get_tracking_uri())})"
-            ) from error
-    latest = schema.latest_train_run()
-    if latest is None:
-        raise DatasetError(
-            "no finished train run in the tracking store; run `poster-ml train` first or pass --model-uri"
+def tracking_uri() -> str:
+    return mlflow.get_tracking_uri() or environment.tracking_uri()
+
+
+def causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and the chain of errors behind it."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def store_error(error: Exception) -> PosterMLError | None:
+    """The one-line error for a tracking-store or file failure, or None if `error` is not one."""
+    uri = redacted(tracking_uri())
+    refused = TrackingStoreError(
+        f"the tracking store {uri} refused the credentials (set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD); --verbose shows the cause"
+    )
+    unreachable = TrackingStoreError(
+        f"cannot reach the tracking store {uri}; is the server or database running? --verbose shows the cause"
+    )
+    for cause in causes(error):
+        kind = classify(cause)
+        if kind in STUDIES_MESSAGES and raised_by_optuna_storage(cause):
+            return TrackingStoreError(STUDIES_MESSAGES[kind])
+        if kind == "refused":
+            return refused
+        if kind == "unreachable":
+            return unreachable
+        if kind == "missing":
+            return TrackingStoreError(f"{first_line(cause, 300)} (in the tracking store {uri})")
+        if kind == "file" and isinstance(cause, OSError):
+            return DatasetError(f"{cause.strerror or type(cause).__name__}: {cause.filename}")
+    return None
+
+
+def classify(error: BaseException) -> str | None:
+    """refused, unreachable, missing (a run or model that is not there), file, or None."""
+    if isinstance(error, MlflowException):
+        if error.error_code in REFUSED_CODES or error.get_http_status_code() in REFUSED_STATUS:
+            return "refused"
+        return "missing" if error.error_code == "RESOURCE_DOES_NOT_EXIST" else None
+    if isinstance(error, requests.exceptions.HTTPError):
+        return (
+            "refused"
+            if error.response is not None and error.response.status_code in REFUSED_STATUS
+            else None
         )
-    return latest
+    if isinstance(
+        error,
+        (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+            ConnectionError,
+            TimeoutError,
+        ),
+    ):
+        return "unreachable"
+    if sqlstate(error).startswith(REFUSED_SQLSTATE_CLASS):
+        return "refused"
+    if isinstance(error, database_connection_errors()):
+        return "unreachable"
+    if isinstance(error, OSError) and error.filename is not None:
+        return "file"
+    return None
 
 
-def evaluation_report(train_run_id: str) -> str | None:
-    """The report of the latest finished evaluate run of a train run, as a runs:/ URI."""
-    evaluation = schema.latest_evaluate_run(train_run_id)
-    return f"runs:/{evaluation.info.run_id}/report.html" if evaluation else None
+def raised_by_optuna_storage(error: BaseException) -> bool:
+    """Whether Optuna's storage raised it: a database error there is the studies database's,
+    not the tracking store's (both may be SQLAlchemy on PostgreSQL or SQLite)."""
+    return any(
+        frame.f_globals.get("__name__", "").startswith("optuna.storages")
+        for frame, _ in traceback.walk_tb(error.__traceback__)
+    )
+
+
+def database_connection_errors() -> tuple[type[BaseException], ...]:
+    """The errors a database raises when it cannot be opened or connected to."""
+    errors: tuple[type[BaseException], ...] = (
+        sqlalchemy.exc.OperationalError,
+        sqlite3.OperationalError,
+    )
+    try:
+        import psycopg  # The server extra's.
+    except ImportError:
+        return errors
+    return (*errors, psycopg.OperationalError)
+
+
+def sqlstate(error: BaseException) -> str:
+    """A database error's SQLSTATE (psycopg keeps it on the error, sqlalchemy on .orig)."""
+    for candidate in (error, getattr(error, "orig", None)):
+        state = getattr(candidate, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+    return ""
+
+
+def log_figure(figure, path: str, run_id: str | None = None) -> None:
+    """Logs a figure to a run (the active one by default) and frees it."""
+    if run_id is None:
+        mlflow.log_figure(figure, path)
+    else:
+        MlflowClient().log_figure(run_id, figure, path)
+    plt.close(figure)
+
+
+def log_files(paths: list) -> None:
+    for path in paths:
+        mlflow.log_artifact(str(path))
 
 
 def load_run_bytes(run_id: str, path: str) -> bytes | None:
