@@ -169,20 +169,18 @@ def test_maps_are_not_blank_when_the_logit_is_far_above_twenty():
         assert maps.max() == pytest.approx(1.0)  # Normalised, not blank.
 
 
-def test_grad_cam_reaches_into_a_nested_base():
-    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(64, 64, 3))
-    model = keras.Sequential(
-        [
-            keras.Input((64, 64, 3)),
-            base,
-            keras.layers.Flatten(),
-            keras.layers.Dense(1, activation="sigmoid"),
-        ]
-    )
+def test_grad_cam_reaches_a_pretrained_base_s_last_conv_layer_and_refuses_a_nested_one():
+    """The bases are built into the outer graph (models/bases.py), so the CAM layer of a
+    pretrained variant is the model's own; a base nested as a model of its own is refused
+    in one line, not explained with a graph error."""
+    from poster_ml.errors import PosterMLError
+    from poster_ml.models.bases import pretrained_base
+
+    inputs = keras.Input((64, 64, 3))
+    features = pretrained_base("vgg16", inputs, unfreeze_blocks=0, weights="none")
+    outputs = keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(features))
+    model = keras.Model(inputs, outputs)
     images = np.random.default_rng(0).uniform(0, 255, (3, 64, 64, 3)).astype("float32")
-    # The well-known trap: the nested layer's tensors are not in the outer graph.
-    with pytest.raises(ValueError, match="not connected"):
-        keras.Model(model.inputs, [base.get_layer("block5_conv3").output, model.outputs[0]])
     cam_model = feature_and_logit_model(model, "block5_conv3")
     maps = grad_cam_from(*class_gradients(cam_model, images))
     assert maps.shape == (3, 4, 4) and maps.min() >= 0 and maps.max() <= 1
@@ -191,6 +189,21 @@ def test_grad_cam_reaches_into_a_nested_base():
     np.testing.assert_allclose(
         1 / (1 + np.exp(-logits)), keras.ops.convert_to_numpy(model(images)), rtol=1e-5
     )
+
+    base = keras.applications.VGG16(include_top=False, weights=None, input_shape=(64, 64, 3))
+    nested = keras.Sequential(
+        [
+            keras.Input((64, 64, 3)),
+            base,
+            keras.layers.Flatten(),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    # The well-known trap: the nested layer's tensors are not in the outer graph.
+    with pytest.raises(ValueError, match="not connected"):
+        keras.Model(nested.inputs, [base.get_layer("block5_conv3").output, nested.outputs[0]])
+    with pytest.raises(PosterMLError, match="no layer 'block5_conv3' of its own"):
+        feature_and_logit_model(nested, "block5_conv3")
 
 
 def test_classic_cam_equals_grad_cam_for_a_linear_pooling_head_and_gradients_are_of_the_logit():
@@ -244,6 +257,8 @@ def test_evaluate_step_logs_metrics_figures_and_the_results_table(
                 "50",
                 "--cam-posters",
                 "4",
+                "--faithfulness-posters",
+                "4",  # Two of each class: every faithfulness figure, half the VGG16 passes.
                 "--activations-variant",
                 "basic_cnn",
                 "--verbose",  # The tables are printed only then; they are always logged.

@@ -89,67 +89,22 @@ def feature_and_logit_model(model: keras.Model, layer_name: str) -> keras.Model:
     never rebuilt from the probability: in float32 a probability rounds to 1.0 from a
     logit of about 17 on, where its gradient is exactly zero and the map would be blank.
 
-    When the layer lives in a nested model (a Sequential holding VGG16 and a head, say),
-    asking the outer model for it fails with "graph disconnected", because the nested
-    model's tensors belong to its own graph. The chain of outer layers is then called
-    again on a fresh input, the nested model replaced by a two-output copy of itself.
+    The layer must be one of the model's own: a layer inside a nested model is not in the
+    outer graph ("graph disconnected"). The variants are built flat for that reason
+    (models/bases.py puts a pretrained base's layers into the outer graph).
     """
+    if not any(layer.name == layer_name for layer in model.layers):
+        raise PosterMLError(
+            f"model {model.name} has no layer {layer_name!r} of its own to explain "
+            "(a layer inside a nested model is not in the model's graph)"
+        )
     unit = output_unit(model)
     logits = keras.layers.Dense(1, dtype="float32", name="fresh_logit")
-    if any(layer.name == layer_name for layer in model.layers):
-        cam_model = keras.Model(
-            model.inputs[0], [model.get_layer(layer_name).output, logits(unit.input)]
-        )
-    else:
-        inputs = keras.Input(model.inputs[0].shape[1:])
-        feature_maps, penultimate = _chain_until(model, unit, layer_name, inputs)
-        cam_model = keras.Model(inputs, [feature_maps, logits(penultimate)])
+    cam_model = keras.Model(
+        model.inputs[0], [model.get_layer(layer_name).output, logits(unit.input)]
+    )
     logits.set_weights([weight.astype("float32") for weight in unit.get_weights()])
     return cam_model
-
-
-def _features_and_output(model: keras.Model, layer_name: str) -> keras.Model:
-    """A model from the inputs to (the named layer's output, the model's output), at any depth."""
-    if any(layer.name == layer_name for layer in model.layers):
-        return keras.Model(model.inputs[0], [model.get_layer(layer_name).output, model.outputs[0]])
-    inputs = keras.Input(model.inputs[0].shape[1:])
-    feature_maps, output = _chain_until(model, None, layer_name, inputs)
-    return keras.Model(inputs, [feature_maps, output])
-
-
-def _chain_until(model: keras.Model, stop, layer_name: str, inputs):
-    """Calls the model's layers again on `inputs` up to `stop` (exclusive), the nested model
-    that holds the named layer replaced by a two-output copy; returns (its feature maps,
-    the last tensor)."""
-    container = next(
-        (
-            layer
-            for layer in model.layers
-            if isinstance(layer, keras.Model) and _contains(layer, layer_name)
-        ),
-        None,
-    )
-    if container is None:
-        raise ValueError(f"model {model.name} has no layer {layer_name!r}")
-    x, feature_maps = inputs, None
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if layer is stop:
-            break
-        if layer is container:
-            feature_maps, x = _features_and_output(container, layer_name)(x)
-        else:
-            x = layer(x)
-    return feature_maps, x
-
-
-def _contains(model: keras.Model, layer_name: str) -> bool:
-    return any(
-        layer.name == layer_name
-        or (isinstance(layer, keras.Model) and _contains(layer, layer_name))
-        for layer in model.layers
-    )
 
 
 def class_gradients(
