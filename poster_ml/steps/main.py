@@ -72,7 +72,7 @@ def run_workflow(config: WorkflowConfig) -> None:
     def same_dataset(run: mlflow.entities.Run) -> bool:
         """A finished step counts only if the prepared data on disk is still what it used."""
         try:
-            return load_prepared(config.data).digest == schema.dataset_digest(run)
+            return load_prepared(config.data).digest == schema.digest_of(run)
         except PosterMLError:
             return False
 

@@ -88,7 +88,7 @@ def data_trained_on(run: mlflow.entities.Run, spec: str, what: str) -> PreparedD
     be the dataset `run` trained on: the one check of evaluate and register, a line of
     error (naming `what` trained) when it is another."""
     data = open_data(spec)
-    trained_on = schema.dataset_digest(run)
+    trained_on = schema.digest_of(run)
     if trained_on != data.digest:
         raise DatasetError(
             f"{what} trained on dataset {trained_on[:12] or '(unknown)'}, but {data.path} holds "
@@ -131,7 +131,7 @@ def run_dataset(uri: str) -> PreparedData:
     this machine and still holds the same dataset (a step that `main` hands the run to),
     else the copy it logged, downloaded into the cache if not there yet. Loaded once."""
     run = preprocess_run(uri)
-    digest = schema.dataset_digest(run)
+    digest = schema.digest_of(run)
     folder = Path(run.data.tags.get("data_path", ""))
     if digest and (folder / "dataset.json").is_file():
         with contextlib.suppress(DatasetError):

@@ -75,7 +75,7 @@ def register(
         "val_auc": f"{run.data.metrics.get(RANKED_BY, float('nan')):.4f}",
         "device": run.data.tags.get("device", ""),
         "pretrained": str(model.params.get("pretrained") == "True").lower(),
-        schema.DIGEST_TAG: schema.dataset_digest(run),
+        schema.DIGEST_TAG: schema.digest_of(run),
         "commit": run.data.tags.get("mlflow.source.git.commit", "unknown"),
     }
     return mlflow.register_model(model.model_uri, name, tags=tags)

@@ -30,7 +30,7 @@ def step_tag(step: str) -> dict[str, str]:
     return {STEP_TAG: step}
 
 
-def dataset_digest(run: mlflow.entities.Run) -> str:
+def digest_of(run: mlflow.entities.Run) -> str:
     return run.data.tags.get(DIGEST_TAG, "")
 
 

@@ -131,7 +131,8 @@ def experiment_name() -> str:
     return environment.experiment_name()
 
 
-def tracking_uri() -> str:
+def active_uri() -> str:
+    """The store MLflow uses now, or the one configured when MLflow has none yet."""
     return mlflow.get_tracking_uri() or environment.tracking_uri()
 
 
@@ -147,7 +148,7 @@ def causes(error: BaseException) -> Iterator[BaseException]:
 
 def store_error(error: Exception) -> PosterMLError | None:
     """The one-line error for a tracking-store or file failure, or None if `error` is not one."""
-    uri = redacted(tracking_uri())
+    uri = redacted(active_uri())
     refused = TrackingStoreError(
         f"the tracking store {uri} refused the credentials (set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD); --verbose shows the cause"
     )
