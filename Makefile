@@ -75,9 +75,10 @@ docs: install
 # tests/conftest.py); PYTEST_WORKERS=N sets how many, 0 runs them in one process. `make
 # test` is the whole suite, what CI runs, in three workers on CI's two cores: its slow tests
 # wait on servers, killed processes and outages, and a third worker fills that time (798 s
-# against 897 s with two). `make test-fast` leaves out the minutes-long end-to-end tests
-# (marked slow), the check to run after each change, in two workers: busy tests only, which
-# a third slows down (375 s against 346 s; benchmarks/RESULTS.md has all four).
+# against 897 s with two; a fourth slows it again, 879 s against 816 s). `make test-fast`
+# leaves out the minutes-long end-to-end tests (marked slow), the check to run after each
+# change, in two workers: busy tests only, which a third slows down (375 s against 346 s;
+# benchmarks/RESULTS.md has all of these).
 # The whole suite's tests go to the workers one at a time, slow ones first (tests/conftest.py
 # orders them): xdist's default first hands each worker a long run of consecutive tests,
 # which put every slow test on one worker. The fast tier keeps the default, so that a
