@@ -530,6 +530,8 @@ def test_each_poster_s_maps_are_computed_once_and_the_model_copied_to_float32_on
     assert "layer_cam_highest.png" in result.figures and "faithfulness_curves.png" in result.figures
     assert "layer_cam_localisation" in result.metrics
     assert "finding_most_fresh_layer_cam_title_share" in result.metrics
+    for figure in result.figures.values():
+        plt.close(figure)  # The evaluate step logs and closes them; called alone, the caller does.
 
 
 def test_the_rank_auc_is_scikit_learns_with_ties_and_nan_for_one_class():
