@@ -1,12 +1,12 @@
 """Shared fixtures: an isolated tracking store, small prepared datasets, and the models
 that several test modules read, each trained once per test run.
 
-Under pytest-xdist (`make test` runs three workers, `make test-fast` two) every worker is a process of its own. A
-fixture that trains is built once for the whole run, by whichever worker asks first, in a
-folder beside the workers' own (`shared_across_workers`); the others wait for it and read
-it. TensorFlow sizes its thread pools to every core of the machine, so each worker is
-given its share of the cores before TensorFlow starts, and the processes it starts inherit
-that share.
+Under pytest-xdist (`make test` runs three workers, `make test-fast` two) every worker is a
+process of its own. A fixture that trains is built once for the whole run, by whichever
+worker asks first, in a folder beside the workers' own (`shared_across_workers`); the
+others wait for it and read it. TensorFlow sizes its thread pools to every core of the
+machine, so each worker is given its share of the cores before TensorFlow starts, and the
+processes it starts inherit that share.
 """
 
 from __future__ import annotations

@@ -92,9 +92,15 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             (parts.hostname, parts.port or default_port), timeout=timeout
         ).close()
     except OSError as error:
-        raise TrackingStoreError(
-            f"cannot reach the tracking store {redacted(uri)}; is the server or database running? --verbose shows the cause"
-        ) from error
+        raise unreachable_store(redacted(uri)) from error
+
+
+def unreachable_store(uri: str) -> TrackingStoreError:
+    """The one line for a store that does not answer, whether the quick look before MLflow's
+    client or the client's own retries found it (`uri` already redacted)."""
+    return TrackingStoreError(
+        f"cannot reach the tracking store {uri}; is the server or database running? --verbose shows the cause"
+    )
 
 
 def mark_model_training(experiment_id: str) -> None:
@@ -152,9 +158,7 @@ def store_error(error: Exception) -> PosterMLError | None:
     refused = TrackingStoreError(
         f"the tracking store {uri} refused the credentials (set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD); --verbose shows the cause"
     )
-    unreachable = TrackingStoreError(
-        f"cannot reach the tracking store {uri}; is the server or database running? --verbose shows the cause"
-    )
+    unreachable = unreachable_store(uri)
     for cause in causes(error):
         kind = classify(cause)
         if kind in STUDIES_MESSAGES and raised_by_optuna_storage(cause):
